@@ -1,0 +1,344 @@
+//! Benchmark harness for p2p-foundation: every figure is measured beside its baseline in the
+//! same run and written to `target/bench-results/<suite>.json`.
+//!
+//! ```no_run
+//! use p2p_foundation_benchkit::{Better, Suite};
+//!
+//! let mut suite = Suite::new("example");
+//! let (ours, base) = suite.compare_ns(|| std::hint::black_box(1 + 1), || std::hint::black_box(2));
+//! suite.record_vs("add_ns", ours, "ns", Better::Lower, "const_ns", base);
+//! suite.finish();
+//! ```
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+/// Which direction of a figure is good.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Better {
+    /// Smaller is better (times, bytes).
+    Lower,
+    /// Larger is better (throughput, success rates).
+    Higher,
+}
+
+/// The baseline a figure is compared with.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Baseline {
+    /// Name of the baseline figure.
+    pub name: String,
+    /// Its value, in the same unit.
+    pub value: f64,
+}
+
+/// One measured figure.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Figure {
+    /// Name, e.g. `quic.bulk_throughput`.
+    pub name: String,
+    /// Measured value.
+    pub value: f64,
+    /// Unit, e.g. `MiB/s` or `ns`.
+    pub unit: String,
+    /// Which direction is good.
+    pub better: Better,
+    /// The baseline measured in the same run, if the figure has one.
+    pub baseline: Option<Baseline>,
+    /// `value / baseline.value`, if there is a baseline.
+    pub ratio: Option<f64>,
+}
+
+/// A suite's results, as written to JSON.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    /// Suite name.
+    pub suite: String,
+    /// CPU model and core count of the machine that measured.
+    pub machine: String,
+    /// The figures.
+    pub results: Vec<Figure>,
+}
+
+impl Report {
+    /// Renders the report as a Markdown table.
+    pub fn to_markdown(&self) -> String {
+        let mut out = format!(
+            "| {} figure | value | baseline | baseline value | ratio |\n|---|---|---|---|---|\n",
+            self.suite
+        );
+        for f in &self.results {
+            let (bname, bvalue) = match &f.baseline {
+                Some(b) => (b.name.clone(), format_value(b.value)),
+                None => ("—".into(), "—".into()),
+            };
+            let ratio = f.ratio.map_or("—".into(), |r| {
+                let good = match f.better {
+                    Better::Lower => r <= 1.0,
+                    Better::Higher => r >= 1.0,
+                };
+                format!("{r:.3}{}", if good { "" } else { " ⚠" })
+            });
+            out.push_str(&format!(
+                "| {} | {} {} | {} | {} | {} |\n",
+                f.name,
+                format_value(f.value),
+                f.unit,
+                bname,
+                bvalue,
+                ratio
+            ));
+        }
+        out
+    }
+}
+
+fn format_value(v: f64) -> String {
+    if v.abs() >= 100.0 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.3}")
+    }
+}
+
+/// A benchmark suite in progress.
+#[derive(Debug)]
+pub struct Suite {
+    report: Report,
+    full: bool,
+}
+
+impl Suite {
+    /// Starts suite `name`. It runs in full mode when the binary got `--bench` (as
+    /// `cargo bench` passes), otherwise in smoke mode ([`Suite::is_full`]).
+    pub fn new(name: &str) -> Self {
+        let full = std::env::args().any(|a| a == "--bench");
+        Self {
+            report: Report {
+                suite: name.to_owned(),
+                machine: machine(),
+                results: Vec::new(),
+            },
+            full,
+        }
+    }
+
+    /// Whether this is a full run (`cargo bench`) rather than a smoke run (`cargo test`).
+    pub fn is_full(&self) -> bool {
+        self.full
+    }
+
+    /// `full` in a full run, `smoke` in a smoke run: use it for every count and size.
+    pub fn scale<T>(&self, full: T, smoke: T) -> T {
+        if self.full { full } else { smoke }
+    }
+
+    /// Records a figure without baseline.
+    pub fn record(&mut self, name: &str, value: f64, unit: &str, better: Better) {
+        self.push(name, value, unit, better, None);
+    }
+
+    /// Records a figure beside its baseline measured in the same run.
+    pub fn record_vs(
+        &mut self,
+        name: &str,
+        value: f64,
+        unit: &str,
+        better: Better,
+        baseline_name: &str,
+        baseline_value: f64,
+    ) {
+        let baseline = Baseline {
+            name: baseline_name.to_owned(),
+            value: baseline_value,
+        };
+        self.push(name, value, unit, better, Some(baseline));
+    }
+
+    fn push(
+        &mut self,
+        name: &str,
+        value: f64,
+        unit: &str,
+        better: Better,
+        baseline: Option<Baseline>,
+    ) {
+        let ratio = baseline
+            .as_ref()
+            .filter(|b| b.value != 0.0)
+            .map(|b| value / b.value);
+        self.report.results.push(Figure {
+            name: name.to_owned(),
+            value,
+            unit: unit.to_owned(),
+            better,
+            baseline,
+            ratio,
+        });
+    }
+
+    /// Median nanoseconds per call of `ours` and of `baseline`, measured in alternating
+    /// rounds so that both see the same machine state.
+    pub fn compare_ns<A, B, RA, RB>(&self, mut ours: A, mut baseline: B) -> (f64, f64)
+    where
+        A: FnMut() -> RA,
+        B: FnMut() -> RB,
+    {
+        let rounds = self.scale(31, 3);
+        let batch_time = self.scale(Duration::from_millis(40), Duration::from_millis(1));
+        let iters = calibrate(&mut ours, batch_time);
+        let mut a = Vec::with_capacity(rounds);
+        let mut b = Vec::with_capacity(rounds);
+        for _ in 0..rounds {
+            a.push(time_batch(&mut ours, iters));
+            b.push(time_batch(&mut baseline, iters));
+        }
+        (median(&mut a), median(&mut b))
+    }
+
+    /// Median nanoseconds per call of `f`.
+    pub fn time_ns<A, RA>(&self, mut f: A) -> f64
+    where
+        A: FnMut() -> RA,
+    {
+        let rounds = self.scale(31, 3);
+        let batch_time = self.scale(Duration::from_millis(40), Duration::from_millis(1));
+        let iters = calibrate(&mut f, batch_time);
+        let mut samples: Vec<f64> = (0..rounds).map(|_| time_batch(&mut f, iters)).collect();
+        median(&mut samples)
+    }
+
+    /// Prints the table and, in a full run, writes `target/bench-results/<suite>.json`.
+    /// Returns the report.
+    pub fn finish(self) -> Report {
+        println!("\n{}", self.report.to_markdown());
+        if self.full {
+            let dir = results_dir();
+            let path = dir.join(format!("{}.json", self.report.suite));
+            let json = serde_json::to_string_pretty(&self.report).unwrap_or_default();
+            match std::fs::create_dir_all(&dir).and_then(|()| std::fs::write(&path, json)) {
+                Ok(()) => println!("wrote {}", path.display()),
+                Err(e) => eprintln!("could not write {}: {e}", path.display()),
+            }
+        } else {
+            println!(
+                "(smoke run: nothing written; run `cargo xtask bench {}`)",
+                self.report.suite
+            );
+        }
+        self.report
+    }
+}
+
+/// Percentile `p` (0..=100) of `samples` (sorted in place); 0 when empty.
+pub fn percentile(samples: &mut [f64], p: f64) -> f64 {
+    if samples.is_empty() {
+        return 0.0;
+    }
+    samples.sort_by(f64::total_cmp);
+    let rank = ((p / 100.0) * (samples.len() - 1) as f64).round() as usize;
+    samples[rank.min(samples.len() - 1)]
+}
+
+fn median(samples: &mut [f64]) -> f64 {
+    percentile(samples, 50.0)
+}
+
+fn calibrate<A: FnMut() -> R, R>(f: &mut A, target: Duration) -> u64 {
+    let mut iters = 1u64;
+    loop {
+        let start = Instant::now();
+        for _ in 0..iters {
+            std::hint::black_box(f());
+        }
+        let elapsed = start.elapsed();
+        if elapsed >= target / 4 || iters >= 1 << 30 {
+            let per = elapsed.as_secs_f64() / iters as f64;
+            return ((target.as_secs_f64() / per.max(1e-9)) as u64).max(1);
+        }
+        iters *= 4;
+    }
+}
+
+fn time_batch<A: FnMut() -> R, R>(f: &mut A, iters: u64) -> f64 {
+    let start = Instant::now();
+    for _ in 0..iters {
+        std::hint::black_box(f());
+    }
+    start.elapsed().as_nanos() as f64 / iters as f64
+}
+
+/// Where results go: `$P2PF_BENCH_DIR`, else `<workspace>/target/bench-results`.
+pub fn results_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("P2PF_BENCH_DIR") {
+        return PathBuf::from(dir);
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            let mut dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+            while !dir.join("Cargo.lock").exists() && dir.pop() {}
+            dir.join("target")
+        });
+    target.join("bench-results")
+}
+
+/// CPU model and core count, e.g. `AMD EPYC 7B13, 2 cores`.
+pub fn machine() -> String {
+    let model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_owned())
+        })
+        .unwrap_or_else(|| std::env::consts::ARCH.to_owned());
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    format!("{model}, {cores} cores")
+}
+
+/// Resident set size of this process in bytes (Linux), for memory figures.
+pub fn rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ratio_and_table() {
+        let mut suite = Suite::new("t");
+        suite.record_vs("x_ns", 105.0, "ns", Better::Lower, "base_ns", 100.0);
+        suite.record("y", 3.0, "hops", Better::Lower);
+        let r = &suite.report.results;
+        assert!((r[0].ratio.unwrap() - 1.05).abs() < 1e-9);
+        assert_eq!(r[1].ratio, None);
+        let md = suite.report.to_markdown();
+        assert!(
+            md.contains("| x_ns | 105 ns | base_ns | 100 | 1.050 ⚠ |"),
+            "{md}"
+        );
+        let json = serde_json::to_value(&suite.report).unwrap();
+        assert_eq!(json["results"][0]["better"], "lower");
+        assert_eq!(json["results"][0]["baseline"]["name"], "base_ns");
+        assert!(json["results"][1]["baseline"].is_null());
+    }
+
+    #[test]
+    fn percentiles() {
+        let mut v = vec![5.0, 1.0, 3.0, 2.0, 4.0];
+        assert_eq!(percentile(&mut v, 50.0), 3.0);
+        assert_eq!(percentile(&mut v, 0.0), 1.0);
+        assert_eq!(percentile(&mut v, 100.0), 5.0);
+        assert_eq!(percentile(&mut [], 50.0), 0.0);
+    }
+}

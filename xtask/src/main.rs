@@ -1,1 +1,335 @@
-fn main() {}
+//! Project automation for p2p-foundation.
+//!
+//! ```text
+//! cargo xtask ci                          the whole check (the README's test command)
+//! cargo xtask bench [SUITE ...] [--record]  benchmark suites -> target/bench-results/<suite>.json
+//! cargo xtask fuzz TARGET [--seconds N]   run one cargo-fuzz target
+//! ```
+#![forbid(unsafe_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::time::Instant;
+
+use p2p_foundation_benchkit::Report;
+
+type Result<T> = std::result::Result<T, String>;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let outcome = match args.first().map(String::as_str) {
+        Some("ci") => ci(&args[1..]),
+        Some("bench") => bench(&args[1..]),
+        Some("fuzz") => fuzz(&args[1..]),
+        _ => {
+            eprintln!(
+                "usage:\n  cargo xtask ci [--skip-slow-checks]\n  cargo xtask bench [SUITE ...] [--record]\n  \
+                 cargo xtask fuzz TARGET [--seconds N]\n\nsuites: {}",
+                suites()
+                    .map(|s| s.into_iter().map(|s| s.name).collect::<Vec<_>>().join(", "))
+                    .unwrap_or_default()
+            );
+            Err("unknown command".into())
+        }
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn root() -> PathBuf {
+    let mut dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    dir.pop();
+    dir
+}
+
+fn cargo() -> Command {
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cmd.current_dir(root());
+    cmd
+}
+
+/// Runs a command, echoing it, and fails with its description if it fails.
+fn run(step: &str, mut cmd: Command) -> Result<()> {
+    println!("\n==> {step}\n    $ {cmd:?}");
+    let start = Instant::now();
+    let status = cmd
+        .status()
+        .map_err(|e| format!("{step}: could not start: {e}"))?;
+    println!("    ({step}: {:.1} s)", start.elapsed().as_secs_f64());
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{step} failed ({status})"))
+    }
+}
+
+fn has_nextest() -> bool {
+    cargo()
+        .args(["nextest", "--version"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn ci(args: &[String]) -> Result<()> {
+    let start = Instant::now();
+    let skip_slow = args.iter().any(|a| a == "--skip-slow-checks");
+    let is_root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.starts_with(b"0"));
+    println!(
+        "p2p-foundation CI: running as {}{}",
+        if is_root {
+            "root (lab and interop tests run)"
+        } else {
+            "a normal user (root-only tests skip)"
+        },
+        if std::env::var("CI").as_deref() == Ok("true") {
+            ", CI=true (nothing may skip)"
+        } else {
+            ""
+        }
+    );
+
+    let mut fmt = cargo();
+    fmt.args(["fmt", "--all", "--", "--check"]);
+    run("format", fmt)?;
+
+    let mut clippy = cargo();
+    clippy.args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]);
+    run("clippy", clippy)?;
+
+    let mut build = cargo();
+    build.args(["build", "--workspace", "--examples", "--benches"]);
+    run("build examples and benches", build)?;
+
+    if has_nextest() {
+        let mut tests = cargo();
+        tests.args(["nextest", "run", "--workspace", "--no-fail-fast"]);
+        run("tests (nextest)", tests)?;
+    } else {
+        let mut tests = cargo();
+        tests.args([
+            "test",
+            "--workspace",
+            "--lib",
+            "--bins",
+            "--tests",
+            "--examples",
+            "--no-fail-fast",
+        ]);
+        run("tests (cargo test)", tests)?;
+    }
+
+    let mut doctests = cargo();
+    doctests.args(["test", "--workspace", "--doc"]);
+    run("doctests", doctests)?;
+
+    let mut benches = cargo();
+    benches.args(["test", "--workspace", "--benches"]);
+    run("benchmark smoke runs", benches)?;
+
+    let mut doc = cargo();
+    doc.args(["doc", "--workspace", "--no-deps"])
+        .env("RUSTDOCFLAGS", "-D warnings");
+    run("docs", doc)?;
+
+    if !skip_slow {
+        let mut package = cargo();
+        package.args([
+            "package",
+            "--workspace",
+            "--no-verify",
+            "--allow-dirty",
+            "--exclude",
+            "xtask",
+        ]);
+        run("package (publishable crates)", package)?;
+    }
+
+    println!(
+        "\nci: all checks passed in {:.0} s",
+        start.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// A benchmark suite: `crates/<dir>/benches/<name>.rs` in package `package`.
+struct Suite {
+    name: String,
+    package: String,
+}
+
+fn suites() -> Result<Vec<Suite>> {
+    let mut out = Vec::new();
+    let crates = root().join("crates");
+    let mut dirs: Vec<_> = std::fs::read_dir(&crates)
+        .map_err(|e| format!("{}: {e}", crates.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    dirs.sort();
+    for dir in dirs {
+        let Ok(entries) = std::fs::read_dir(dir.join("benches")) else {
+            continue;
+        };
+        let Some(package) = package_name(&dir) else {
+            continue;
+        };
+        let mut names: Vec<String> = entries
+            .filter_map(|e| e.ok())
+            .filter_map(|e| {
+                e.file_name()
+                    .to_str()?
+                    .strip_suffix(".rs")
+                    .map(str::to_owned)
+            })
+            .collect();
+        names.sort();
+        for name in names {
+            out.push(Suite {
+                name,
+                package: package.clone(),
+            });
+        }
+    }
+    Ok(out)
+}
+
+fn package_name(dir: &Path) -> Option<String> {
+    let manifest = std::fs::read_to_string(dir.join("Cargo.toml")).ok()?;
+    let package = manifest.split("[package]").nth(1)?;
+    let line = package
+        .lines()
+        .find(|l| l.trim_start().starts_with("name"))?;
+    Some(line.split('"').nth(1)?.to_owned())
+}
+
+fn bench(args: &[String]) -> Result<()> {
+    let record = args.iter().any(|a| a == "--record");
+    let wanted: Vec<&String> = args.iter().filter(|a| !a.starts_with("--")).collect();
+    let all = suites()?;
+    let chosen: Vec<&Suite> = if wanted.is_empty() {
+        all.iter().collect()
+    } else {
+        let mut chosen = Vec::new();
+        for w in &wanted {
+            let suite = all.iter().find(|s| &&s.name == w).ok_or_else(|| {
+                let names: Vec<_> = all.iter().map(|s| s.name.as_str()).collect();
+                format!("no benchmark suite {w:?}; suites: {}", names.join(", "))
+            })?;
+            chosen.push(suite);
+        }
+        chosen
+    };
+    let results = root().join("target").join("bench-results");
+    let mut reports = Vec::new();
+    for suite in chosen {
+        let mut cmd = cargo();
+        cmd.args(["bench", "-p", &suite.package, "--bench", &suite.name])
+            .env("P2PF_BENCH_DIR", &results);
+        run(&format!("bench {}", suite.name), cmd)?;
+        let path = results.join(format!("{}.json", suite.name));
+        let text =
+            std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let report: Report =
+            serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        reports.push(report);
+    }
+    for report in &reports {
+        println!(
+            "\n## {} ({})\n\n{}",
+            report.suite,
+            report.machine,
+            report.to_markdown()
+        );
+    }
+    if record {
+        let path = root().join("docs").join("benchmarks.md");
+        let mut doc = std::fs::read_to_string(&path).unwrap_or_default();
+        let date = Command::new("date")
+            .args(["-u", "+%Y-%m-%d %H:%M UTC"])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+            .unwrap_or_default();
+        for report in &reports {
+            doc.push_str(&format!(
+                "\n### `{}` — {date}, {}\n\n{}",
+                report.suite,
+                report.machine,
+                report.to_markdown()
+            ));
+        }
+        std::fs::write(&path, doc).map_err(|e| format!("{}: {e}", path.display()))?;
+        println!("recorded in {}", path.display());
+    }
+    Ok(())
+}
+
+fn fuzz(args: &[String]) -> Result<()> {
+    let target = args
+        .first()
+        .filter(|a| !a.starts_with("--"))
+        .ok_or("usage: cargo xtask fuzz TARGET [--seconds N]")?;
+    let seconds = match args.iter().position(|a| a == "--seconds") {
+        Some(i) => args
+            .get(i + 1)
+            .and_then(|s| s.parse::<u64>().ok())
+            .ok_or("--seconds takes a whole number")?,
+        None => 60,
+    };
+    let crates = root().join("crates");
+    let mut found = None;
+    let mut known = Vec::new();
+    for entry in std::fs::read_dir(&crates)
+        .map_err(|e| e.to_string())?
+        .flatten()
+    {
+        let targets = entry.path().join("fuzz").join("fuzz_targets");
+        for t in std::fs::read_dir(&targets).into_iter().flatten().flatten() {
+            if let Some(name) = t.file_name().to_str().and_then(|n| n.strip_suffix(".rs")) {
+                if name == target {
+                    found = Some(entry.path().join("fuzz"));
+                }
+                known.push(name.to_owned());
+            }
+        }
+    }
+    known.sort();
+    let fuzz_dir =
+        found.ok_or_else(|| format!("no fuzz target {target:?}; targets: {}", known.join(", ")))?;
+    let installed = cargo()
+        .args(["fuzz", "--version"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !installed {
+        let mut install = cargo();
+        install.args(["install", "cargo-fuzz", "--locked"]);
+        run("install cargo-fuzz", install)?;
+    }
+    let mut cmd = Command::new("cargo");
+    cmd.current_dir(&fuzz_dir).args([
+        "+nightly",
+        "fuzz",
+        "run",
+        target,
+        "--",
+        &format!("-max_total_time={seconds}"),
+    ]);
+    run(&format!("fuzz {target} for {seconds} s"), cmd)
+}

@@ -181,15 +181,17 @@ impl Suite {
         });
     }
 
-    /// Median nanoseconds per call of `ours` and of `baseline`, measured in alternating
-    /// rounds so that both see the same machine state.
+    /// Nanoseconds per call of `ours` and of `baseline`, measured in alternating rounds so
+    /// that both see the same machine state. Each figure is the fastest of 101 batches of
+    /// ~10 ms: on a shared machine other processes only ever add time, so the fastest batch
+    /// is the most repeatable estimate of the code's own cost.
     pub fn compare_ns<A, B, RA, RB>(&self, mut ours: A, mut baseline: B) -> (f64, f64)
     where
         A: FnMut() -> RA,
         B: FnMut() -> RB,
     {
-        let rounds = self.scale(31, 3);
-        let batch_time = self.scale(Duration::from_millis(40), Duration::from_millis(1));
+        let rounds = self.scale(101, 3);
+        let batch_time = self.scale(Duration::from_millis(10), Duration::from_millis(1));
         let iters = calibrate(&mut ours, batch_time);
         let mut a = Vec::with_capacity(rounds);
         let mut b = Vec::with_capacity(rounds);
@@ -197,19 +199,20 @@ impl Suite {
             a.push(time_batch(&mut ours, iters));
             b.push(time_batch(&mut baseline, iters));
         }
-        (median(&mut a), median(&mut b))
+        (fastest(&a), fastest(&b))
     }
 
-    /// Median nanoseconds per call of `f`.
+    /// Nanoseconds per call of `f`: the fastest of 101 batches of ~10 ms (see
+    /// [`Suite::compare_ns`]).
     pub fn time_ns<A, RA>(&self, mut f: A) -> f64
     where
         A: FnMut() -> RA,
     {
-        let rounds = self.scale(31, 3);
-        let batch_time = self.scale(Duration::from_millis(40), Duration::from_millis(1));
+        let rounds = self.scale(101, 3);
+        let batch_time = self.scale(Duration::from_millis(10), Duration::from_millis(1));
         let iters = calibrate(&mut f, batch_time);
-        let mut samples: Vec<f64> = (0..rounds).map(|_| time_batch(&mut f, iters)).collect();
-        median(&mut samples)
+        let samples: Vec<f64> = (0..rounds).map(|_| time_batch(&mut f, iters)).collect();
+        fastest(&samples)
     }
 
     /// Prints the table and, in a full run, writes `target/bench-results/<suite>.json`.
@@ -244,8 +247,8 @@ pub fn percentile(samples: &mut [f64], p: f64) -> f64 {
     samples[rank.min(samples.len() - 1)]
 }
 
-fn median(samples: &mut [f64]) -> f64 {
-    percentile(samples, 50.0)
+fn fastest(samples: &[f64]) -> f64 {
+    samples.iter().copied().fold(f64::INFINITY, f64::min)
 }
 
 fn calibrate<A: FnMut() -> R, R>(f: &mut A, target: Duration) -> u64 {

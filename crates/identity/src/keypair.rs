@@ -62,6 +62,11 @@ impl Keypair {
         self.peer_id
     }
 
+    /// The decompressed public key (kept by the signing key, so this costs nothing).
+    pub(crate) fn verifying_key(&self) -> ed25519_dalek::VerifyingKey {
+        self.signing.verifying_key()
+    }
+
     /// Signs `message`.
     pub fn sign(&self, message: &[u8]) -> Signature {
         Signature::from_bytes(self.signing.sign(message).to_bytes())

@@ -219,6 +219,34 @@ mod tests {
     use crate::Keypair;
     use proptest::prelude::*;
 
+    /// RFC 8032 section 7.1, test 1: known secret, public key, text form and Kademlia key.
+    #[test]
+    fn known_answer() {
+        let hex = |s: &str| -> Vec<u8> {
+            (0..s.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+                .collect()
+        };
+        let secret: [u8; 32] =
+            hex("9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60")
+                .try_into()
+                .unwrap();
+        let peer = Keypair::from_secret_bytes(secret).peer_id();
+        assert_eq!(
+            peer.as_bytes().to_vec(),
+            hex("d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a")
+        );
+        assert_eq!(
+            peer.to_string(),
+            "25njqamcweflpvkl73j4szahhihoc4xt3ktcgjnpaingr5yhkena"
+        );
+        assert_eq!(
+            peer.kad_key().as_bytes().to_vec(),
+            hex("21fe31dfa154a261626bf854046fd2271b7bed4b6abe45aa58877ef47f9721b9")
+        );
+    }
+
     #[test]
     fn refuses_wrong_length_and_alphabet() {
         assert!("abc".parse::<PeerId>().is_err());

@@ -110,7 +110,7 @@ impl<T: SignedPayload> Signed<T> {
         let signature = keypair.sign(&wire);
         wire.extend_from_slice(signature.as_bytes());
 
-        let key = signer.verifying_key()?;
+        let key = keypair.verifying_key();
         Ok(Self {
             wire,
             seq,
@@ -153,8 +153,6 @@ impl<T: SignedPayload> Signed<T> {
         let seq = reader.u64()?;
         let expires_at_ms = reader.u64()?;
         let signer_bytes: [u8; 32] = reader.array()?;
-        let signer = PeerId::from_bytes(signer_bytes)
-            .map_err(|_| malformed("signer is not a valid Ed25519 public key"))?;
         let payload_len = reader.u32()? as usize;
         let payload_bytes = reader.take(payload_len)?;
         let _signature: [u8; 64] = reader.array()?;
@@ -167,7 +165,10 @@ impl<T: SignedPayload> Signed<T> {
         if used != payload_bytes.len() {
             return Err(malformed("payload has trailing bytes"));
         }
-        let key = signer.verifying_key()?;
+        // Decompressing the key is the expensive step: last, and once.
+        let key = VerifyingKey::from_bytes(&signer_bytes)
+            .map_err(|_| malformed("signer is not a valid Ed25519 public key"))?;
+        let signer = PeerId::from_verifying_key(key);
         Ok(Self {
             wire: bytes.to_vec(),
             seq,

@@ -5,6 +5,7 @@
 
 mod config;
 mod error;
+mod queue;
 mod simulator;
 mod stats;
 mod time;

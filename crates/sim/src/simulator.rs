@@ -1,10 +1,9 @@
-use std::cmp::Ordering;
-use std::collections::BinaryHeap;
 use std::time::{Duration, Instant, SystemTime};
 
 use rand::SeedableRng;
 
 use crate::config::{LinkConfig, Network, mix64};
+use crate::queue::{Keyed, RadixQueue};
 use crate::stats::{NodeStats, Stats};
 use crate::time::duration_nanos;
 use crate::{Latency, NetworkConfig, NodeId, SimError, SimNode, SimRng, SimTime};
@@ -28,49 +27,40 @@ pub struct Emitted<E> {
 }
 
 /// What a queue entry does when its time comes.
-#[derive(Debug, Clone, Copy)]
-enum Kind {
-    /// Deliver the packet in this slab slot.
-    Deliver(u32),
+#[derive(Debug)]
+enum Kind<M> {
+    /// Deliver a message. The message travels inside the queue entry: the radix queue
+    /// moves entries sequentially, which is cheaper than a cache miss into a side table.
+    Deliver {
+        from: u32,
+        to: u32,
+        /// `SimNode::message_size`, saturated to `u32`.
+        size: u32,
+        msg: M,
+    },
     /// Fire `node`'s timer if its generation is still `generation`.
     Timer { node: u32, generation: u32 },
     /// Apply the control action in this slot of `controls`.
     Control(u32),
 }
 
-/// A queue entry, ordered by `(time, seq)` ascending (reversed for `BinaryHeap`'s max-heap).
-#[derive(Debug, Clone, Copy)]
-struct Entry {
+/// A queue entry, ordered by `(time, seq)` ascending.
+#[derive(Debug)]
+struct Entry<M> {
     time: u64,
     seq: u64,
-    kind: Kind,
+    kind: Kind<M>,
 }
 
-impl PartialEq for Entry {
-    fn eq(&self, other: &Self) -> bool {
-        self.time == other.time && self.seq == other.seq
-    }
-}
-impl Eq for Entry {}
-impl PartialOrd for Entry {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Entry {
+impl<M> Keyed for Entry<M> {
     #[inline]
-    fn cmp(&self, other: &Self) -> Ordering {
-        (other.time, other.seq).cmp(&(self.time, self.seq))
+    fn time(&self) -> u64 {
+        self.time
     }
-}
-
-/// A message in flight.
-#[derive(Debug)]
-struct Packet<M> {
-    from: u32,
-    to: u32,
-    size: u64,
-    msg: M,
+    #[inline]
+    fn seq(&self) -> u64 {
+        self.seq
+    }
 }
 
 /// A scheduled churn or partition change.
@@ -82,8 +72,10 @@ enum Control {
     Heal,
 }
 
-/// Per-node simulator state (separate from the node so the hot path stays compact).
+/// Per-node simulator state, kept apart from the node and sized to one cache line so a
+/// delivery touches one line of it.
 #[derive(Debug, Clone, Copy)]
+#[repr(align(64))]
 struct NodeState {
     online: bool,
     /// Partition group; nodes in different groups cannot reach each other.
@@ -94,6 +86,7 @@ struct NodeState {
     queued: u64,
     /// Generation of the live queue entry: older entries are stale.
     generation: u32,
+    stats: NodeStats,
 }
 
 /// Everything but the nodes: what a [`Context`] borrows.
@@ -102,11 +95,10 @@ pub(crate) struct Core<N: SimNode> {
     base_instant: Instant,
     base_system: SystemTime,
     seq: u64,
-    queue: BinaryHeap<Entry>,
-    slab: Vec<Option<Packet<N::Message>>>,
-    free: Vec<u32>,
+    queue: RadixQueue<Entry<N::Message>>,
     states: Vec<NodeState>,
-    node_stats: Vec<NodeStats>,
+    /// Whether any partition is in force (saves the group checks when not).
+    partitioned: bool,
     controls: Vec<Option<Control>>,
     net: Network,
     net_rng: SimRng,
@@ -118,7 +110,7 @@ pub(crate) struct Core<N: SimNode> {
 
 impl<N: SimNode> Core<N> {
     #[inline]
-    fn push(&mut self, time: u64, kind: Kind) {
+    fn push(&mut self, time: u64, kind: Kind<N::Message>) {
         let seq = self.seq;
         self.seq += 1;
         self.queue.push(Entry { time, seq, kind });
@@ -142,20 +134,19 @@ impl<N: SimNode> Core<N> {
         let size = N::message_size(&msg) as u64;
         self.stats.sent += 1;
         self.stats.bytes_sent += size;
-        if let Some(s) = self.node_stats.get_mut(from as usize) {
-            s.sent += 1;
-            s.bytes_sent += size;
-        }
-        let (Some(src), Some(dst)) = (self.states.get(from as usize), self.states.get(to as usize))
-        else {
+        let nodes = self.states.len();
+        let Some(src) = self.states.get_mut(from as usize) else {
             self.stats.dropped_offline += 1;
             return;
         };
-        if !src.online {
+        src.stats.sent += 1;
+        src.stats.bytes_sent += size;
+        if !src.online || to as usize >= nodes {
             self.stats.dropped_offline += 1;
             return;
         }
-        if src.group != dst.group {
+        let src_group = src.group;
+        if self.partitioned && src_group != self.states[to as usize].group {
             self.stats.dropped_partition += 1;
             return;
         }
@@ -163,26 +154,14 @@ impl<N: SimNode> Core<N> {
             self.stats.dropped_loss += 1;
             return;
         };
-        let packet = Packet {
+        self.stats.in_flight += 1;
+        let kind = Kind::Deliver {
             from,
             to,
-            size,
+            size: u32::try_from(size).unwrap_or(u32::MAX),
             msg,
         };
-        let slot = match self.free.pop() {
-            Some(slot) => {
-                self.slab[slot as usize] = Some(packet);
-                slot
-            }
-            None => {
-                let slot = u32::try_from(self.slab.len())
-                    .expect("more than 2^32 messages in flight at once");
-                self.slab.push(Some(packet));
-                slot
-            }
-        };
-        self.stats.in_flight += 1;
-        self.push(self.now.saturating_add(latency), Kind::Deliver(slot));
+        self.push(self.now.saturating_add(latency), kind);
     }
 
     fn set_timer(&mut self, node: u32, at: u64) {
@@ -228,6 +207,7 @@ impl<N: SimNode> Core<N> {
         for s in &mut self.states {
             s.group = 0;
         }
+        self.partitioned = groups.iter().any(|g| !g.is_empty());
         for (i, group) in groups.iter().enumerate() {
             let g = u32::try_from(i + 1).unwrap_or(u32::MAX);
             for id in group {
@@ -239,6 +219,7 @@ impl<N: SimNode> Core<N> {
     }
 
     fn heal(&mut self) {
+        self.partitioned = false;
         for s in &mut self.states {
             s.group = 0;
         }
@@ -343,7 +324,7 @@ impl<N: SimNode> Context<'_, N> {
 /// A deterministic discrete-event network simulator driving nodes of type `N`.
 ///
 /// Events (message deliveries, timer expiries, scheduled churn and partitions) are kept in
-/// a binary heap ordered by `(virtual time, insertion sequence)`, so equal-time events run
+/// a monotone radix heap ordered by `(virtual time, insertion sequence)`, so equal-time events run
 /// in the order they were scheduled and one seed always gives one trace
 /// ([`Simulator::trace_hash`]). See the crate documentation for a walkthrough.
 pub struct Simulator<N: SimNode> {
@@ -388,11 +369,9 @@ impl<N: SimNode> Simulator<N> {
                 base_instant: Instant::now(),
                 base_system: SystemTime::UNIX_EPOCH + Duration::from_secs(SYSTEM_TIME_BASE_SECS),
                 seq: 0,
-                queue: BinaryHeap::new(),
-                slab: Vec::new(),
-                free: Vec::new(),
+                queue: RadixQueue::new(),
                 states: Vec::new(),
-                node_stats: Vec::new(),
+                partitioned: false,
                 controls: Vec::new(),
                 net: Network::new(config, link_seed),
                 net_rng,
@@ -408,7 +387,6 @@ impl<N: SimNode> Simulator<N> {
     pub fn reserve(&mut self, additional: usize) {
         self.nodes.reserve(additional);
         self.core.states.reserve(additional);
-        self.core.node_stats.reserve(additional);
     }
 
     fn push_node(&mut self, node: N, online: bool) -> NodeId {
@@ -420,8 +398,8 @@ impl<N: SimNode> Simulator<N> {
             deadline: NONE,
             queued: NONE,
             generation: 0,
+            stats: NodeStats::default(),
         });
-        self.core.node_stats.push(NodeStats::default());
         NodeId(id)
     }
 
@@ -688,7 +666,7 @@ impl<N: SimNode> Simulator<N> {
     #[track_caller]
     pub fn node_stats(&self, id: NodeId) -> NodeStats {
         self.check(id);
-        self.core.node_stats[id.index()]
+        self.core.states[id.index()].stats
     }
 
     /// A running 64-bit hash over every delivered message `(time, from, to, size)` and
@@ -716,7 +694,7 @@ impl<N: SimNode> Simulator<N> {
 
     /// Virtual time of the next queued entry, if any.
     pub fn next_event_time(&self) -> Option<Instant> {
-        self.core.queue.peek().map(|e| self.core.instant(e.time))
+        self.core.queue.peek_time().map(|t| self.core.instant(t))
     }
 
     /// Processes the next queued entry (advancing the clock to its time). Returns `false`
@@ -733,10 +711,12 @@ impl<N: SimNode> Simulator<N> {
     /// since the start), then sets the clock to `deadline` (if it is later than now).
     pub fn run_until(&mut self, deadline: impl SimTime) {
         let deadline = deadline.to_sim_nanos(self.core.base_instant);
-        while let Some(entry) = self.core.queue.peek() {
-            if entry.time > deadline {
-                break;
-            }
+        while self
+            .core
+            .queue
+            .peek_time()
+            .is_some_and(|time| time <= deadline)
+        {
             let Some(entry) = self.core.queue.pop() else {
                 break;
             };
@@ -773,26 +753,25 @@ impl<N: SimNode> Simulator<N> {
         }
     }
 
-    fn process(&mut self, entry: Entry) {
+    fn process(&mut self, entry: Entry<N::Message>) {
         let core = &mut self.core;
         core.now = core.now.max(entry.time);
         core.stats.events_processed += 1;
         match entry.kind {
-            Kind::Deliver(slot) => {
-                let Some(packet) = core.slab.get_mut(slot as usize).and_then(Option::take) else {
-                    return;
-                };
-                core.free.push(slot);
+            Kind::Deliver {
+                from,
+                to,
+                size,
+                msg,
+            } => {
                 core.stats.in_flight -= 1;
-                let Packet {
-                    from,
-                    to,
-                    size,
-                    msg,
-                } = packet;
-                let (Some(src), Some(dst)) =
-                    (core.states.get(from as usize), core.states.get(to as usize))
-                else {
+                let size = u64::from(size);
+                let partitioned = core.partitioned;
+                let src_group = match partitioned {
+                    true => core.states.get(from as usize).map_or(u32::MAX, |s| s.group),
+                    false => 0,
+                };
+                let Some(dst) = core.states.get_mut(to as usize) else {
                     core.stats.dropped_offline += 1;
                     return;
                 };
@@ -800,15 +779,14 @@ impl<N: SimNode> Simulator<N> {
                     core.stats.dropped_offline += 1;
                     return;
                 }
-                if src.group != dst.group {
+                if partitioned && src_group != dst.group {
                     core.stats.dropped_partition += 1;
                     return;
                 }
+                dst.stats.received += 1;
+                dst.stats.bytes_received += size;
                 core.stats.delivered += 1;
                 core.stats.bytes_delivered += size;
-                let ns = &mut core.node_stats[to as usize];
-                ns.received += 1;
-                ns.bytes_received += size;
                 core.trace(entry.time, (u64::from(from) << 32) | u64::from(to), size);
                 let mut ctx = Context { core, id: to };
                 self.nodes[to as usize].handle_message(&mut ctx, NodeId(from), msg);

@@ -77,9 +77,10 @@ impl Report {
                 None => ("—".into(), "—".into()),
             };
             let ratio = f.ratio.map_or("—".into(), |r| {
+                // Within 5% of the baseline counts as level: below run-to-run noise.
                 let good = match f.better {
-                    Better::Lower => r <= 1.0,
-                    Better::Higher => r >= 1.0,
+                    Better::Lower => r <= 1.05,
+                    Better::Higher => r >= 0.95,
                 };
                 format!("{r:.3}{}", if good { "" } else { " ⚠" })
             });
@@ -320,20 +321,25 @@ mod tests {
     #[test]
     fn ratio_and_table() {
         let mut suite = Suite::new("t");
-        suite.record_vs("x_ns", 105.0, "ns", Better::Lower, "base_ns", 100.0);
+        suite.record_vs("x_ns", 110.0, "ns", Better::Lower, "base_ns", 100.0);
+        suite.record_vs("z", 104.0, "MiB/s", Better::Higher, "base", 100.0);
         suite.record("y", 3.0, "hops", Better::Lower);
         let r = &suite.report.results;
-        assert!((r[0].ratio.unwrap() - 1.05).abs() < 1e-9);
-        assert_eq!(r[1].ratio, None);
+        assert!((r[0].ratio.unwrap() - 1.1).abs() < 1e-9);
+        assert_eq!(r[2].ratio, None);
         let md = suite.report.to_markdown();
         assert!(
-            md.contains("| x_ns | 105 ns | base_ns | 100 | 1.050 ⚠ |"),
+            md.contains("| x_ns | 110 ns | base_ns | 100 | 1.100 ⚠ |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| z | 104 MiB/s | base | 100 | 1.040 |"),
             "{md}"
         );
         let json = serde_json::to_value(&suite.report).unwrap();
         assert_eq!(json["results"][0]["better"], "lower");
         assert_eq!(json["results"][0]["baseline"]["name"], "base_ns");
-        assert!(json["results"][1]["baseline"].is_null());
+        assert!(json["results"][2]["baseline"].is_null());
     }
 
     #[test]

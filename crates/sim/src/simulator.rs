@@ -725,6 +725,38 @@ impl<N: SimNode> Simulator<N> {
         self.core.now = self.core.now.max(deadline);
     }
 
+    /// Like [`Simulator::run_until`], but stops right after the event that makes `done`
+    /// true (leaving the clock at that event's time) and returns `true`; returns `false`
+    /// if `deadline` came first. `done` is checked once before running and after every
+    /// event, so keep it cheap: read a counter kept by the nodes, [`Simulator::events`] or
+    /// [`Simulator::stats`], not a scan of 10,000 nodes.
+    pub fn run_until_done(
+        &mut self,
+        deadline: impl SimTime,
+        mut done: impl FnMut(&Self) -> bool,
+    ) -> bool {
+        let deadline = deadline.to_sim_nanos(self.core.base_instant);
+        if done(self) {
+            return true;
+        }
+        while self
+            .core
+            .queue
+            .peek_time()
+            .is_some_and(|time| time <= deadline)
+        {
+            let Some(entry) = self.core.queue.pop() else {
+                break;
+            };
+            self.process(entry);
+            if done(self) {
+                return true;
+            }
+        }
+        self.core.now = self.core.now.max(deadline);
+        false
+    }
+
     /// Runs for `duration` of virtual time from now (see [`Simulator::run_until`]).
     pub fn run_for(&mut self, duration: Duration) {
         let deadline = self.core.now.saturating_add(duration_nanos(duration));

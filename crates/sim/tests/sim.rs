@@ -589,3 +589,186 @@ fn node_rng_is_seeded() {
     assert_eq!(draw(1), draw(1));
     assert_ne!(draw(1), draw(2));
 }
+
+#[test]
+fn constant_latency_keeps_per_link_fifo_order() {
+    let mut sim = Simulator::new(
+        1,
+        NetworkConfig::default().with_latency(Latency::Constant(ms(20))),
+    );
+    let ids = probes(&mut sim, 2);
+    for i in 0..1_000 {
+        sim.with_node(ids[0], |_, ctx| ctx.send(ids[1], i));
+    }
+    sim.run_until_idle(10_000).unwrap();
+    let payloads: Vec<u64> = sim.node(ids[1]).received.iter().map(|r| r.2).collect();
+    assert_eq!(payloads, (0..1_000).collect::<Vec<_>>());
+}
+
+#[test]
+fn run_until_done_stops_at_the_event_that_satisfies_the_condition() {
+    let mut sim = Simulator::new(1, NetworkConfig::default());
+    let ids = probes(&mut sim, 11);
+    for i in 1..=10u64 {
+        let to = ids[i as usize];
+        sim.set_link_one_way(ids[0], to, LinkConfig::latency(ms(i * 10)));
+        sim.with_node(ids[0], |_, ctx| ctx.send(to, i));
+    }
+    assert!(sim.run_until_done(ms(10_000), |sim| sim.events().len() >= 3));
+    assert_eq!(sim.events().len(), 3);
+    assert_eq!(sim.elapsed(), ms(30));
+    // Already true: returns at once.
+    assert!(sim.run_until_done(ms(10_000), |sim| !sim.events().is_empty()));
+    assert_eq!(sim.elapsed(), ms(30));
+    // Never true: runs to the deadline.
+    assert!(!sim.run_until_done(ms(5_000), |sim| sim.events().len() > 100));
+    assert_eq!(sim.elapsed(), ms(5_000));
+    assert_eq!(sim.events().len(), 10);
+}
+
+/// Random interleavings of sends, timers, churn, partitions and loss changes: counters
+/// always add up, and no node handles anything while it is offline.
+#[test]
+fn random_scenarios_keep_invariants() {
+    for seed in 0..30u64 {
+        let config = NetworkConfig::default().with_latency(Latency::Uniform {
+            min: ms(1),
+            max: ms(80),
+        });
+        let mut sim = Simulator::new(seed, config);
+        let n = 12;
+        let ids = probes(&mut sim, n);
+        for &id in &ids {
+            sim.node_mut(id).echo = true;
+            sim.node_mut(id).period = Some(ms(7));
+            sim.with_node(id, |_, ctx| ctx.set_timer_after(ms(7)));
+        }
+        // Per node: intervals (left, back] during which it was offline.
+        let mut offline: Vec<Vec<(Duration, Duration)>> = vec![Vec::new(); n];
+        let mut left_at: Vec<Option<Duration>> = vec![None; n];
+        let mut rng = <p2p_foundation_sim::SimRng as rand::SeedableRng>::seed_from_u64(seed);
+        for _ in 0..300 {
+            let id = ids[rng.random_range(0..n)];
+            match rng.random_range(0..10) {
+                0 => {
+                    if sim.remove_node(id) {
+                        left_at[id.index()] = Some(sim.elapsed());
+                    }
+                }
+                1 => {
+                    if sim.restore_node(id) {
+                        let left = left_at[id.index()].take().unwrap();
+                        offline[id.index()].push((left, sim.elapsed()));
+                        sim.with_node(id, |_, ctx| ctx.set_timer_after(ms(7)));
+                    }
+                }
+                2 => {
+                    let k = rng.random_range(1..n);
+                    sim.partition([ids[..k].to_vec()]);
+                }
+                3 => sim.heal(),
+                4 => sim.set_loss(rng.random_range(0.0..0.5)),
+                _ => {
+                    let to = ids[rng.random_range(0..n)];
+                    let payload = rng.random_range(0..1_000u64) * 2;
+                    sim.with_node(id, |_, ctx| ctx.send(to, payload));
+                }
+            }
+            sim.run_for(ms(rng.random_range(0..30)));
+            assert!(sim.stats().is_consistent(), "{:?}", sim.stats());
+        }
+        let end = sim.elapsed();
+        for (i, left) in left_at.iter().enumerate() {
+            if let Some(left) = left {
+                offline[i].push((*left, end + ms(1_000_000)));
+            }
+        }
+        for &id in &ids {
+            sim.node_mut(id).period = None;
+        }
+        sim.heal();
+        sim.run_until_idle(1_000_000).unwrap();
+        let s = sim.stats();
+        assert!(s.is_consistent() && s.in_flight == 0, "{s:?}");
+        for &id in &ids {
+            let node = sim.node(id);
+            let was_offline =
+                |t: Duration| offline[id.index()].iter().any(|&(a, b)| a < t && t <= b);
+            for &(t, _, _) in &node.received {
+                assert!(
+                    !was_offline(t),
+                    "seed {seed}: {id} received at {t:?} while offline"
+                );
+            }
+            for &t in &node.fired {
+                assert!(
+                    !was_offline(t),
+                    "seed {seed}: {id} timer at {t:?} while offline"
+                );
+            }
+            let mut times: Vec<Duration> = node.received.iter().map(|r| r.0).collect();
+            let sorted = times.is_sorted();
+            times.dedup();
+            assert!(sorted, "time went backwards at {id}");
+        }
+        let received: usize = ids.iter().map(|&id| sim.node(id).received.len()).sum();
+        assert_eq!(received as u64, s.delivered);
+    }
+}
+
+/// Flooding on 10,000 nodes over a ring plus 7 random links per node reaches every node, with the same
+/// trace for the same seed.
+#[test]
+fn ten_thousand_node_flood() {
+    struct Flood {
+        neighbours: Vec<NodeId>,
+        seen: bool,
+    }
+    impl SimNode for Flood {
+        type Message = ();
+        type Event = ();
+        fn handle_message(&mut self, ctx: &mut Context<'_, Self>, _from: NodeId, _msg: ()) {
+            if !self.seen {
+                self.seen = true;
+                ctx.emit(());
+                for &to in &self.neighbours {
+                    ctx.send(to, ());
+                }
+            }
+        }
+    }
+    let run = |seed| {
+        let config = NetworkConfig::default().with_latency(Latency::PerLink {
+            min: ms(10),
+            max: ms(200),
+            jitter: ms(5),
+        });
+        let mut sim = Simulator::new(seed, config);
+        let n = 10_000u32;
+        for _ in 0..n {
+            let next = NodeId((sim.node_count() as u32 + 1) % n);
+            let mut neighbours = vec![next];
+            neighbours.extend((0..7).map(|_| NodeId(sim.rng().random_range(0..n))));
+            sim.add_node(Flood {
+                neighbours,
+                seen: false,
+            });
+        }
+        let origin = NodeId(0);
+        sim.with_node(origin, |node, ctx| node.handle_message(ctx, origin, ()));
+        sim.run_until_idle(1_000_000).unwrap();
+        assert!(sim.nodes().iter().all(|f| f.seen));
+        assert_eq!(sim.events().len(), 10_000);
+        let s = sim.stats();
+        assert_eq!(s.sent, 80_000);
+        assert_eq!(s.delivered, 80_000);
+        (sim.trace_hash(), sim.elapsed())
+    };
+    let (h1, t1) = run(3);
+    let (h2, t2) = run(3);
+    assert_eq!((h1, t1), (h2, t2));
+    assert!(
+        t1 < Duration::from_secs(5),
+        "flood took {t1:?} of virtual time"
+    );
+}

@@ -140,7 +140,8 @@ fn ci(args: &[String]) -> Result<()> {
     run("doctests", doctests)?;
 
     let mut benches = cargo();
-    benches.args(["test", "--workspace", "--benches"]);
+    // `--bench '*'` selects the bench targets only (`--benches` would rerun every unit test).
+    benches.args(["test", "--workspace", "--bench", "*"]);
     run("benchmark smoke runs", benches)?;
 
     let mut doc = cargo();

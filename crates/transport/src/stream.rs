@@ -1,0 +1,187 @@
+//! Stream halves with one API over QUIC and the TCP multiplexer.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::task::{Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf, ReadHalf, WriteHalf};
+use tokio_util::compat::Compat;
+
+use crate::error::{Result, TransportError};
+use crate::metrics::Metrics;
+
+pub(crate) type MuxIo = Compat<yamux::Stream>;
+
+pub(crate) enum SendInner {
+    Quic(quinn::SendStream),
+    Mux(WriteHalf<MuxIo>),
+}
+
+pub(crate) enum RecvInner {
+    Quic(quinn::RecvStream),
+    Mux(ReadHalf<MuxIo>),
+}
+
+/// The sending half of a stream. Implements [`tokio::io::AsyncWrite`]; call
+/// [`SendStream::finish`] (or `shutdown`) to end it cleanly.
+pub struct SendStream {
+    pub(crate) inner: SendInner,
+    pub(crate) metrics: Arc<Metrics>,
+}
+
+/// The receiving half of a stream. Implements [`tokio::io::AsyncRead`].
+pub struct RecvStream {
+    pub(crate) inner: RecvInner,
+    pub(crate) metrics: Arc<Metrics>,
+}
+
+impl std::fmt::Debug for SendStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self.inner {
+            SendInner::Quic(_) => "SendStream(quic)",
+            SendInner::Mux(_) => "SendStream(mux)",
+        })
+    }
+}
+
+impl std::fmt::Debug for RecvStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self.inner {
+            RecvInner::Quic(_) => "RecvStream(quic)",
+            RecvInner::Mux(_) => "RecvStream(mux)",
+        })
+    }
+}
+
+/// Stream error code sent when a stream is refused or cancelled (see the protocol doc).
+pub const STREAM_CANCELLED: u32 = 0x03;
+
+impl SendStream {
+    /// Writes all of `buf`.
+    pub async fn write_all(&mut self, buf: &[u8]) -> Result<()> {
+        AsyncWriteExt::write_all(self, buf).await?;
+        Ok(())
+    }
+
+    /// Ends the stream: the reader sees end-of-stream after the data already written.
+    pub async fn finish(&mut self) -> Result<()> {
+        match &mut self.inner {
+            SendInner::Quic(s) => {
+                // Finishing twice is harmless.
+                let _ = s.finish();
+                Ok(())
+            }
+            SendInner::Mux(s) => Ok(s.shutdown().await?),
+        }
+    }
+
+    /// Abandons the stream: data not yet delivered may be lost.
+    pub fn reset(&mut self) {
+        match &mut self.inner {
+            SendInner::Quic(s) => {
+                let _ = s.reset(quinn::VarInt::from_u32(STREAM_CANCELLED));
+            }
+            // Dropping a multiplexed stream without finishing it resets it.
+            SendInner::Mux(_) => {}
+        }
+    }
+
+    /// Waits until the peer has received everything (QUIC) or the data is handed to the
+    /// connection (TCP), so the connection can be closed without losing it.
+    pub async fn stopped(&mut self) -> Result<()> {
+        match &mut self.inner {
+            SendInner::Quic(s) => {
+                let _ = s.stopped().await;
+                Ok(())
+            }
+            SendInner::Mux(s) => Ok(s.flush().await?),
+        }
+    }
+}
+
+impl RecvStream {
+    /// Reads to end-of-stream; fails with [`TransportError::TooLong`] past `limit` bytes.
+    pub async fn read_to_end(&mut self, limit: usize) -> Result<Vec<u8>> {
+        let mut out = Vec::new();
+        let mut buf = vec![0u8; 16 * 1024];
+        loop {
+            let n = self.read(&mut buf).await?;
+            if n == 0 {
+                return Ok(out);
+            }
+            if out.len() + n > limit {
+                return Err(TransportError::TooLong { limit });
+            }
+            out.extend_from_slice(&buf[..n]);
+        }
+    }
+
+    /// Tells the peer to stop sending (QUIC); on TCP the stream is simply dropped.
+    pub fn stop(&mut self) {
+        if let RecvInner::Quic(r) = &mut self.inner {
+            let _ = r.stop(quinn::VarInt::from_u32(STREAM_CANCELLED));
+        }
+    }
+
+    /// Whether this stream arrived in 0-RTT data (replayable by an attacker).
+    pub fn is_0rtt(&self) -> bool {
+        match &self.inner {
+            RecvInner::Quic(r) => r.is_0rtt(),
+            RecvInner::Mux(_) => false,
+        }
+    }
+}
+
+impl AsyncWrite for SendStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let r = match &mut this.inner {
+            SendInner::Quic(s) => AsyncWrite::poll_write(Pin::new(s), cx, buf),
+            SendInner::Mux(s) => Pin::new(s).poll_write(cx, buf),
+        };
+        if let Poll::Ready(Ok(n)) = &r {
+            this.metrics.bytes_out.fetch_add(*n as u64, Relaxed);
+        }
+        r
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match &mut self.get_mut().inner {
+            SendInner::Quic(s) => Pin::new(s).poll_flush(cx),
+            SendInner::Mux(s) => Pin::new(s).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match &mut self.get_mut().inner {
+            SendInner::Quic(s) => Pin::new(s).poll_shutdown(cx),
+            SendInner::Mux(s) => Pin::new(s).poll_shutdown(cx),
+        }
+    }
+}
+
+impl AsyncRead for RecvStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let r = match &mut this.inner {
+            RecvInner::Quic(s) => AsyncRead::poll_read(Pin::new(s), cx, buf),
+            RecvInner::Mux(s) => Pin::new(s).poll_read(cx, buf),
+        };
+        if let Poll::Ready(Ok(())) = &r {
+            let n = buf.filled().len() - before;
+            this.metrics.bytes_in.fetch_add(n as u64, Relaxed);
+        }
+        r
+    }
+}

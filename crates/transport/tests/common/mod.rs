@@ -1,0 +1,84 @@
+#![allow(dead_code, unreachable_pub)]
+//! Helpers shared by the integration tests.
+
+use std::future::Future;
+use std::time::Duration;
+
+use p2p_foundation_transport::{Config, Connection, Endpoint, Keypair, Listen, MetricsSnapshot};
+
+/// Hang guard: a test body that does not finish in a minute has hung.
+pub async fn guard<F: Future>(f: F) -> F::Output {
+    tokio::time::timeout(Duration::from_secs(60), f)
+        .await
+        .expect("test hung (60 s guard)")
+}
+
+pub async fn endpoint(listen: Listen) -> Endpoint {
+    Endpoint::bind(&Keypair::generate(), Config::with_listen(listen))
+        .await
+        .unwrap()
+}
+
+pub async fn endpoint_with(listen: Listen, f: impl FnOnce(&mut Config)) -> Endpoint {
+    let mut cfg = Config::with_listen(listen);
+    f(&mut cfg);
+    Endpoint::bind(&Keypair::generate(), cfg).await.unwrap()
+}
+
+/// Accepts connections forever and echoes every bidirectional stream; uni streams are echoed
+/// back on a new uni stream with the same protocol.
+pub fn spawn_echo(server: Endpoint) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        while let Some(conn) = server.accept().await {
+            tokio::spawn(echo_conn(conn));
+        }
+    })
+}
+
+pub async fn echo_conn(conn: Connection) {
+    let c2 = conn.clone();
+    let uni = tokio::spawn(async move {
+        while let Ok(mut s) = c2.accept_uni().await {
+            let c3 = c2.clone();
+            tokio::spawn(async move {
+                let Ok(data) = s.recv.read_to_end(1 << 20).await else {
+                    return;
+                };
+                if let Ok(mut out) = c3.open_uni(&s.protocol).await {
+                    let _ = out.write_all(&data).await;
+                    let _ = out.finish().await;
+                    let _ = out.stopped().await;
+                }
+            });
+        }
+    });
+    while let Ok(mut s) = conn.accept_bi().await {
+        tokio::spawn(async move {
+            let _ = tokio::io::copy(&mut s.recv, &mut s.send).await;
+            let _ = s.send.finish().await;
+            let _ = s.send.stopped().await;
+        });
+    }
+    uni.abort();
+}
+
+pub async fn echo(conn: &Connection, protocol: &str, msg: &[u8]) -> Vec<u8> {
+    let (mut send, mut recv) = conn.open_bi(protocol).await.unwrap();
+    send.write_all(msg).await.unwrap();
+    send.finish().await.unwrap();
+    recv.read_to_end(64 << 20).await.unwrap()
+}
+
+/// Waits (bounded by the caller's guard) until `cond` holds for the endpoint's metrics.
+pub async fn wait_metrics(
+    ep: &Endpoint,
+    cond: impl Fn(&MetricsSnapshot) -> bool,
+) -> MetricsSnapshot {
+    loop {
+        let m = ep.metrics();
+        if cond(&m) {
+            return m;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}

@@ -144,6 +144,76 @@ fn flood(n: u32, degree: usize, rumours: u32, seed: u64) -> (u64, Duration) {
     (s.events_processed, elapsed)
 }
 
+/// Baseline: the same flooding scenario in a hand-written event loop over a
+/// `std::collections::BinaryHeap` of `(time, seq, from, to, rumour)` with the same latency,
+/// loss and RNG, and no counters, churn, partitions or trace hash: what a test would write
+/// without a simulator.
+fn naive_flood(n: u32, degree: usize, rumours: u32, seed: u64) -> (u64, Duration) {
+    use std::cmp::Reverse;
+    use std::collections::BinaryHeap;
+
+    use rand::{Rng, SeedableRng};
+
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let neighbours: Vec<Vec<u32>> = (0..n)
+        .map(|_| (0..degree).map(|_| rng.random_range(0..n)).collect())
+        .collect();
+    let mut seen = vec![vec![false; rumours as usize]; n as usize];
+    let loss_threshold = (0.01 * u64::MAX as f64) as u64;
+    let (min, span) = (10_000_000u64, 90_000_001u64);
+    let mut heap: BinaryHeap<Reverse<(u64, u64, u32, u32)>> = BinaryHeap::new();
+    let mut seq = 0u64;
+    let mut events = 0u64;
+    let mut flood_from = |heap: &mut BinaryHeap<_>,
+                          rng: &mut rand_chacha::ChaCha8Rng,
+                          now: u64,
+                          node: u32,
+                          rumour: u32| {
+        for &to in &neighbours[node as usize] {
+            if rng.next_u64() < loss_threshold {
+                continue;
+            }
+            let latency = min + ((u128::from(rng.next_u64()) * u128::from(span)) >> 64) as u64;
+            heap.push(Reverse((now + latency, seq, to, rumour)));
+            seq += 1;
+        }
+    };
+    let start = Instant::now();
+    let mut now = 0u64;
+    for r in 0..rumours {
+        let origin = rng.random_range(0..n);
+        let at = u64::from(r) * 10_000_000;
+        while let Some(&Reverse((t, _, to, rumour))) = heap.peek() {
+            if t > at {
+                break;
+            }
+            heap.pop();
+            now = t;
+            events += 1;
+            let s = &mut seen[to as usize][rumour as usize];
+            if !*s {
+                *s = true;
+                flood_from(&mut heap, &mut rng, now, to, rumour);
+            }
+        }
+        now = now.max(at);
+        seen[origin as usize][r as usize] = true;
+        flood_from(&mut heap, &mut rng, now, origin, r);
+    }
+    while let Some(Reverse((t, _, to, rumour))) = heap.pop() {
+        now = t;
+        events += 1;
+        let s = &mut seen[to as usize][rumour as usize];
+        if !*s {
+            *s = true;
+            flood_from(&mut heap, &mut rng, now, to, rumour);
+        }
+    }
+    let elapsed = start.elapsed();
+    black_box(now);
+    (events, elapsed)
+}
+
 fn rate(samples: &[(u64, Duration)]) -> f64 {
     let mut rates: Vec<f64> = samples
         .iter()
@@ -164,12 +234,17 @@ fn main() {
     suite.record("pingpong_events", events as f64, "events", Better::Higher);
 
     let rumours = suite.scale(50, 2);
-    let samples: Vec<_> = (0..rounds).map(|i| flood(n, 8, rumours, i)).collect();
-    suite.record(
+    // Alternate ours and the baseline so both see the same machine state.
+    let (samples, baseline): (Vec<_>, Vec<_>) = (0..rounds)
+        .map(|i| (flood(n, 8, rumours, i), naive_flood(n, 8, rumours, i)))
+        .unzip();
+    suite.record_vs(
         "flood_events_per_s",
         rate(&samples),
         "events/s",
         Better::Higher,
+        "naive_binary_heap_flood_events_per_s",
+        rate(&baseline),
     );
     suite.finish();
 }

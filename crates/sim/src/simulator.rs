@@ -1,6 +1,6 @@
 use std::time::{Duration, Instant, SystemTime};
 
-use rand::SeedableRng;
+use rand::{Rng, SeedableRng};
 
 use crate::config::{LinkConfig, Network, mix64};
 use crate::queue::{Keyed, RadixQueue};
@@ -648,10 +648,17 @@ impl<N: SimNode> Simulator<N> {
     }
 
     /// The simulation's seeded RNG, the same stream nodes get from [`Context::rng`]: for
-    /// tests that pick random nodes or keys, or to seed per-node RNGs
-    /// (`SimRng::seed_from_u64(sim.rng().next_u64())`).
+    /// tests that pick random nodes or keys. See also [`Simulator::fork_rng`].
     pub fn rng(&mut self) -> &mut SimRng {
         &mut self.core.rng
+    }
+
+    /// A new RNG seeded from the simulation RNG (deterministic, independent stream): for a
+    /// node core that owns its RNG.
+    pub fn fork_rng(&mut self) -> SimRng {
+        let mut seed = <SimRng as SeedableRng>::Seed::default();
+        self.core.rng.fill_bytes(&mut seed);
+        SimRng::from_seed(seed)
     }
 
     /// The network-wide counters.

@@ -584,7 +584,8 @@ fn node_rng_is_seeded() {
         let a = sim.rng().next_u64();
         let id = sim.add_node(Probe::default());
         let b = sim.with_node(id, |_, ctx| ctx.rng().next_u64());
-        (a, b)
+        let c = sim.fork_rng().next_u64();
+        (a, b, c)
     };
     assert_eq!(draw(1), draw(1));
     assert_ne!(draw(1), draw(2));
@@ -771,4 +772,57 @@ fn ten_thousand_node_flood() {
         t1 < Duration::from_secs(5),
         "flood took {t1:?} of virtual time"
     );
+}
+
+#[test]
+fn zero_latency_arrives_now_after_already_queued_events() {
+    let mut sim = Simulator::new(
+        1,
+        NetworkConfig::default().with_latency(Latency::Constant(ms(10))),
+    );
+    let ids = probes(&mut sim, 3);
+    sim.set_link(ids[0], ids[1], LinkConfig::latency(Duration::ZERO));
+    sim.node_mut(ids[1]).echo = true;
+    // ids[2] -> ids[0] arrives at 10 ms; ids[0] -> ids[1] sent at 10 ms with zero latency.
+    sim.with_node(ids[2], |_, ctx| ctx.send(ids[0], 1));
+    sim.run_until(ms(10));
+    sim.with_node(ids[2], |_, ctx| ctx.send(ids[0], 3)); // arrives at 20 ms
+    sim.with_node(ids[0], |_, ctx| ctx.send(ids[1], 4)); // arrives at 10 ms, echoed at once
+    assert_eq!(sim.elapsed(), ms(10));
+    sim.run_until(ms(10));
+    assert_eq!(sim.node(ids[1]).received, vec![(ms(10), ids[0], 4)]);
+    assert_eq!(
+        sim.node(ids[0]).received,
+        vec![(ms(10), ids[2], 1), (ms(10), ids[1], 5)]
+    );
+    sim.run_until_idle(10).unwrap();
+    assert_eq!(sim.node(ids[0]).received.last(), Some(&(ms(20), ids[2], 3)));
+}
+
+#[test]
+fn unknown_targets_and_self_sends() {
+    let mut sim = Simulator::new(
+        1,
+        NetworkConfig::default().with_latency(Latency::Constant(ms(3))),
+    );
+    let a = sim.add_node(Probe::default());
+    sim.with_node(a, |_, ctx| {
+        ctx.send(NodeId(7), 1);
+        ctx.send(a, 2);
+    });
+    sim.run_until_idle(10).unwrap();
+    assert_eq!(sim.node(a).received, vec![(ms(3), a, 2)]);
+    let s = sim.stats();
+    assert_eq!((s.sent, s.delivered, s.dropped_offline), (2, 1, 1));
+    assert_eq!(sim.node_stats(a).sent, 2);
+    assert_eq!(sim.node_stats(a).received, 1);
+    assert_eq!(sim.node_stats(a).bytes_received, 8);
+}
+
+#[test]
+#[should_panic(expected = "no simulated node n3")]
+fn accessing_a_missing_node_panics_with_its_id() {
+    let mut sim = Simulator::new(1, NetworkConfig::default());
+    probes(&mut sim, 3);
+    sim.node(NodeId(3));
 }

@@ -1,0 +1,174 @@
+//! `cargo xtask bench mcp`: remote tool calls against in-process calls.
+//!
+//! The "remote" node is a second `McpServer` reached over a real TCP
+//! connection on loopback (this crate must not depend on the transport crate,
+//! so QUIC is the facade's to measure; TCP loopback through the same stream
+//! trait is the closest stand-in and carries the full MCP framing, JSON-RPC
+//! engine and task hand-offs). The baseline is the same echo tool called
+//! in-process through `McpServer::call` (validation, policy, handler).
+#![allow(missing_docs)]
+
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use p2p_foundation_benchkit::{Better, Suite, percentile};
+use p2p_foundation_identity::Keypair;
+use p2p_foundation_mcp::{
+    CallOptions, Caller, Era, JsonObject, McpClient, McpServer, Progress, StreamLimits, Tool,
+    stream::Connector, tcp, tool_result,
+};
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+fn args() -> JsonObject {
+    json!({"message": "hello"})
+        .as_object()
+        .cloned()
+        .unwrap_or_default()
+}
+
+fn main() {
+    let mut suite = Suite::new("mcp");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+
+    let owner = Keypair::generate();
+    let server = McpServer::new(owner.peer_id());
+    server
+        .register_tool(
+            Tool::new("echo")
+                .with_schema(
+                    json!({"type": "object", "properties": {"message": {"type": "string"}}}),
+                )
+                .handler(|call| async move {
+                    Ok(tool_result::structured(Value::Object(call.arguments)))
+                }),
+        )
+        .expect("register");
+
+    let client = rt.block_on(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(tcp::serve_tcp(
+            server.clone(),
+            listener,
+            StreamLimits::default(),
+        ));
+        let connector = tcp::TcpConnector::new(Keypair::generate().peer_id());
+        connector.add(owner.peer_id(), addr);
+        let (r, w) = connector.connect(owner.peer_id()).await.expect("connect");
+        Arc::new(
+            McpClient::connect(r, w, StreamLimits::default(), Era::Initialize2025)
+                .await
+                .expect("client"),
+        )
+    });
+
+    // Latency: sequential calls, remote and local interleaved in rounds.
+    let n = suite.scale(20_000, 200);
+    let warm = suite.scale(2_000, 20);
+    let (mut remote, mut local) = rt.block_on(async {
+        for _ in 0..warm {
+            client
+                .call("echo", args(), CallOptions::default())
+                .await
+                .expect("warm");
+        }
+        let mut remote = Vec::with_capacity(n);
+        let mut local = Vec::with_capacity(n);
+        for _ in 0..n {
+            let t = Instant::now();
+            let r = client
+                .call("echo", args(), CallOptions::default())
+                .await
+                .expect("remote call");
+            remote.push(t.elapsed().as_secs_f64() * 1e6);
+            assert!(r.structured_content.is_some());
+            let t = Instant::now();
+            let r = server
+                .call(
+                    Caller::Local,
+                    "echo",
+                    args(),
+                    None,
+                    Progress::none(),
+                    CancellationToken::new(),
+                )
+                .await
+                .expect("local call");
+            local.push(t.elapsed().as_secs_f64() * 1e6);
+            assert!(r.structured_content.is_some());
+        }
+        (remote, local)
+    });
+    let local_p50 = percentile(&mut local, 50.0);
+    let remote_p50 = percentile(&mut remote, 50.0);
+    let remote_p99 = percentile(&mut remote, 99.0);
+    let local_p99 = percentile(&mut local, 99.0);
+    suite.record("local.call_us_p50", local_p50, "us", Better::Lower);
+    suite.record_vs(
+        "remote.call_us_p50",
+        remote_p50,
+        "us",
+        Better::Lower,
+        "local.call_us_p50",
+        local_p50,
+    );
+    suite.record_vs(
+        "remote.call_us_p99",
+        remote_p99,
+        "us",
+        Better::Lower,
+        "local.call_us_p99",
+        local_p99,
+    );
+
+    // Throughput: C concurrent callers sharing one session (as the router does),
+    // each making calls until the total is reached; bounded in count and time.
+    let total = suite.scale(100_000, 1_000);
+    let mut per_s = Vec::new();
+    for callers in [1usize, 64] {
+        let rate = rt.block_on(async {
+            let deadline = Instant::now() + Duration::from_secs(120);
+            let per_caller = total / callers;
+            let t = Instant::now();
+            let mut tasks = Vec::new();
+            for _ in 0..callers {
+                let c = client.clone();
+                tasks.push(tokio::spawn(async move {
+                    let mut done = 0usize;
+                    while done < per_caller && Instant::now() < deadline {
+                        c.call("echo", args(), CallOptions::default())
+                            .await
+                            .expect("call");
+                        done += 1;
+                    }
+                    done
+                }));
+            }
+            let mut done = 0;
+            for task in tasks {
+                done += task.await.expect("task");
+            }
+            done as f64 / t.elapsed().as_secs_f64()
+        });
+        per_s.push(rate);
+    }
+    suite.record("remote.calls_per_s_1", per_s[0], "calls/s", Better::Higher);
+    suite.record_vs(
+        "remote.calls_per_s_64",
+        per_s[1],
+        "calls/s",
+        Better::Higher,
+        "remote.calls_per_s_1",
+        per_s[0],
+    );
+    suite.finish();
+}

@@ -1,0 +1,25 @@
+#![doc = include_str!("../README.md")]
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
+
+pub mod access;
+mod error;
+pub mod framing;
+mod hex;
+pub mod schema;
+pub mod server;
+pub mod stream;
+pub mod tcp;
+
+pub use access::{Caller, CapabilityToken, Grant, Policy, RateLimit};
+pub use error::McpError;
+pub use framing::StreamLimits;
+pub use server::{
+    JsonObject, McpServer, Progress, ProgressUpdate, Prompt, Resource, ServerSettings, Tool,
+    ToolCall, tool_result,
+};
+pub use stream::{CallOptions, Connector, Era, McpClient, serve_stream};
+
+/// The official MCP Rust SDK this crate builds on (protocol model types and engine).
+pub use rmcp;

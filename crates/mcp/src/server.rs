@@ -1,0 +1,920 @@
+//! The node-local MCP server: user-registered tools, resources and prompts,
+//! served through rmcp's engine to any transport, with per-tool access
+//! control, per-peer rate limits, argument validation, progress and cancellation.
+
+use std::{
+    collections::BTreeMap,
+    future::Future,
+    pin::Pin,
+    sync::{
+        Arc, RwLock,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Instant, SystemTime},
+};
+
+use p2p_foundation_identity::PeerId;
+use rmcp::{
+    ErrorData, RoleServer, ServerHandler,
+    model::{
+        CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock as Content,
+        ErrorCode, GetPromptRequestParams, GetPromptResponse, GetPromptResult, Implementation,
+        ListPromptsResult, ListResourcesResult, ListToolsResult, PaginatedRequestParams,
+        ProgressNotificationParam, ProgressToken, PromptArgument, ReadResourceRequestParams,
+        ReadResourceResponse, ReadResourceResult, ResourceContents, ServerCapabilities,
+        ServerConfig,
+    },
+    service::{Peer, RequestContext},
+};
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    McpError,
+    access::{self, CAPABILITY_META_KEY, Caller, Policy, RateLimit, RateLimiter},
+    schema,
+};
+
+/// A JSON object (tool arguments, schemas).
+pub type JsonObject = serde_json::Map<String, Value>;
+
+/// A boxed, sendable future.
+pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+
+type ToolFn = Arc<dyn Fn(ToolCall) -> BoxFuture<Result<CallToolResult, ErrorData>> + Send + Sync>;
+type ResourceFn =
+    Arc<dyn Fn(Caller) -> BoxFuture<Result<Vec<ResourceContents>, ErrorData>> + Send + Sync>;
+type PromptFn = Arc<dyn Fn(JsonObject) -> Result<GetPromptResult, ErrorData> + Send + Sync>;
+
+/// Reports progress of one tool call to its caller (a no-op when the caller
+/// did not ask for progress). Crosses peers: the notification travels back
+/// over the same stream as the call.
+#[derive(Clone, Default)]
+pub struct Progress {
+    target: Option<(Peer<RoleServer>, ProgressToken)>,
+    forward: Option<tokio::sync::mpsc::Sender<ProgressUpdate>>,
+}
+
+impl std::fmt::Debug for Progress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Progress")
+            .field("enabled", &self.is_enabled())
+            .finish()
+    }
+}
+
+/// One progress update.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProgressUpdate {
+    /// Work done so far (increases monotonically).
+    pub progress: f64,
+    /// Total work, if known.
+    pub total: Option<f64>,
+    /// Human-readable status.
+    pub message: Option<String>,
+}
+
+impl Progress {
+    /// A reporter that sends nothing.
+    pub fn none() -> Self {
+        Self::default()
+    }
+
+    /// A reporter feeding a channel (used by in-process callers and the router).
+    pub fn channel(tx: tokio::sync::mpsc::Sender<ProgressUpdate>) -> Self {
+        Self {
+            target: None,
+            forward: Some(tx),
+        }
+    }
+
+    pub(crate) fn to_peer(peer: Peer<RoleServer>, token: ProgressToken) -> Self {
+        Self {
+            target: Some((peer, token)),
+            forward: None,
+        }
+    }
+
+    /// Whether anyone listens.
+    pub fn is_enabled(&self) -> bool {
+        self.target.is_some() || self.forward.is_some()
+    }
+
+    /// Send one progress update (best effort: a closed caller is ignored).
+    pub async fn report(&self, progress: f64, total: Option<f64>, message: Option<String>) {
+        if let Some((peer, token)) = &self.target {
+            let mut p = ProgressNotificationParam::new(token.clone(), progress);
+            p.total = total;
+            p.message = message.clone();
+            if let Err(e) = peer.notify_progress(p).await {
+                tracing::debug!(error = %e, "progress notification not delivered");
+            }
+        }
+        if let Some(tx) = &self.forward {
+            let _ = tx
+                .send(ProgressUpdate {
+                    progress,
+                    total,
+                    message,
+                })
+                .await;
+        }
+    }
+}
+
+/// Everything a tool handler gets for one call.
+#[derive(Debug)]
+pub struct ToolCall {
+    /// Who is calling (the authenticated peer, or the local user).
+    pub caller: Caller,
+    /// The tool's arguments, already validated against its input schema.
+    pub arguments: JsonObject,
+    /// Progress reporter for this call.
+    pub progress: Progress,
+    /// Cancelled when the caller cancels the call (or disconnects).
+    pub cancel: CancellationToken,
+}
+
+/// A tool: its MCP definition (name, JSON Schema input and output), version,
+/// capability tags, access policy and handler.
+///
+/// ```
+/// use p2p_foundation_mcp::{Tool, tool_result};
+/// let tool = Tool::new("generate_text")
+///     .with_description("Generate text from a prompt")
+///     .with_schema(serde_json::json!({
+///         "type": "object",
+///         "properties": {"prompt": {"type": "string"}},
+///         "required": ["prompt"]
+///     }))
+///     .with_tags(["text-generation"])
+///     .handler(|call| async move {
+///         let prompt = call.arguments["prompt"].as_str().unwrap_or_default().to_owned();
+///         Ok(tool_result::text(format!("echo: {prompt}")))
+///     });
+/// assert_eq!(tool.name(), "generate_text");
+/// ```
+#[derive(Clone)]
+pub struct Tool {
+    def: rmcp::model::Tool,
+    input_schema: Value,
+    output_schema: Option<Value>,
+    version: String,
+    tags: Vec<String>,
+    policy: Policy,
+    handler: Option<ToolFn>,
+}
+
+impl std::fmt::Debug for Tool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tool")
+            .field("name", &self.def.name)
+            .field("version", &self.version)
+            .field("tags", &self.tags)
+            .field("policy", &self.policy)
+            .finish_non_exhaustive()
+    }
+}
+
+fn object_schema(schema: &Value) -> Arc<JsonObject> {
+    Arc::new(schema.as_object().cloned().unwrap_or_default())
+}
+
+impl Tool {
+    /// A tool named `name` taking an empty object, version "1.0.0", public.
+    pub fn new(name: impl Into<String>) -> Self {
+        let input_schema = serde_json::json!({"type": "object"});
+        let mut def = rmcp::model::Tool::default();
+        def.name = name.into().into();
+        def.input_schema = object_schema(&input_schema);
+        Self {
+            def,
+            input_schema,
+            output_schema: None,
+            version: "1.0.0".into(),
+            tags: Vec::new(),
+            policy: Policy::Public,
+            handler: None,
+        }
+    }
+
+    /// Set the description.
+    pub fn with_description(mut self, description: impl Into<String>) -> Self {
+        self.def.description = Some(description.into().into());
+        self
+    }
+
+    /// Set the JSON Schema of the input (must be an object schema).
+    pub fn with_schema(mut self, schema: Value) -> Self {
+        self.def.input_schema = object_schema(&schema);
+        self.input_schema = schema;
+        self
+    }
+
+    /// Set the JSON Schema of the structured output.
+    pub fn with_output_schema(mut self, schema: Value) -> Self {
+        self.def.output_schema = Some(object_schema(&schema));
+        self.output_schema = Some(schema);
+        self
+    }
+
+    /// Set the tool's version (carried in service records).
+    pub fn with_version(mut self, version: impl Into<String>) -> Self {
+        self.version = version.into();
+        self
+    }
+
+    /// Set capability tags (e.g. "text-generation") under which the tool is discoverable.
+    pub fn with_tags(mut self, tags: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        self.tags = tags.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Set the access policy.
+    pub fn with_policy(mut self, policy: Policy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// Set the handler.
+    pub fn handler<F, Fut>(mut self, f: F) -> Self
+    where
+        F: Fn(ToolCall) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<CallToolResult, ErrorData>> + Send + 'static,
+    {
+        self.handler = Some(Arc::new(move |call| Box::pin(f(call))));
+        self
+    }
+
+    /// A typed tool: input and output schemas derived from the Rust types
+    /// (via schemars), arguments deserialized into `I`, the returned `O` sent
+    /// as structured content (and as JSON text for older clients). An `Err`
+    /// from `f` becomes an `isError` result carrying the message.
+    pub fn typed<I, O, F, Fut>(name: impl Into<String>, f: F) -> Self
+    where
+        I: serde::de::DeserializeOwned + rmcp::schemars::JsonSchema + 'static,
+        O: serde::Serialize + rmcp::schemars::JsonSchema + 'static,
+        F: Fn(Caller, I) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<O, String>> + Send + 'static,
+    {
+        let input = Value::Object((*rmcp::handler::server::common::schema_for_type::<I>()).clone());
+        let output =
+            Value::Object((*rmcp::handler::server::common::schema_for_output::<O>()).clone());
+        let f = Arc::new(f);
+        Tool::new(name)
+            .with_schema(input)
+            .with_output_schema(output)
+            .handler(move |call: ToolCall| {
+                let f = f.clone();
+                async move {
+                    let input: I =
+                        serde_json::from_value(Value::Object(call.arguments)).map_err(|e| {
+                            ErrorData::invalid_params(format!("invalid arguments: {e}"), None)
+                        })?;
+                    match f(call.caller, input).await {
+                        Ok(out) => {
+                            let v = serde_json::to_value(out).map_err(|e| {
+                                ErrorData::internal_error(
+                                    format!("output not serializable: {e}"),
+                                    None,
+                                )
+                            })?;
+                            Ok(tool_result::structured(v))
+                        }
+                        Err(msg) => Ok(tool_result::error(msg)),
+                    }
+                }
+            })
+    }
+
+    /// The tool's name.
+    pub fn name(&self) -> &str {
+        &self.def.name
+    }
+
+    /// The MCP definition as listed by `tools/list`.
+    pub fn definition(&self) -> &rmcp::model::Tool {
+        &self.def
+    }
+
+    /// Input JSON Schema.
+    pub fn input_schema(&self) -> &Value {
+        &self.input_schema
+    }
+
+    /// Output JSON Schema, if declared.
+    pub fn output_schema(&self) -> Option<&Value> {
+        self.output_schema.as_ref()
+    }
+
+    /// Version string.
+    pub fn version(&self) -> &str {
+        &self.version
+    }
+
+    /// Capability tags.
+    pub fn tags(&self) -> &[String] {
+        &self.tags
+    }
+
+    /// Access policy.
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+}
+
+/// Helpers building [`CallToolResult`]s.
+pub mod tool_result {
+    use super::*;
+
+    /// A successful text result.
+    pub fn text(text: impl Into<String>) -> CallToolResult {
+        CallToolResult::success(vec![Content::text(text.into())])
+    }
+
+    /// A successful structured result (the value is also sent as JSON text,
+    /// as the specification recommends for clients without structured support).
+    pub fn structured(value: Value) -> CallToolResult {
+        let mut r = CallToolResult::success(vec![Content::text(value.to_string())]);
+        r.structured_content = Some(value);
+        r
+    }
+
+    /// A tool-level failure (`isError: true`): the caller's model sees the message.
+    pub fn error(message: impl Into<String>) -> CallToolResult {
+        CallToolResult::error(vec![Content::text(message.into())])
+    }
+}
+
+/// A resource: its listing entry and a reader.
+#[derive(Clone)]
+pub struct Resource {
+    def: rmcp::model::Resource,
+    read: ResourceFn,
+}
+
+impl std::fmt::Debug for Resource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Resource")
+            .field("uri", &self.def.uri)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Resource {
+    /// A fixed text resource.
+    pub fn text(uri: impl Into<String>, name: impl Into<String>, text: impl Into<String>) -> Self {
+        let uri = uri.into();
+        let text = text.into();
+        let def = rmcp::model::Resource::new(uri.clone(), name).with_mime_type("text/plain");
+        Self::dynamic_def(def, move |_caller| {
+            let body = vec![ResourceContents::text(text.clone(), uri.clone())];
+            async move { Ok(body) }
+        })
+    }
+
+    /// A resource produced on each read by `read`.
+    pub fn dynamic<F, Fut>(uri: impl Into<String>, name: impl Into<String>, read: F) -> Self
+    where
+        F: Fn(Caller) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Vec<ResourceContents>, ErrorData>> + Send + 'static,
+    {
+        Self::dynamic_def(rmcp::model::Resource::new(uri, name), read)
+    }
+
+    fn dynamic_def<F, Fut>(def: rmcp::model::Resource, read: F) -> Self
+    where
+        F: Fn(Caller) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Vec<ResourceContents>, ErrorData>> + Send + 'static,
+    {
+        Self {
+            def,
+            read: Arc::new(move |c| Box::pin(read(c))),
+        }
+    }
+
+    /// Set the description.
+    pub fn with_description(mut self, description: impl Into<String>) -> Self {
+        self.def = self.def.with_description(description);
+        self
+    }
+
+    /// The resource's URI.
+    pub fn uri(&self) -> &str {
+        &self.def.uri
+    }
+}
+
+/// A prompt template: its listing entry and a renderer.
+#[derive(Clone)]
+pub struct Prompt {
+    def: rmcp::model::Prompt,
+    render: PromptFn,
+}
+
+impl std::fmt::Debug for Prompt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Prompt")
+            .field("name", &self.def.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Prompt {
+    /// A prompt named `name` rendered by `render` from its arguments.
+    pub fn new<F>(name: impl Into<String>, description: impl Into<String>, render: F) -> Self
+    where
+        F: Fn(JsonObject) -> Result<GetPromptResult, ErrorData> + Send + Sync + 'static,
+    {
+        Self {
+            def: rmcp::model::Prompt::new(name, Some(description), None),
+            render: Arc::new(render),
+        }
+    }
+
+    /// Declare an argument.
+    pub fn with_argument(
+        mut self,
+        name: impl Into<String>,
+        description: impl Into<String>,
+        required: bool,
+    ) -> Self {
+        let arg = PromptArgument::new(name)
+            .with_description(description)
+            .with_required(required);
+        self.def.arguments.get_or_insert_with(Vec::new).push(arg);
+        self
+    }
+
+    /// The prompt's name.
+    pub fn name(&self) -> &str {
+        &self.def.name
+    }
+}
+
+/// Tools served next to the node's own (the gateway's network tools).
+pub trait ExtraTools: Send + Sync + 'static {
+    /// Their definitions, as listed.
+    fn list(&self) -> BoxFuture<Vec<rmcp::model::Tool>>;
+    /// Call `name` if it is one of them (`None` otherwise).
+    fn call(
+        &self,
+        name: &str,
+        arguments: JsonObject,
+        progress: Progress,
+        cancel: CancellationToken,
+    ) -> Option<BoxFuture<Result<CallToolResult, ErrorData>>>;
+}
+
+/// Server-wide settings.
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    /// Implementation name reported to clients.
+    pub name: String,
+    /// Implementation version reported to clients.
+    pub version: String,
+    /// Per-peer rate limit on tool calls (`None`: unlimited).
+    pub rate_limit: Option<RateLimit>,
+    /// Instructions sent to clients.
+    pub instructions: Option<String>,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self {
+            name: "p2p-foundation-mcp".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            rate_limit: None,
+            instructions: None,
+        }
+    }
+}
+
+struct Inner {
+    owner: PeerId,
+    settings: ServerSettings,
+    tools: RwLock<BTreeMap<String, Arc<Tool>>>,
+    resources: RwLock<BTreeMap<String, Arc<Resource>>>,
+    prompts: RwLock<BTreeMap<String, Arc<Prompt>>>,
+    rate: Option<RateLimiter>,
+    in_flight: AtomicU64,
+    served: AtomicU64,
+}
+
+/// The node-local MCP server. Cheap to clone; every clone is the same server.
+#[derive(Clone)]
+pub struct McpServer {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for McpServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("McpServer")
+            .field("owner", &self.inner.owner)
+            .field("tools", &self.tool_names())
+            .finish_non_exhaustive()
+    }
+}
+
+fn read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    l.read().unwrap_or_else(|p| p.into_inner())
+}
+fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    l.write().unwrap_or_else(|p| p.into_inner())
+}
+
+struct InFlight<'a>(&'a AtomicU64);
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl McpServer {
+    /// A server owned by `owner` (the only issuer of capability tokens it accepts).
+    pub fn new(owner: PeerId) -> Self {
+        Self::with_settings(owner, ServerSettings::default())
+    }
+
+    /// A server with explicit settings.
+    pub fn with_settings(owner: PeerId, settings: ServerSettings) -> Self {
+        let rate = settings.rate_limit.map(RateLimiter::new);
+        Self {
+            inner: Arc::new(Inner {
+                owner,
+                settings,
+                tools: RwLock::default(),
+                resources: RwLock::default(),
+                prompts: RwLock::default(),
+                rate,
+                in_flight: AtomicU64::new(0),
+                served: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    /// The owner's peer id.
+    pub fn owner(&self) -> PeerId {
+        self.inner.owner
+    }
+
+    /// Register (or replace) a tool.
+    pub fn register_tool(&self, tool: Tool) -> Result<(), McpError> {
+        if tool.handler.is_none() {
+            return Err(McpError::Invalid(format!(
+                "tool '{}' has no handler",
+                tool.name()
+            )));
+        }
+        let name = tool.name();
+        if name.is_empty()
+            || name.len() > 128
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+        {
+            return Err(McpError::Invalid(format!(
+                "tool name '{name}' must be 1-128 characters of A-Z a-z 0-9 _ - ."
+            )));
+        }
+        if !tool.input_schema.is_object() {
+            return Err(McpError::Invalid(format!(
+                "input schema of '{name}' is not a JSON object"
+            )));
+        }
+        write(&self.inner.tools).insert(name.to_owned(), Arc::new(tool));
+        Ok(())
+    }
+
+    /// Remove a tool.
+    pub fn unregister_tool(&self, name: &str) -> bool {
+        write(&self.inner.tools).remove(name).is_some()
+    }
+
+    /// Register (or replace) a resource.
+    pub fn register_resource(&self, resource: Resource) {
+        write(&self.inner.resources).insert(resource.uri().to_owned(), Arc::new(resource));
+    }
+
+    /// Register (or replace) a prompt.
+    pub fn register_prompt(&self, prompt: Prompt) {
+        write(&self.inner.prompts).insert(prompt.name().to_owned(), Arc::new(prompt));
+    }
+
+    /// Names of the registered tools.
+    pub fn tool_names(&self) -> Vec<String> {
+        read(&self.inner.tools).keys().cloned().collect()
+    }
+
+    /// A registered tool.
+    pub fn tool(&self, name: &str) -> Option<Arc<Tool>> {
+        read(&self.inner.tools).get(name).cloned()
+    }
+
+    /// Calls currently executing (the load hint published in service records).
+    pub fn in_flight(&self) -> u64 {
+        self.inner.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// Tool calls served since start.
+    pub fn served(&self) -> u64 {
+        self.inner.served.load(Ordering::Relaxed)
+    }
+
+    /// A protocol handler for one connection from `caller` (pass it to rmcp's
+    /// `serve_server`, or use [`crate::serve_stream`]).
+    pub fn session(&self, caller: Caller) -> Session {
+        Session {
+            server: self.clone(),
+            caller,
+            extra: None,
+        }
+    }
+
+    /// Call a tool in-process, with the same checks as a remote call.
+    pub async fn call(
+        &self,
+        caller: Caller,
+        name: &str,
+        arguments: JsonObject,
+        capability: Option<&str>,
+        progress: Progress,
+        cancel: CancellationToken,
+    ) -> Result<CallToolResult, ErrorData> {
+        let tool = self
+            .tool(name)
+            .ok_or_else(|| ErrorData::invalid_params(format!("unknown tool '{name}'"), None))?;
+        self.admit(&tool, caller, capability)?;
+        let arguments = Value::Object(arguments);
+        schema::validate(&tool.input_schema, &arguments).map_err(|e| {
+            ErrorData::invalid_params(
+                format!("arguments of '{name}' violate its input schema: {e}"),
+                None,
+            )
+        })?;
+        let Value::Object(arguments) = arguments else {
+            return Err(ErrorData::invalid_params(
+                "arguments must be an object",
+                None,
+            ));
+        };
+        let Some(handler) = tool.handler.clone() else {
+            return Err(ErrorData::internal_error(
+                format!("tool '{name}' has no handler"),
+                None,
+            ));
+        };
+        self.inner.in_flight.fetch_add(1, Ordering::Relaxed);
+        let _guard = InFlight(&self.inner.in_flight);
+        let call = ToolCall {
+            caller,
+            arguments,
+            progress,
+            cancel: cancel.clone(),
+        };
+        // Biased: a handler that watches `cancel` gets to finish its own way
+        // in the same poll; one that ignores it is dropped.
+        let result = tokio::select! {
+            biased;
+            r = handler(call) => r,
+            () = cancel.cancelled() => Err(ErrorData::new(ErrorCode::INTERNAL_ERROR, "request cancelled", None)),
+        };
+        self.inner.served.fetch_add(1, Ordering::Relaxed);
+        result
+    }
+
+    fn admit(
+        &self,
+        tool: &Tool,
+        caller: Caller,
+        capability: Option<&str>,
+    ) -> Result<(), ErrorData> {
+        // Rate limit first, so refused attempts count too (no free probing).
+        if let (Some(rate), Caller::Peer(peer)) = (&self.inner.rate, caller)
+            && let Err(wait) = rate.check(peer, Instant::now())
+        {
+            return Err(ErrorData::new(
+                ErrorCode(access::RATE_LIMITED),
+                format!(
+                    "rate limited: peer {peer} exceeded its call rate; retry in {} ms",
+                    wait.as_millis().max(1)
+                ),
+                Some(serde_json::json!({"retryAfterMs": wait.as_millis().max(1) as u64})),
+            ));
+        }
+        access::check(
+            &tool.policy,
+            tool.name(),
+            caller,
+            self.inner.owner,
+            capability,
+            SystemTime::now(),
+        )
+        .map_err(|reason| ErrorData::new(ErrorCode(access::ACCESS_DENIED), reason, None))
+    }
+
+    fn info(&self) -> ServerConfig {
+        let caps = ServerCapabilities::builder()
+            .enable_tools()
+            .enable_resources()
+            .enable_prompts()
+            .build();
+        let mut cfg = ServerConfig::new(caps).with_server_info(Implementation::new(
+            self.inner.settings.name.clone(),
+            self.inner.settings.version.clone(),
+        ));
+        if let Some(i) = &self.inner.settings.instructions {
+            cfg = cfg.with_instructions(i.clone());
+        }
+        cfg
+    }
+}
+
+/// One connection's protocol handler: the server seen by one caller.
+#[derive(Clone)]
+pub struct Session {
+    server: McpServer,
+    caller: Caller,
+    extra: Option<Arc<dyn ExtraTools>>,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("caller", &self.caller)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Session {
+    /// Also serve `extra` tools (the gateway's network tools).
+    pub fn with_extra_tools(mut self, extra: Arc<dyn ExtraTools>) -> Self {
+        self.extra = Some(extra);
+        self
+    }
+
+    /// Who this session serves.
+    pub fn caller(&self) -> Caller {
+        self.caller
+    }
+}
+
+fn capability_from(
+    params: &CallToolRequestParams,
+    ctx: &RequestContext<RoleServer>,
+) -> Option<String> {
+    let from = |m: &rmcp::model::RequestMetaObject| {
+        m.0.0
+            .get(CAPABILITY_META_KEY)
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    };
+    params
+        .meta
+        .as_ref()
+        .and_then(from)
+        .or_else(|| from(&ctx.meta))
+}
+
+impl ServerHandler for Session {
+    fn get_info(&self) -> ServerConfig {
+        self.server.info()
+    }
+
+    async fn list_tools(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, ErrorData> {
+        let mut tools: Vec<rmcp::model::Tool> = read(&self.server.inner.tools)
+            .values()
+            .map(|t| t.def.clone())
+            .collect();
+        if let Some(extra) = &self.extra {
+            tools.extend(extra.list().await);
+        }
+        Ok(ListToolsResult::with_all_items(tools))
+    }
+
+    fn get_tool(&self, name: &str) -> Option<rmcp::model::Tool> {
+        self.server.tool(name).map(|t| t.def.clone())
+    }
+
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let span = tracing::debug_span!("mcp.call", tool = %request.name, caller = ?self.caller);
+        let _e = span.enter();
+        let progress = match context.meta.get_progress_token() {
+            Some(token) => Progress::to_peer(context.peer.clone(), token),
+            None => Progress::none(),
+        };
+        let arguments = request.arguments.clone().unwrap_or_default();
+        if self.server.tool(&request.name).is_none()
+            && let Some(extra) = &self.extra
+            && let Some(fut) = extra.call(
+                &request.name,
+                arguments.clone(),
+                progress.clone(),
+                context.ct.clone(),
+            )
+        {
+            return fut.await.map(CallToolResponse::Complete);
+        }
+        let capability = capability_from(&request, &context);
+        self.server
+            .call(
+                self.caller,
+                &request.name,
+                arguments,
+                capability.as_deref(),
+                progress,
+                context.ct.clone(),
+            )
+            .await
+            .map(CallToolResponse::Complete)
+    }
+
+    async fn list_resources(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListResourcesResult, ErrorData> {
+        let list = read(&self.server.inner.resources)
+            .values()
+            .map(|r| r.def.clone())
+            .collect();
+        Ok(ListResourcesResult::with_all_items(list))
+    }
+
+    async fn read_resource(
+        &self,
+        request: ReadResourceRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ReadResourceResponse, ErrorData> {
+        let res = read(&self.server.inner.resources)
+            .get(&request.uri)
+            .cloned();
+        let Some(res) = res else {
+            return Err(ErrorData::resource_not_found(
+                format!("resource '{}' not found", request.uri),
+                Some(serde_json::json!({"uri": request.uri})),
+            ));
+        };
+        let contents = (res.read)(self.caller).await?;
+        Ok(ReadResourceResponse::Complete(ReadResourceResult::new(
+            contents,
+        )))
+    }
+
+    async fn list_prompts(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListPromptsResult, ErrorData> {
+        let list = read(&self.server.inner.prompts)
+            .values()
+            .map(|p| p.def.clone())
+            .collect();
+        Ok(ListPromptsResult::with_all_items(list))
+    }
+
+    async fn get_prompt(
+        &self,
+        request: GetPromptRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<GetPromptResponse, ErrorData> {
+        let prompt = read(&self.server.inner.prompts).get(&request.name).cloned();
+        let Some(prompt) = prompt else {
+            return Err(ErrorData::invalid_params(
+                format!("unknown prompt '{}'", request.name),
+                None,
+            ));
+        };
+        let args: JsonObject = request
+            .arguments
+            .clone()
+            .map(|a| a.into_iter().collect())
+            .unwrap_or_default();
+        for required in prompt
+            .def
+            .arguments
+            .iter()
+            .flatten()
+            .filter(|a| a.required == Some(true))
+        {
+            if !args.contains_key(&required.name) {
+                return Err(ErrorData::invalid_params(
+                    format!(
+                        "prompt '{}' requires argument '{}'",
+                        request.name, required.name
+                    ),
+                    None,
+                ));
+            }
+        }
+        (prompt.render)(args).map(GetPromptResponse::Complete)
+    }
+}

@@ -25,8 +25,12 @@ pub(crate) struct RadixQueue<T> {
     len: usize,
     /// Entries whose time equals `last`, sorted by `seq`.
     current: VecDeque<T>,
-    /// `buckets[b - 1]` holds entries whose time differs from `last` first in bit `b - 1`.
+    /// `buckets[b]` holds entries whose time differs from `last` first in bit `b`.
     buckets: Vec<Vec<T>>,
+    /// Smallest time in each bucket (`u64::MAX` when empty).
+    mins: [u64; 64],
+    /// Bit `b` set iff `buckets[b]` is not empty.
+    occupied: u64,
 }
 
 impl<T: Keyed> RadixQueue<T> {
@@ -36,6 +40,8 @@ impl<T: Keyed> RadixQueue<T> {
             len: 0,
             current: VecDeque::new(),
             buckets: (0..64).map(|_| Vec::new()).collect(),
+            mins: [u64::MAX; 64],
+            occupied: 0,
         }
     }
 
@@ -49,34 +55,44 @@ impl<T: Keyed> RadixQueue<T> {
         self.len == 0
     }
 
-    /// Queues `entry`. Its time must be `>= ` the last popped time (clamped if not), and its
-    /// `seq` larger than that of every entry queued before.
+    /// Queues `entry`. Its time must be `>=` the last popped time, and its `seq` larger
+    /// than that of every entry queued before.
     #[inline]
     pub(crate) fn push(&mut self, entry: T) {
         self.len += 1;
         let time = entry.time();
         debug_assert!(time >= self.last, "event scheduled in the past");
-        let diff = time ^ self.last;
-        if diff == 0 || time < self.last {
+        if time <= self.last {
             // Equal to the current time (or, defensively, in the past): after everything
             // queued for now, as its seq is the largest.
             self.current.push_back(entry);
         } else {
-            let bucket = 63 - diff.leading_zeros() as usize;
-            self.buckets[bucket].push(entry);
+            self.push_bucket(entry, time);
         }
+    }
+
+    #[inline]
+    fn push_bucket(&mut self, entry: T, time: u64) {
+        let bucket = 63 - (time ^ self.last).leading_zeros() as usize;
+        self.buckets[bucket].push(entry);
+        self.mins[bucket] = self.mins[bucket].min(time);
+        self.occupied |= 1 << bucket;
     }
 
     /// The smallest queued time, without changing the queue.
+    #[inline]
     pub(crate) fn peek_time(&self) -> Option<u64> {
         if !self.current.is_empty() {
-            return Some(self.last);
+            Some(self.last)
+        } else if self.occupied == 0 {
+            None
+        } else {
+            Some(self.mins[self.occupied.trailing_zeros() as usize])
         }
-        let bucket = self.buckets.iter().find(|b| !b.is_empty())?;
-        bucket.iter().map(Keyed::time).min()
     }
 
     /// Removes the entry with the smallest `(time, seq)`.
+    #[inline]
     pub(crate) fn pop(&mut self) -> Option<T> {
         if self.current.is_empty() {
             self.refill()?;
@@ -88,23 +104,25 @@ impl<T: Keyed> RadixQueue<T> {
 
     /// Moves the lowest non-empty bucket down, making its minimum time the new `last`.
     fn refill(&mut self) -> Option<()> {
-        let index = self.buckets.iter().position(|b| !b.is_empty())?;
+        if self.occupied == 0 {
+            return None;
+        }
+        let index = self.occupied.trailing_zeros() as usize;
         let mut bucket = std::mem::take(&mut self.buckets[index]);
-        let min = bucket.iter().map(Keyed::time).min()?;
-        self.last = min;
+        self.occupied &= !(1 << index);
+        self.last = std::mem::replace(&mut self.mins[index], u64::MAX);
         for entry in bucket.drain(..) {
-            let diff = entry.time() ^ min;
-            if diff == 0 {
+            let time = entry.time();
+            if time == self.last {
                 self.current.push_back(entry);
             } else {
-                // Strictly below `index`: the entry and `min` agree on bits >= index.
-                self.buckets[63 - diff.leading_zeros() as usize].push(entry);
+                // Lands strictly below `index`: the entry and the new `last` agree on
+                // every bit from `index` up.
+                self.push_bucket(entry, time);
             }
         }
         // Hand the allocation back so the bucket does not regrow from scratch.
-        if self.buckets[index].is_empty() {
-            self.buckets[index] = bucket;
-        }
+        self.buckets[index] = bucket;
         self.current
             .make_contiguous()
             .sort_unstable_by_key(Keyed::seq);

@@ -112,29 +112,7 @@ impl Connection {
         shared: Arc<Shared>,
         slot: ConnSlot,
     ) -> Self {
-        let (bi_tx, bi_rx) = mpsc::channel(QUEUE);
-        let (uni_tx, uni_rx) = mpsc::channel(QUEUE);
-        let span =
-            tracing::debug_span!("quic", peer = %peer.short(), remote = %conn.remote_address());
-        let task = tokio::spawn(
-            quic_accept_loop(conn.clone(), shared.clone(), bi_tx, uni_tx).instrument(span),
-        )
-        .abort_handle();
-        Self {
-            state: Arc::new(ConnState {
-                remote: conn.remote_address(),
-                inner: Inner::Quic(conn),
-                peer,
-                path: PathKind::Quic,
-                rtt: Duration::ZERO,
-                zero_rtt,
-                shared,
-                bi: Mutex::new(bi_rx),
-                uni: Mutex::new(uni_rx),
-                task,
-                _slot: slot,
-            }),
-        }
+        QuicStart::new(conn, shared).finish(peer, zero_rtt, slot)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -225,6 +203,7 @@ impl Connection {
                     RecvStream {
                         inner: RecvInner::Quic(r),
                         metrics,
+                        replayable: false,
                     },
                 ))
             }
@@ -240,6 +219,7 @@ impl Connection {
                     RecvStream {
                         inner: RecvInner::Mux(r),
                         metrics,
+                        replayable: false,
                     },
                 ))
             }
@@ -358,6 +338,62 @@ impl Connection {
     }
 }
 
+/// A QUIC connection whose stream accept loop already runs (so streams arriving in 0-RTT,
+/// before the handshake completes, are seen as such) but whose peer is not yet proven.
+pub(crate) struct QuicStart {
+    conn: quinn::Connection,
+    shared: Arc<Shared>,
+    bi: mpsc::Receiver<IncomingBi>,
+    uni: mpsc::Receiver<IncomingUni>,
+    task: AbortHandle,
+}
+
+impl QuicStart {
+    pub(crate) fn new(conn: quinn::Connection, shared: Arc<Shared>) -> Self {
+        let (bi_tx, bi) = mpsc::channel(QUEUE);
+        let (uni_tx, uni) = mpsc::channel(QUEUE);
+        let span = tracing::debug_span!("quic", remote = %conn.remote_address());
+        let task = tokio::spawn(
+            quic_accept_loop(conn.clone(), shared.clone(), bi_tx, uni_tx).instrument(span),
+        )
+        .abort_handle();
+        Self {
+            conn,
+            shared,
+            bi,
+            uni,
+            task,
+        }
+    }
+
+    pub(crate) fn conn(&self) -> &quinn::Connection {
+        &self.conn
+    }
+
+    /// Aborts the accept loop (the handshake failed).
+    pub(crate) fn abort(self) {
+        self.task.abort();
+    }
+
+    pub(crate) fn finish(self, peer: PeerId, zero_rtt: bool, slot: ConnSlot) -> Connection {
+        Connection {
+            state: Arc::new(ConnState {
+                remote: self.conn.remote_address(),
+                inner: Inner::Quic(self.conn),
+                peer,
+                path: PathKind::Quic,
+                rtt: Duration::ZERO,
+                zero_rtt,
+                shared: self.shared,
+                bi: Mutex::new(self.bi),
+                uni: Mutex::new(self.uni),
+                task: self.task,
+                _slot: slot,
+            }),
+        }
+    }
+}
+
 async fn quic_accept_loop(
     conn: quinn::Connection,
     shared: Arc<Shared>,
@@ -408,8 +444,9 @@ async fn quic_stream(
             let _ = s.reset(quinn::VarInt::from_u32(code));
         }
     };
-    let protocol = match head {
-        Ok(Ok((kind, protocol))) if kind == expected => protocol,
+    let (protocol, flagged) = match head {
+        Ok(Ok((kind, protocol))) if kind == expected => (protocol, false),
+        Ok(Ok((StreamKind::EarlyBi, protocol))) if expected == StreamKind::Bi => (protocol, true),
         other => {
             tracing::debug!(?other, "refusing stream: bad header");
             shared.metrics.refused_header.fetch_add(1, Relaxed);
@@ -417,7 +454,8 @@ async fn quic_stream(
             return;
         }
     };
-    if recv.is_0rtt() && !cfg.zero_rtt_protocols.contains(&protocol) {
+    let replayable = flagged || recv.is_0rtt();
+    if replayable && !cfg.zero_rtt_protocols.contains(&protocol) {
         tracing::debug!(%protocol, "refusing 0-RTT stream: protocol is not replay-safe");
         shared.metrics.refused_0rtt.fetch_add(1, Relaxed);
         refuse(&mut send, &mut recv, STREAM_NOT_REPLAY_SAFE);
@@ -427,6 +465,7 @@ async fn quic_stream(
     let recv = RecvStream {
         inner: RecvInner::Quic(recv),
         metrics: metrics.clone(),
+        replayable,
     };
     match (send, uni) {
         (Some(s), _) => {
@@ -475,6 +514,7 @@ async fn mux_accept_loop(
                     let recv = RecvStream {
                         inner: RecvInner::Mux(r),
                         metrics,
+                        replayable: false,
                     };
                     let _ = bi
                         .send(IncomingBi {
@@ -490,6 +530,7 @@ async fn mux_accept_loop(
                     let recv = RecvStream {
                         inner: RecvInner::Mux(r),
                         metrics,
+                        replayable: false,
                     };
                     let _ = uni.send(IncomingUni { protocol, recv }).await;
                 }

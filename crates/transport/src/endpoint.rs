@@ -2,7 +2,7 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
-use std::sync::{Arc, Mutex as StdMutex, OnceLock};
+use std::sync::{Arc, Mutex as StdMutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -17,14 +17,14 @@ use tokio::task::AbortHandle;
 use tracing::Instrument;
 
 use crate::config::Config;
-use crate::connection::{Connection, PathKind};
+use crate::connection::{Connection, PathKind, QuicStart};
 use crate::error::{Result, TransportError};
 use crate::header::{self, StreamKind};
 use crate::limits::HandshakeLimiter;
 use crate::metrics::{FailureReason, Metrics, MetricsSnapshot};
 use crate::session::{self, MuxSettings};
 use crate::stream::{RecvInner, RecvStream, SendInner, SendStream};
-use crate::tls::{self, TlsContext};
+use crate::tls::{self, PeerClient, TlsContext};
 
 /// State shared by an endpoint and its connections.
 pub(crate) struct Shared {
@@ -357,9 +357,9 @@ impl Endpoint {
         Err(best.unwrap_or(TransportError::NoAddress))
     }
 
-    fn quic_client(&self, peer: PeerId) -> Result<(quinn::ClientConfig, Arc<OnceLock<PeerId>>)> {
-        let (tls, seen) = self.inner.shared.tls.client(peer, true)?;
-        let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls)
+    fn quic_client(&self, peer: PeerId) -> Result<(quinn::ClientConfig, Arc<PeerClient>)> {
+        let seen = self.inner.shared.tls.client(peer)?;
+        let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(seen.quic.clone())
             .map_err(|e| TransportError::TlsConfig(e.to_string()))?;
         let mut cfg = quinn::ClientConfig::new(Arc::new(crypto));
         cfg.transport_config(self.inner.shared.transport.clone());
@@ -380,18 +380,15 @@ impl Endpoint {
         &self,
         addr: SocketAddr,
         expected: PeerId,
-        seen: &OnceLock<PeerId>,
+        seen: &PeerClient,
         err: TransportError,
         reason: FailureReason,
     ) -> TransportError {
         let m = &self.inner.shared.metrics;
-        match seen.get() {
-            Some(actual) if *actual != expected => {
+        match seen.mismatch(expected) {
+            Some(actual) => {
                 m.fail(FailureReason::PeerIdMismatch);
-                TransportError::PeerIdMismatch {
-                    expected,
-                    actual: *actual,
-                }
+                TransportError::PeerIdMismatch { expected, actual }
             }
             _ => {
                 m.fail(reason);
@@ -498,6 +495,10 @@ impl Endpoint {
         {
             return Err(TransportError::NotReplaySafe(protocol.to_owned()));
         }
+        // Sent in 0-RTT: flagged so the receiver applies its replay policy.
+        let mut early_msg = header::encode(StreamKind::EarlyBi, protocol);
+        early_msg.extend_from_slice(request);
+        // Re-sent after the handshake if the server rejected 0-RTT: ordinary 1-RTT data.
         let mut msg = header::encode(StreamKind::Bi, protocol);
         msg.extend_from_slice(request);
         let msg = Bytes::from(msg);
@@ -508,11 +509,12 @@ impl Endpoint {
             .quic
             .connect_with(cfg, addr, &tls::server_name(&peer))?;
         let timeout = shared.config.handshake_timeout;
-        let (conn, early) = match connecting.into_0rtt() {
+        let zr = connecting.into_0rtt();
+        let (conn, early) = match zr {
             Ok((conn, accepted)) => {
                 let (mut s, r) = conn.open_bi().await?;
                 // Errors here mean 0-RTT was rejected; the request is re-sent below.
-                let _ = s.write_all(&msg).await;
+                let _ = s.write_all(&early_msg).await;
                 let _ = s.finish();
                 match tokio::time::timeout(timeout, accepted).await {
                     Ok(true) => (conn, Some((s, r))),
@@ -571,6 +573,7 @@ impl Endpoint {
             recv: RecvStream {
                 inner: RecvInner::Quic(r),
                 metrics,
+                replayable: false,
             },
             zero_rtt,
         })
@@ -635,7 +638,8 @@ impl Endpoint {
         T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let shared = &self.inner.shared;
-        let (cfg, seen) = shared.tls.client(peer, false)?;
+        let seen = shared.tls.client(peer)?;
+        let cfg = seen.tcp.clone();
         let name = ServerName::try_from(tls::server_name(&peer))
             .map_err(|e| TransportError::TlsConfig(e.to_string()))?;
         let connector = tokio_rustls::TlsConnector::from(cfg);
@@ -797,33 +801,69 @@ async fn quic_listen(quic: quinn::Endpoint, shared: Arc<Shared>, out: mpsc::Send
         };
         let (shared, out) = (shared.clone(), out.clone());
         tokio::spawn(async move {
-            let accepted = tokio::time::timeout(shared.config.handshake_timeout, async {
-                incoming.accept()?.await
-            })
-            .await;
-            let conn = match accepted {
-                Ok(Ok(c)) => c,
-                Ok(Err(e)) => {
-                    tracing::debug!(%remote, %e, "QUIC handshake failed");
+            let connecting = match incoming.accept() {
+                Ok(c) => c,
+                Err(e) => {
                     shared.metrics.fail(classify_quic(&e));
                     return;
                 }
-                Err(_) => {
-                    shared.metrics.fail(FailureReason::Timeout);
+            };
+            // Servers always get a 0-RTT-capable connection: start accepting streams now so
+            // the accept loop sees which arrive as (replayable) 0-RTT data and applies the
+            // replay policy; the application gets the connection once the peer is proven.
+            let (conn, done) = match connecting.into_0rtt() {
+                Ok(pair) => pair,
+                Err(connecting) => {
+                    match tokio::time::timeout(shared.config.handshake_timeout, connecting).await {
+                        Ok(Ok(c)) => {
+                            let start = QuicStart::new(c, shared.clone());
+                            finish_accept(start, &shared, slot, remote, &out).await;
+                        }
+                        Ok(Err(e)) => shared.metrics.fail(classify_quic(&e)),
+                        Err(_) => shared.metrics.fail(FailureReason::Timeout),
+                    }
                     return;
                 }
             };
-            let Some(peer) = peer_from_quinn(&conn) else {
-                shared.metrics.fail(FailureReason::Tls);
-                conn.close(quinn::VarInt::from_u32(1), b"no peer certificate");
+            let start = QuicStart::new(conn.clone(), shared.clone());
+            if tokio::time::timeout(shared.config.handshake_timeout, done)
+                .await
+                .is_err()
+            {
+                conn.close(quinn::VarInt::from_u32(1), b"handshake timeout");
+                shared.metrics.fail(FailureReason::Timeout);
+                start.abort();
                 return;
-            };
-            tracing::debug!(%remote, peer = %peer.short(), "QUIC connection accepted");
-            let slot = slot.established(PathKind::Quic);
-            let c = Connection::from_quic(conn, peer, false, shared.clone(), slot);
-            let _ = out.send(c).await;
+            }
+            if let Some(e) = conn.close_reason() {
+                tracing::debug!(%remote, %e, "QUIC handshake failed");
+                shared.metrics.fail(classify_quic(&e));
+                start.abort();
+                return;
+            }
+            finish_accept(start, &shared, slot, remote, &out).await;
         });
     }
+}
+
+async fn finish_accept(
+    start: QuicStart,
+    shared: &Arc<Shared>,
+    slot: ConnSlot,
+    remote: SocketAddr,
+    out: &mpsc::Sender<Connection>,
+) {
+    let Some(peer) = peer_from_quinn(start.conn()) else {
+        shared.metrics.fail(FailureReason::Tls);
+        start
+            .conn()
+            .close(quinn::VarInt::from_u32(1), b"no peer certificate");
+        start.abort();
+        return;
+    };
+    tracing::debug!(%remote, peer = %peer.short(), "QUIC connection accepted");
+    let slot = slot.established(PathKind::Quic);
+    let _ = out.send(start.finish(peer, false, slot)).await;
 }
 
 async fn tcp_listen(listener: TcpListener, shared: Arc<Shared>, out: mpsc::Sender<Connection>) {

@@ -15,6 +15,9 @@ pub enum StreamKind {
     Bi,
     /// A unidirectional stream (`0x01`).
     Uni,
+    /// A bidirectional stream whose opening data was sent in QUIC 0-RTT (`0x02`), so it may
+    /// be a replay: only protocols the receiver lists as replay-safe are accepted.
+    EarlyBi,
 }
 
 impl StreamKind {
@@ -22,6 +25,7 @@ impl StreamKind {
         match self {
             Self::Bi => 0x00,
             Self::Uni => 0x01,
+            Self::EarlyBi => 0x02,
         }
     }
 
@@ -29,6 +33,7 @@ impl StreamKind {
         match b {
             0x00 => Some(Self::Bi),
             0x01 => Some(Self::Uni),
+            0x02 => Some(Self::EarlyBi),
             _ => None,
         }
     }
@@ -123,7 +128,11 @@ mod tests {
         );
         assert!(decode(&h[..5], 64).unwrap().is_none());
         assert!(decode(&h, 5).is_err());
-        assert!(decode(&[2, 1, b'a'], 64).is_err());
+        assert!(decode(&[3, 1, b'a'], 64).is_err());
+        assert_eq!(
+            decode(&[2, 1, b'a'], 64).unwrap().unwrap().0,
+            StreamKind::EarlyBi
+        );
         assert!(decode(&[0, 0], 64).is_err());
         assert!(decode(&[0, 1, b' '], 64).is_err());
     }

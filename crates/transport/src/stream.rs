@@ -35,6 +35,7 @@ pub struct SendStream {
 pub struct RecvStream {
     pub(crate) inner: RecvInner,
     pub(crate) metrics: Arc<Metrics>,
+    pub(crate) replayable: bool,
 }
 
 impl std::fmt::Debug for SendStream {
@@ -125,12 +126,14 @@ impl RecvStream {
         }
     }
 
-    /// Whether this stream arrived in 0-RTT data (replayable by an attacker).
-    pub fn is_0rtt(&self) -> bool {
-        match &self.inner {
-            RecvInner::Quic(r) => r.is_0rtt(),
-            RecvInner::Mux(_) => false,
-        }
+    /// Whether this stream's data arrived (or was flagged as sent) in QUIC 0-RTT, so an
+    /// attacker may have replayed it: only replay-safe protocols ever see `true`.
+    pub fn is_replayable(&self) -> bool {
+        self.replayable
+            || match &self.inner {
+                RecvInner::Quic(r) => r.is_0rtt(),
+                RecvInner::Mux(_) => false,
+            }
     }
 }
 

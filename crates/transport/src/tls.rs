@@ -7,8 +7,9 @@
 //! the pinned key, not from a CA, so the certificate's own signature and validity dates
 //! carry no meaning and are not checked.
 
+use std::collections::HashMap;
 use std::fmt;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex};
 
 use p2p_foundation_identity::{Keypair, PeerId};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -139,8 +140,8 @@ fn tls12_refused() -> rustls::Error {
 #[derive(Debug)]
 pub(crate) struct PinnedServerVerifier {
     expected: PeerId,
-    /// The PeerId the server proved, even if it did not match (for the error message).
-    seen: Arc<OnceLock<PeerId>>,
+    /// The PeerId the server last proved, even if it did not match (for the error message).
+    seen: Arc<Mutex<Option<PeerId>>>,
     algs: WebPkiSupportedAlgorithms,
 }
 
@@ -155,7 +156,9 @@ impl ServerCertVerifier for PinnedServerVerifier {
     ) -> Result<ServerCertVerified, rustls::Error> {
         check_single(intermediates)?;
         let actual = peer_id_from_cert(end_entity)?;
-        let _ = self.seen.set(actual);
+        if let Ok(mut seen) = self.seen.lock() {
+            *seen = Some(actual);
+        }
         if actual != self.expected {
             return Err(rustls::Error::InvalidCertificate(CertificateError::Other(
                 OtherError(Arc::new(PeerMismatch {
@@ -267,8 +270,13 @@ impl ResolvesClientCert for ClientCert {
 pub(crate) struct TlsContext {
     pub(crate) peer_id: PeerId,
     provider: Arc<CryptoProvider>,
-    certified: Arc<CertifiedKey>,
-    sessions: Arc<dyn ClientSessionStore>,
+    resolver: Arc<dyn ResolvesClientCert>,
+    quic_sessions: Arc<dyn ClientSessionStore>,
+    tcp_sessions: Arc<dyn ClientSessionStore>,
+    /// Client configurations per dialed PeerId: rustls resumes a session only with the very
+    /// verifier and certificate resolver that created it, so they are kept per peer.
+    clients: Mutex<HashMap<PeerId, Arc<PeerClient>>>,
+    cache_peers: usize,
     /// Server config for QUIC (0-RTT enabled as QUIC requires: `u32::MAX`).
     pub(crate) quic_server: Arc<rustls::ServerConfig>,
     /// Server config for TCP (no early data).
@@ -326,7 +334,6 @@ impl TlsContext {
             .load_private_key(PrivateKeyDer::Pkcs8(pkcs8.clone_key()))
             .map_err(cfg_err)?;
         let certified = Arc::new(CertifiedKey::new(vec![cert.clone()], signing));
-        let server_sessions = ServerSessionMemoryCache::new(session_cache.max(16));
         let server = |early: bool| -> Result<Arc<rustls::ServerConfig>> {
             let mut cfg = rustls::ServerConfig::builder_with_provider(provider.clone())
                 .with_protocol_versions(&[&rustls::version::TLS13])
@@ -337,7 +344,7 @@ impl TlsContext {
                 .with_single_cert(vec![cert.clone()], PrivateKeyDer::Pkcs8(pkcs8.clone_key()))
                 .map_err(cfg_err)?;
             cfg.alpn_protocols = vec![ALPN.to_vec()];
-            cfg.session_storage = server_sessions.clone();
+            cfg.session_storage = ServerSessionMemoryCache::new(session_cache.max(16));
             cfg.max_early_data_size = if early { u32::MAX } else { 0 };
             Ok(Arc::new(cfg))
         };
@@ -346,35 +353,77 @@ impl TlsContext {
             quic_server: server(true)?,
             tcp_server: server(false)?,
             provider,
-            certified,
-            sessions: Arc::new(ClientSessionMemoryCache::new(session_cache.max(16))),
+            resolver: Arc::new(ClientCert(certified)),
+            quic_sessions: Arc::new(ClientSessionMemoryCache::new(session_cache.max(16))),
+            tcp_sessions: Arc::new(ClientSessionMemoryCache::new(session_cache.max(16))),
+            clients: Mutex::new(HashMap::new()),
+            cache_peers: session_cache.max(16),
         })
     }
 
-    /// A client configuration that pins `expected`; the returned cell receives the PeerId the
-    /// server proved (also on mismatch). `early_data` enables 0-RTT (QUIC only).
-    pub(crate) fn client(
-        &self,
-        expected: PeerId,
-        early_data: bool,
-    ) -> Result<(Arc<rustls::ClientConfig>, Arc<OnceLock<PeerId>>)> {
-        let seen = Arc::new(OnceLock::new());
-        let verifier = PinnedServerVerifier {
+    /// Client configurations that pin `expected` (cached per PeerId so sessions resume).
+    pub(crate) fn client(&self, expected: PeerId) -> Result<Arc<PeerClient>> {
+        let mut clients = self
+            .clients
+            .lock()
+            .map_err(|_| TransportError::TlsConfig("client cache poisoned".into()))?;
+        if let Some(c) = clients.get(&expected) {
+            return Ok(c.clone());
+        }
+        let seen = Arc::new(Mutex::new(None));
+        let verifier: Arc<dyn ServerCertVerifier> = Arc::new(PinnedServerVerifier {
             expected,
             seen: seen.clone(),
             algs: self.provider.signature_verification_algorithms,
+        });
+        let build = |early: bool,
+                     store: &Arc<dyn ClientSessionStore>|
+         -> Result<Arc<rustls::ClientConfig>> {
+            let mut cfg = rustls::ClientConfig::builder_with_provider(self.provider.clone())
+                .with_protocol_versions(&[&rustls::version::TLS13])
+                .map_err(cfg_err)?
+                .dangerous() // a custom verifier: it pins the key, see `PinnedServerVerifier`.
+                .with_custom_certificate_verifier(verifier.clone())
+                .with_client_cert_resolver(self.resolver.clone());
+            cfg.alpn_protocols = vec![ALPN.to_vec()];
+            cfg.resumption = Resumption::store(store.clone());
+            cfg.enable_early_data = early;
+            cfg.enable_sni = false;
+            Ok(Arc::new(cfg))
         };
-        let mut cfg = rustls::ClientConfig::builder_with_provider(self.provider.clone())
-            .with_protocol_versions(&[&rustls::version::TLS13])
-            .map_err(cfg_err)?
-            .dangerous() // a custom verifier: it pins the key, see `PinnedServerVerifier`.
-            .with_custom_certificate_verifier(Arc::new(verifier))
-            .with_client_cert_resolver(Arc::new(ClientCert(self.certified.clone())));
-        cfg.alpn_protocols = vec![ALPN.to_vec()];
-        cfg.resumption = Resumption::store(self.sessions.clone());
-        cfg.enable_early_data = early_data;
-        cfg.enable_sni = false;
-        Ok((Arc::new(cfg), seen))
+        let client = Arc::new(PeerClient {
+            quic: build(true, &self.quic_sessions)?,
+            tcp: build(false, &self.tcp_sessions)?,
+            seen,
+        });
+        if clients.len() >= self.cache_peers {
+            if let Some(k) = clients.keys().next().copied() {
+                clients.remove(&k);
+            }
+        }
+        clients.insert(expected, client.clone());
+        Ok(client)
+    }
+}
+
+/// rustls client configurations pinned to one PeerId.
+pub(crate) struct PeerClient {
+    /// For QUIC (0-RTT enabled).
+    pub(crate) quic: Arc<rustls::ClientConfig>,
+    /// For TCP (no early data).
+    pub(crate) tcp: Arc<rustls::ClientConfig>,
+    /// The PeerId the remote last proved when dialing this peer.
+    pub(crate) seen: Arc<Mutex<Option<PeerId>>>,
+}
+
+impl PeerClient {
+    /// The PeerId the remote proved, if it was not the expected one.
+    pub(crate) fn mismatch(&self, expected: PeerId) -> Option<PeerId> {
+        self.seen
+            .lock()
+            .ok()
+            .and_then(|s| *s)
+            .filter(|p| *p != expected)
     }
 }
 
@@ -404,7 +453,10 @@ mod tests {
         let kp = Keypair::generate();
         let (cert, _) = certificate(&kp).unwrap();
         assert_eq!(peer_id_from_cert(&cert).unwrap(), kp.peer_id());
-        assert_eq!(peer_id_from_chain(std::slice::from_ref(&cert)), Some(kp.peer_id()));
+        assert_eq!(
+            peer_id_from_chain(std::slice::from_ref(&cert)),
+            Some(kp.peer_id())
+        );
         assert_eq!(peer_id_from_chain(&[cert.clone(), cert]), None);
     }
 
@@ -426,7 +478,7 @@ mod tests {
         let a = Keypair::generate();
         let b = Keypair::generate();
         let (cert, _) = certificate(&b).unwrap();
-        let seen = Arc::new(OnceLock::new());
+        let seen = Arc::new(Mutex::new(None));
         let v = PinnedServerVerifier {
             expected: a.peer_id(),
             seen: seen.clone(),
@@ -443,10 +495,10 @@ mod tests {
                 actual: b.peer_id()
             })
         );
-        assert_eq!(seen.get(), Some(&b.peer_id()));
+        assert_eq!(*seen.lock().unwrap(), Some(b.peer_id()));
         let ok = PinnedServerVerifier {
             expected: b.peer_id(),
-            seen: Arc::new(OnceLock::new()),
+            seen: Arc::new(Mutex::new(None)),
             algs: rustls::crypto::ring::default_provider().signature_verification_algorithms,
         };
         assert!(
@@ -454,8 +506,14 @@ mod tests {
                 .is_ok()
         );
         assert!(
-            ok.verify_server_cert(&cert, std::slice::from_ref(&cert), &name, &[], UnixTime::now())
-                .is_err()
+            ok.verify_server_cert(
+                &cert,
+                std::slice::from_ref(&cert),
+                &name,
+                &[],
+                UnixTime::now()
+            )
+            .is_err()
         );
     }
 }

@@ -1,6 +1,6 @@
 use std::time::{Duration, Instant, SystemTime};
 
-use rand::{Rng, SeedableRng};
+use rand::{Rng, RngExt, SeedableRng};
 
 use crate::config::{LinkConfig, Network, mix64};
 use crate::queue::{Keyed, RadixQueue};
@@ -485,6 +485,49 @@ impl<N: SimNode> Simulator<N> {
     /// Schedules [`Simulator::heal`] at `at`.
     pub fn schedule_heal(&mut self, at: impl SimTime) {
         self.schedule_control(at, Control::Heal);
+    }
+
+    /// Schedules random churn: from `start` until `end`, each of `nodes` alternates an
+    /// online session and an offline gap, starting online. Session and gap lengths are
+    /// drawn from the simulation RNG, uniformly from `0..=2 * mean_up` and
+    /// `0..=2 * mean_down` (so, on average, a node is online
+    /// `mean_up / (mean_up + mean_down)` of the time). Leaves happen only before `end`; a
+    /// gap that began before `end` still ends with a restore (and `handle_join`), so every
+    /// churned node is back online by `end + 2 * mean_down`. Returns the number of leaves
+    /// scheduled.
+    ///
+    /// # Panics
+    /// If a node does not exist.
+    pub fn schedule_random_churn(
+        &mut self,
+        nodes: impl IntoIterator<Item = NodeId>,
+        start: impl SimTime,
+        end: impl SimTime,
+        mean_up: Duration,
+        mean_down: Duration,
+    ) -> usize {
+        let start = start
+            .to_sim_nanos(self.core.base_instant)
+            .max(self.core.now);
+        let end = end.to_sim_nanos(self.core.base_instant);
+        let up = duration_nanos(mean_up).saturating_mul(2);
+        let down = duration_nanos(mean_down).saturating_mul(2);
+        let mut leaves = 0;
+        for id in nodes {
+            self.check(id);
+            let mut t = start;
+            loop {
+                t = t.saturating_add(self.core.rng.random_range(0..=up));
+                if t >= end {
+                    break;
+                }
+                self.schedule_control(Duration::from_nanos(t), Control::Leave(id.0));
+                leaves += 1;
+                t = t.saturating_add(self.core.rng.random_range(0..=down).max(1));
+                self.schedule_control(Duration::from_nanos(t), Control::Restore(id.0));
+            }
+        }
+        leaves
     }
 
     fn schedule_control(&mut self, at: impl SimTime, control: Control) {

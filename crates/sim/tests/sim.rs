@@ -826,3 +826,43 @@ fn accessing_a_missing_node_panics_with_its_id() {
     probes(&mut sim, 3);
     sim.node(NodeId(3));
 }
+
+#[test]
+fn random_churn_keeps_the_expected_share_online() {
+    let mut sim = Simulator::new(21, NetworkConfig::default());
+    let ids = probes(&mut sim, 200);
+    let leaves = sim.schedule_random_churn(
+        ids.iter().copied(),
+        Duration::ZERO,
+        Duration::from_secs(600),
+        Duration::from_secs(20),
+        Duration::from_secs(10),
+    );
+    // ~600 s / 30 s per cycle = ~20 leaves per node.
+    assert!((3_000..5_000).contains(&leaves), "{leaves} leaves");
+    let mut online = 0usize;
+    let mut samples = 0usize;
+    for s in (60..600).step_by(5) {
+        sim.run_until(Duration::from_secs(s));
+        online += sim.online_count();
+        samples += 200;
+    }
+    let share = online as f64 / samples as f64;
+    assert!((share - 2.0 / 3.0).abs() < 0.05, "online share {share}");
+    // Every gap ends: all back online by end + 2 * mean_down.
+    sim.run_until(Duration::from_secs(620));
+    assert_eq!(sim.online_count(), 200);
+    let joins: u32 = ids.iter().map(|&id| sim.node(id).joins).sum();
+    assert_eq!(joins as usize, leaves);
+    // Deterministic.
+    let mut again = Simulator::<Probe>::new(21, NetworkConfig::default());
+    let ids2 = probes(&mut again, 200);
+    let leaves2 = again.schedule_random_churn(
+        ids2,
+        Duration::ZERO,
+        Duration::from_secs(600),
+        Duration::from_secs(20),
+        Duration::from_secs(10),
+    );
+    assert_eq!(leaves, leaves2);
+}

@@ -542,8 +542,9 @@ impl<N: SimNode> Simulator<N> {
     }
 
     /// Splits the network now: the nodes of each group can reach each other but no node
-    /// of another group. Nodes not listed in any group form one more group together
-    /// ("the rest"); a node listed twice belongs to the last group naming it. Replaces any
+    /// of another group. Nodes not listed in any group, and nodes added later, form one
+    /// more group together ("the rest"); a node listed twice belongs to the last group
+    /// naming it. Replaces any
     /// previous partition. Messages already in flight across the new boundary are dropped
     /// on arrival.
     pub fn partition<I, G>(&mut self, groups: I)

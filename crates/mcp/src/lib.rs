@@ -7,6 +7,8 @@ pub mod access;
 mod error;
 pub mod framing;
 mod hex;
+pub mod records;
+pub mod router;
 pub mod schema;
 pub mod server;
 pub mod stream;
@@ -15,6 +17,8 @@ pub mod tcp;
 pub use access::{Caller, CapabilityToken, Grant, Policy, RateLimit};
 pub use error::McpError;
 pub use framing::StreamLimits;
+pub use records::{MemoryRegistry, Registry, ServicePublisher, ServiceRecord, ToolRecord};
+pub use router::{Candidate, Discovery, Query, RouteOptions, Routed, Router};
 pub use server::{
     JsonObject, McpServer, Progress, ProgressUpdate, Prompt, Resource, ServerSettings, Tool,
     ToolCall, tool_result,

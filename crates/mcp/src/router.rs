@@ -1,0 +1,425 @@
+//! Discovery with capability filtering and routing with failover.
+//!
+//! [`Discovery`] finds providers in a [`Registry`] by tool name, by tag and by
+//! input-schema compatibility, and ranks them by measured round-trip time,
+//! advertised load and success history. [`Router`] calls the best one over a
+//! [`Connector`] and moves to the next on connection failure or timeout,
+//! within a deadline. A tool's own `isError` result is an answer: it is
+//! returned as it is and never retried.
+
+use std::{
+    collections::{HashMap, HashSet},
+    sync::{Arc, Mutex},
+    time::{Duration, Instant, SystemTime},
+};
+
+use p2p_foundation_identity::PeerId;
+use rmcp::model::CallToolResult;
+
+use crate::{
+    McpError,
+    access::RATE_LIMITED,
+    framing::StreamLimits,
+    records::{MAX_RECORD_BYTES, Registry, ToolRecord, tag_key, tool_key},
+    schema,
+    server::{JsonObject, ProgressUpdate},
+    stream::{CallOptions, Connector, Era, McpClient},
+};
+
+/// What to look for.
+#[derive(Debug, Clone, Default)]
+pub struct Query {
+    /// Tool name that must match exactly.
+    pub tool: Option<String>,
+    /// Capability tag the tool must carry.
+    pub tag: Option<String>,
+    /// Arguments the caller intends to send: only tools whose input schema
+    /// accepts them are returned.
+    pub sample_arguments: Option<JsonObject>,
+}
+
+impl Query {
+    /// Providers of tool `name`.
+    pub fn tool(name: impl Into<String>) -> Self {
+        Self {
+            tool: Some(name.into()),
+            ..Self::default()
+        }
+    }
+
+    /// Tools tagged `tag`.
+    pub fn tag(tag: impl Into<String>) -> Self {
+        Self {
+            tag: Some(tag.into()),
+            ..Self::default()
+        }
+    }
+
+    /// Also require that the tool's input schema accepts `arguments`.
+    pub fn accepting(mut self, arguments: JsonObject) -> Self {
+        self.sample_arguments = Some(arguments);
+        self
+    }
+}
+
+/// One provider of one tool, with its rank.
+#[derive(Debug, Clone)]
+pub struct Candidate {
+    /// The provider (signer of the record).
+    pub provider: PeerId,
+    /// Service the tool belongs to.
+    pub service: String,
+    /// The tool as announced.
+    pub tool: ToolRecord,
+    /// Advertised load (calls in flight).
+    pub load: u32,
+    /// Rank: lower is better.
+    pub score: f64,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct PeerStat {
+    rtt_us: Option<f64>,
+    successes: u64,
+    failures: u64,
+    last_failure: Option<Instant>,
+}
+
+/// Observed behaviour of providers: RTT (EWMA) and success history.
+#[derive(Debug, Default)]
+pub struct ProviderStats {
+    map: Mutex<HashMap<PeerId, PeerStat>>,
+}
+
+/// RTT assumed for a provider never called.
+const UNKNOWN_RTT_US: f64 = 50_000.0;
+/// How long a failure keeps a provider at the back of the line.
+const FAILURE_PENALTY_WINDOW: Duration = Duration::from_secs(30);
+
+impl ProviderStats {
+    /// Record a successful call taking `rtt`.
+    pub fn success(&self, peer: PeerId, rtt: Duration) {
+        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        let s = map.entry(peer).or_default();
+        let sample = rtt.as_secs_f64() * 1e6;
+        s.rtt_us = Some(match s.rtt_us {
+            Some(old) => old * 0.8 + sample * 0.2,
+            None => sample,
+        });
+        s.successes += 1;
+    }
+
+    /// Record a failed attempt (connection failure or timeout).
+    pub fn failure(&self, peer: PeerId, now: Instant) {
+        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        let s = map.entry(peer).or_default();
+        s.failures += 1;
+        s.last_failure = Some(now);
+    }
+
+    /// Rank of `peer` advertising `load`: expected cost, lower is better.
+    pub fn score(&self, peer: PeerId, load: u32, now: Instant) -> f64 {
+        let s = self
+            .map
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&peer)
+            .copied()
+            .unwrap_or_default();
+        let rtt = s.rtt_us.unwrap_or(UNKNOWN_RTT_US);
+        // Laplace-smoothed failure rate, so one early failure is not fatal.
+        let failure_rate = (s.failures as f64 + 0.1) / ((s.successes + s.failures) as f64 + 1.0);
+        let load_factor = 1.0 + f64::from(load) / 8.0;
+        let recent = s
+            .last_failure
+            .is_some_and(|t| now.saturating_duration_since(t) < FAILURE_PENALTY_WINDOW);
+        let penalty = if recent { 1e9 } else { 0.0 };
+        rtt * load_factor * (1.0 + 10.0 * failure_rate) + penalty
+    }
+}
+
+/// Finds and ranks providers.
+#[derive(Clone)]
+pub struct Discovery {
+    registry: Arc<dyn Registry>,
+    stats: Arc<ProviderStats>,
+    exclude: Option<PeerId>,
+}
+
+impl std::fmt::Debug for Discovery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Discovery").finish_non_exhaustive()
+    }
+}
+
+impl Discovery {
+    /// Discovery over `registry`.
+    pub fn new(registry: Arc<dyn Registry>) -> Self {
+        Self {
+            registry,
+            stats: Arc::new(ProviderStats::default()),
+            exclude: None,
+        }
+    }
+
+    /// Leave `peer` (normally this node itself) out of results.
+    pub fn excluding(mut self, peer: PeerId) -> Self {
+        self.exclude = Some(peer);
+        self
+    }
+
+    /// The provider statistics used for ranking.
+    pub fn stats(&self) -> &Arc<ProviderStats> {
+        &self.stats
+    }
+
+    /// Candidates matching `query`, best first. Records that fail
+    /// verification (forged, expired, oversized) are skipped.
+    pub async fn find(&self, query: &Query) -> Result<Vec<Candidate>, McpError> {
+        let key = match (&query.tool, &query.tag) {
+            (Some(t), _) => tool_key(t),
+            (None, Some(tag)) => tag_key(tag),
+            (None, None) => {
+                return Err(McpError::Invalid(
+                    "a query needs a tool name or a tag".into(),
+                ));
+            }
+        };
+        let records = self.registry.find(key).await?;
+        let now = SystemTime::now();
+        let instant = Instant::now();
+        let sample = query
+            .sample_arguments
+            .clone()
+            .map(serde_json::Value::Object);
+        let mut seen = HashSet::new();
+        let mut out = Vec::new();
+        for record in records {
+            if record.as_bytes().len() > MAX_RECORD_BYTES {
+                continue;
+            }
+            let Ok(payload) = record.verify(now) else {
+                tracing::debug!(signer = %record.signer(), "skipping unverifiable service record");
+                continue;
+            };
+            let provider = record.signer();
+            if Some(provider) == self.exclude {
+                continue;
+            }
+            for tool in &payload.tools {
+                if query.tool.as_ref().is_some_and(|t| *t != tool.name) {
+                    continue;
+                }
+                if query
+                    .tag
+                    .as_ref()
+                    .is_some_and(|tag| !tool.tags.contains(tag))
+                {
+                    continue;
+                }
+                if let Some(sample) = &sample
+                    && schema::validate(&tool.input_schema_value(), sample).is_err()
+                {
+                    continue;
+                }
+                if !seen.insert((provider, tool.name.clone())) {
+                    continue;
+                }
+                out.push(Candidate {
+                    provider,
+                    service: payload.service.clone(),
+                    tool: tool.clone(),
+                    load: payload.load,
+                    score: self.stats.score(provider, payload.load, instant),
+                });
+            }
+        }
+        out.sort_by(|a, b| a.score.total_cmp(&b.score));
+        Ok(out)
+    }
+}
+
+/// Options of a routed call.
+#[derive(Debug, Clone)]
+pub struct RouteOptions {
+    /// Overall deadline across every attempt.
+    pub deadline: Duration,
+    /// Longest a single attempt (connect + call) may take before moving on.
+    pub attempt_timeout: Duration,
+    /// Capability token (hex) to present.
+    pub capability: Option<String>,
+    /// Progress sink.
+    pub progress: Option<tokio::sync::mpsc::Sender<ProgressUpdate>>,
+    /// Only these providers (e.g. a gateway's namespaced tool pins one).
+    pub only: Option<PeerId>,
+}
+
+impl Default for RouteOptions {
+    fn default() -> Self {
+        Self {
+            deadline: Duration::from_secs(30),
+            attempt_timeout: Duration::from_secs(10),
+            capability: None,
+            progress: None,
+            only: None,
+        }
+    }
+}
+
+/// A routed call's answer.
+#[derive(Debug, Clone)]
+pub struct Routed {
+    /// The provider that answered.
+    pub provider: PeerId,
+    /// Its result (possibly `isError`).
+    pub result: CallToolResult,
+    /// Providers tried before it.
+    pub failovers: usize,
+}
+
+/// Calls tools anywhere in the network, with failover.
+pub struct Router {
+    discovery: Discovery,
+    connector: Arc<dyn Connector>,
+    sessions: tokio::sync::Mutex<HashMap<PeerId, Arc<McpClient>>>,
+    limits: StreamLimits,
+    era: Era,
+}
+
+impl std::fmt::Debug for Router {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Router")
+            .field("era", &self.era)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Router {
+    /// A router finding providers with `discovery` and reaching them with `connector`.
+    pub fn new(discovery: Discovery, connector: Arc<dyn Connector>) -> Self {
+        Self {
+            discovery,
+            connector,
+            sessions: tokio::sync::Mutex::new(HashMap::new()),
+            limits: StreamLimits::default(),
+            era: Era::default(),
+        }
+    }
+
+    /// Protocol lifecycle for new sessions.
+    pub fn with_era(mut self, era: Era) -> Self {
+        self.era = era;
+        self
+    }
+
+    /// The discovery used.
+    pub fn discovery(&self) -> &Discovery {
+        &self.discovery
+    }
+
+    async fn session(&self, peer: PeerId) -> Result<Arc<McpClient>, McpError> {
+        if let Some(c) = self
+            .sessions
+            .lock()
+            .await
+            .get(&peer)
+            .filter(|c| !c.is_closed())
+        {
+            return Ok(c.clone());
+        }
+        let (r, w) = self.connector.connect(peer).await?;
+        let client = Arc::new(McpClient::connect(r, w, self.limits, self.era).await?);
+        self.sessions.lock().await.insert(peer, client.clone());
+        Ok(client)
+    }
+
+    async fn drop_session(&self, peer: PeerId) {
+        self.sessions.lock().await.remove(&peer);
+    }
+
+    /// Call `tool` at the best provider, failing over as needed.
+    pub async fn call(&self, tool: &str, arguments: JsonObject) -> Result<Routed, McpError> {
+        self.call_with(Query::tool(tool), arguments, RouteOptions::default())
+            .await
+    }
+
+    /// Call the tool matching `query` (which must name the tool) with options.
+    pub async fn call_with(
+        &self,
+        query: Query,
+        arguments: JsonObject,
+        options: RouteOptions,
+    ) -> Result<Routed, McpError> {
+        let started = Instant::now();
+        let deadline = started + options.deadline;
+        let tool = query
+            .tool
+            .clone()
+            .ok_or_else(|| McpError::Invalid("a routed call needs a tool name".into()))?;
+        let span = tracing::debug_span!("mcp.route", tool = %tool);
+        let _e = span.enter();
+        let mut candidates = self.discovery.find(&query).await?;
+        if let Some(only) = options.only {
+            candidates.retain(|c| c.provider == only);
+        }
+        if candidates.is_empty() {
+            return Err(McpError::NoProvider { tool });
+        }
+        let mut last = String::new();
+        let mut attempts = 0;
+        for candidate in candidates {
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(McpError::Deadline { attempts, last });
+            }
+            attempts += 1;
+            let budget = options.attempt_timeout.min(deadline - now);
+            let peer = candidate.provider;
+            let t0 = Instant::now();
+            let attempt = async {
+                let session = self.session(peer).await?;
+                let call_opts = CallOptions {
+                    capability: options.capability.clone(),
+                    progress: options.progress.clone(),
+                    timeout: None,
+                };
+                session.call(&tool, arguments.clone(), call_opts).await
+            };
+            let outcome = match tokio::time::timeout(budget, attempt).await {
+                Ok(r) => r,
+                Err(_) => Err(McpError::Connection(format!(
+                    "provider {peer} did not answer within {budget:?}"
+                ))),
+            };
+            match outcome {
+                Ok(result) => {
+                    self.discovery.stats.success(peer, t0.elapsed());
+                    return Ok(Routed {
+                        provider: peer,
+                        result,
+                        failovers: attempts - 1,
+                    });
+                }
+                Err(McpError::Remote { code, message }) if code == RATE_LIMITED => {
+                    // The provider is busy with us: another provider may not be.
+                    last = format!("{peer}: {message}");
+                }
+                Err(e @ McpError::Remote { .. }) => return Err(e),
+                Err(e) => {
+                    tracing::debug!(%peer, error = %e, "provider failed, failing over");
+                    self.discovery.stats.failure(peer, Instant::now());
+                    self.drop_session(peer).await;
+                    last = format!("{peer}: {e}");
+                }
+            }
+        }
+        if Instant::now() >= deadline {
+            return Err(McpError::Deadline { attempts, last });
+        }
+        Err(McpError::AllProvidersFailed {
+            tool,
+            attempts,
+            last,
+        })
+    }
+}

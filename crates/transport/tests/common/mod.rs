@@ -64,9 +64,14 @@ pub async fn echo_conn(conn: Connection) {
 
 pub async fn echo(conn: &Connection, protocol: &str, msg: &[u8]) -> Vec<u8> {
     let (mut send, mut recv) = conn.open_bi(protocol).await.unwrap();
-    send.write_all(msg).await.unwrap();
-    send.finish().await.unwrap();
-    recv.read_to_end(64 << 20).await.unwrap()
+    // Write and read at once: an echo larger than the flow-control windows would deadlock
+    // if the reply were only read after the whole request was written.
+    let write = async {
+        send.write_all(msg).await.unwrap();
+        send.finish().await.unwrap();
+    };
+    let (_, back) = tokio::join!(write, recv.read_to_end(64 << 20));
+    back.unwrap()
 }
 
 /// Waits (bounded by the caller's guard) until `cond` holds for the endpoint's metrics.

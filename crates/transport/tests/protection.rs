@@ -1,0 +1,376 @@
+//! Limits and bad input: every refusal is counted and the endpoint keeps serving.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use common::*;
+use p2p_foundation_transport::{Listen, PathKind, TransportError};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+fn junk(seed: &mut u64, buf: &mut [u8]) {
+    for b in buf.iter_mut() {
+        *seed ^= *seed << 13;
+        *seed ^= *seed >> 7;
+        *seed ^= *seed << 17;
+        *b = *seed as u8;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn junk_datagram_flood_does_not_disturb_a_transfer() {
+    guard(async {
+        let server = endpoint(Listen::loopback_v4()).await;
+        let client = endpoint(Listen::loopback_v4()).await;
+        let echo_task = spawn_echo(server.clone());
+        let target = server.local_addr().unwrap();
+        let conn = client.connect_quic(server.peer_id(), target).await.unwrap();
+        let flood = tokio::spawn(async move {
+            let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+            let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+            let mut buf = [0u8; 1400];
+            for i in 0..20_000u32 {
+                let len = 1 + (i as usize * 37) % buf.len();
+                junk(&mut seed, &mut buf[..len]);
+                // Every other datagram looks like a QUIC long-header Initial (version 1).
+                if i % 2 == 0 && len > 8 {
+                    buf[0] = 0xc0 | (buf[0] & 0x0f);
+                    buf[1..5].copy_from_slice(&1u32.to_be_bytes());
+                    buf[5] = 8;
+                }
+                let _ = sock.send_to(&buf[..len], target).await;
+                if i % 64 == 0 {
+                    tokio::task::yield_now().await;
+                }
+            }
+        });
+        let data: Vec<u8> = (0..4u32 << 20)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+            .collect();
+        let back = echo(&conn, "/t/bulk/1", &data).await;
+        assert!(back == data, "transfer corrupted under junk flood");
+        flood.await.unwrap();
+        // Still serving new peers after the flood.
+        let other = endpoint(Listen::loopback_v4()).await;
+        let c2 = other.connect_quic(server.peer_id(), target).await.unwrap();
+        assert_eq!(echo(&c2, "/t/1", b"after").await, b"after");
+        echo_task.abort();
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tcp_peers_that_never_finish_tls_are_timed_out_and_counted() {
+    guard(async {
+        let server = endpoint_with(Listen::loopback_v4(), |c| {
+            c.handshake_timeout = Duration::from_millis(300);
+        })
+        .await;
+        let echo_task = spawn_echo(server.clone());
+        let tcp_addr = server.tcp_local_addr().unwrap();
+        // Three silent connections, and one that sends junk instead of a ClientHello.
+        let mut silent = Vec::new();
+        for _ in 0..3 {
+            silent.push(tokio::net::TcpStream::connect(tcp_addr).await.unwrap());
+        }
+        let mut junk_conn = tokio::net::TcpStream::connect(tcp_addr).await.unwrap();
+        junk_conn
+            .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        // A good peer is served meanwhile.
+        let client = endpoint(Listen::loopback_v4()).await;
+        let conn = client
+            .connect_tcp(server.peer_id(), tcp_addr)
+            .await
+            .unwrap();
+        assert_eq!(echo(&conn, "/t/1", b"served").await, b"served");
+        let m = wait_metrics(&server, |m| m.failed_timeout >= 3 && m.failed_tls >= 1).await;
+        assert_eq!(m.failed_timeout, 3, "{m:?}");
+        // The silent sockets were closed by the server.
+        for mut s in silent {
+            let mut b = [0u8; 1];
+            assert_eq!(s.read(&mut b).await.unwrap_or(0), 0);
+        }
+        assert_eq!(echo(&conn, "/t/1", b"still").await, b"still");
+        echo_task.abort();
+    })
+    .await;
+}
+
+/// Forwards only the first datagram from the client to the server and nothing back: a
+/// handshake that starts and never completes.
+async fn truncating_proxy(server: SocketAddr) -> SocketAddr {
+    let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let addr = sock.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut buf = [0u8; 2048];
+        let mut forwarded = false;
+        for _ in 0..1000 {
+            let Ok((n, _from)) = sock.recv_from(&mut buf).await else {
+                return;
+            };
+            if !forwarded {
+                forwarded = true;
+                let _ = sock.send_to(&buf[..n], server).await;
+            }
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn truncated_quic_handshake_times_out_on_both_sides() {
+    guard(async {
+        let server = endpoint_with(Listen::loopback_v4(), |c| {
+            c.handshake_timeout = Duration::from_millis(400);
+        })
+        .await;
+        let echo_task = spawn_echo(server.clone());
+        let proxy = truncating_proxy(server.local_addr().unwrap()).await;
+        let client = endpoint_with(Listen::loopback_v4(), |c| {
+            c.handshake_timeout = Duration::from_millis(400);
+        })
+        .await;
+        let err = client
+            .connect_quic(server.peer_id(), proxy)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, TransportError::HandshakeTimeout { .. }),
+            "{err}"
+        );
+        assert_eq!(client.metrics().failed_timeout, 1);
+        wait_metrics(&server, |m| m.failed_timeout >= 1).await;
+        let ok = client
+            .connect_quic(server.peer_id(), server.local_addr().unwrap())
+            .await
+            .unwrap();
+        assert_eq!(echo(&ok, "/t/1", b"ok").await, b"ok");
+        echo_task.abort();
+    })
+    .await;
+}
+
+async fn oversized_header(path: PathKind) {
+    let server = endpoint_with(Listen::loopback_v4(), |c| c.max_protocol_len = 16).await;
+    let client = endpoint_with(Listen::loopback_v4(), |c| c.max_protocol_len = 255).await;
+    let echo_task = spawn_echo(server.clone());
+    let conn = match path {
+        PathKind::Quic => client
+            .connect_quic(server.peer_id(), server.local_addr().unwrap())
+            .await
+            .unwrap(),
+        _ => client
+            .connect_tcp(server.peer_id(), server.tcp_local_addr().unwrap())
+            .await
+            .unwrap(),
+    };
+    let long = format!("/{}/1", "x".repeat(200));
+    let (mut s, mut r) = conn.open_bi(&long).await.unwrap();
+    let _ = s.write_all(b"payload").await;
+    let _ = s.finish().await;
+    // Refused: reset (QUIC) or closed without a byte (TCP); never echoed.
+    if let Ok(v) = r.read_to_end(1024).await {
+        assert!(v.is_empty(), "a refused stream must not be echoed");
+    }
+    let m = wait_metrics(&server, |m| m.streams_refused_header >= 1).await;
+    assert_eq!(m.streams_refused_header, 1);
+    // The connection itself keeps working.
+    assert_eq!(echo(&conn, "/t/1", b"fine").await, b"fine");
+    // Locally, ids over our own limit or malformed are refused before sending.
+    assert!(matches!(
+        conn.open_bi("has space").await,
+        Err(TransportError::InvalidProtocol(_))
+    ));
+    assert!(matches!(
+        conn.open_uni("").await,
+        Err(TransportError::InvalidProtocol(_))
+    ));
+    echo_task.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_stream_header_quic() {
+    guard(oversized_header(PathKind::Quic)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_stream_header_tcp() {
+    guard(oversized_header(PathKind::Tcp)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handshake_rate_limit_per_source_ip() {
+    guard(async {
+        let server = endpoint_with(Listen::loopback_v4(), |c| {
+            c.handshakes_per_ip_per_sec = 0.001;
+            c.handshake_burst_per_ip = 2;
+        })
+        .await;
+        let echo_task = spawn_echo(server.clone());
+        let client = endpoint(Listen::loopback_v4()).await;
+        let a = client
+            .connect_quic(server.peer_id(), server.local_addr().unwrap())
+            .await
+            .unwrap();
+        let b = client
+            .connect_tcp(server.peer_id(), server.tcp_local_addr().unwrap())
+            .await
+            .unwrap();
+        assert!(
+            client
+                .connect_quic(server.peer_id(), server.local_addr().unwrap())
+                .await
+                .is_err()
+        );
+        assert!(
+            client
+                .connect_tcp(server.peer_id(), server.tcp_local_addr().unwrap())
+                .await
+                .is_err()
+        );
+        let m = server.metrics();
+        assert_eq!(m.failed_rate_limited, 2, "{m:?}");
+        assert_eq!(echo(&a, "/t/1", b"a").await, b"a");
+        assert_eq!(echo(&b, "/t/1", b"b").await, b"b");
+        echo_task.abort();
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_limit() {
+    guard(async {
+        let server = endpoint_with(Listen::loopback_v4(), |c| c.max_connections = 1).await;
+        let echo_task = spawn_echo(server.clone());
+        let client = endpoint(Listen::loopback_v4()).await;
+        let a = client
+            .connect_quic(server.peer_id(), server.local_addr().unwrap())
+            .await
+            .unwrap();
+        wait_metrics(&server, |m| m.quic_connections == 1).await;
+        let err = client
+            .connect_quic(server.peer_id(), server.local_addr().unwrap())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, TransportError::Quic(_)), "{err}");
+        assert!(
+            client
+                .connect_tcp(server.peer_id(), server.tcp_local_addr().unwrap())
+                .await
+                .is_err()
+        );
+        assert_eq!(server.metrics().failed_connection_limit, 2);
+        assert_eq!(echo(&a, "/t/1", b"a").await, b"a");
+        // Dialing is limited too.
+        let small = endpoint_with(Listen::loopback_v4(), |c| c.max_connections = 0).await;
+        let err = small
+            .connect_quic(server.peer_id(), server.local_addr().unwrap())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, TransportError::ConnectionLimit { limit: 0 }),
+            "{err}"
+        );
+        echo_task.abort();
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rebind_migrates_open_quic_connections() {
+    guard(async {
+        let server = endpoint(Listen::loopback_v4()).await;
+        let client = endpoint(Listen::loopback_v4()).await;
+        let conn = client
+            .connect_quic(server.peer_id(), server.local_addr().unwrap())
+            .await
+            .unwrap();
+        let accepted = server.accept().await.unwrap();
+        let serve = tokio::spawn(echo_conn(accepted.clone()));
+        assert_eq!(echo(&conn, "/t/1", b"before").await, b"before");
+        let old = client.local_addr().unwrap();
+        assert_eq!(accepted.remote_address(), old);
+        client.rebind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let new = client.local_addr().unwrap();
+        assert_ne!(new.port(), old.port());
+        assert_eq!(echo(&conn, "/t/1", b"after").await, b"after");
+        // The server follows the migration once the new path is validated.
+        loop {
+            if accepted.remote_address() == new {
+                break;
+            }
+            assert_eq!(echo(&conn, "/t/1", b"poke").await, b"poke");
+        }
+        serve.abort();
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tcp_bulk_stream_does_not_starve_others() {
+    guard(async {
+        let server = endpoint(Listen::loopback_v4()).await;
+        let client = endpoint(Listen::loopback_v4()).await;
+        let conn = client
+            .connect_tcp(server.peer_id(), server.tcp_local_addr().unwrap())
+            .await
+            .unwrap();
+        let accepted = server.accept().await.unwrap();
+        // The first stream's reader does not read at all: its sender fills the stream's
+        // window and blocks there, without blocking the session.
+        let total: usize = 32 << 20;
+        let (mut bulk, _bulk_recv) = conn.open_bi("/t/bulk/1").await.unwrap();
+        let (progress_tx, progress_rx) = tokio::sync::watch::channel(0usize);
+        let writer = tokio::spawn(async move {
+            let chunk = vec![7u8; 64 * 1024];
+            let mut sent = 0;
+            while sent < total {
+                bulk.write_all(&chunk).await.unwrap();
+                sent += chunk.len();
+                let _ = progress_tx.send(sent);
+            }
+            bulk.finish().await.unwrap();
+            bulk
+        });
+        let mut held = accepted.accept_bi().await.unwrap();
+        assert_eq!(held.protocol, "/t/bulk/1");
+        // Ten small exchanges on other streams complete while the bulk stream is stuck.
+        let serve = tokio::spawn({
+            let accepted = accepted.clone();
+            async move {
+                while let Ok(mut s) = accepted.accept_bi().await {
+                    tokio::spawn(async move {
+                        let _ = tokio::io::copy(&mut s.recv, &mut s.send).await;
+                        let _ = s.send.finish().await;
+                    });
+                }
+            }
+        });
+        for i in 0..10u8 {
+            assert_eq!(echo(&conn, "/t/small/1", &[i; 100]).await, vec![i; 100]);
+        }
+        let stuck_at = *progress_rx.borrow();
+        assert!(
+            stuck_at < total,
+            "the bulk stream cannot have finished: nobody read it"
+        );
+        // Now drain the bulk stream: everything arrives intact.
+        let mut got = 0usize;
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = held.recv.read(&mut buf).await.unwrap();
+            if n == 0 {
+                break;
+            }
+            assert!(buf[..n].iter().all(|b| *b == 7));
+            got += n;
+        }
+        assert_eq!(got, total);
+        writer.await.unwrap();
+        serve.abort();
+    })
+    .await;
+}

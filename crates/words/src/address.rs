@@ -178,14 +178,11 @@ impl WordAddress {
         let mut values = [0u16; 9];
         let mut count = 0;
         let mut corrections = Vec::new();
-        let words = text
-            .split(|c: char| matches!(c, '.' | '-' | '_') || c.is_whitespace())
-            .filter(|w| !w.is_empty());
-        let found = words.clone().take(10).count();
+        let (words, found) = split_words(text)?;
         if Encoding::from_word_count(found).is_none() {
             return Err(WordsError::WordCount { found });
         }
-        for (i, typed) in words.enumerate() {
+        for (i, typed) in words[..found].iter().enumerate() {
             let position = i + 1;
             values[i] = match dictionary::lookup(typed) {
                 Lookup::Exact(v) => v,
@@ -215,6 +212,47 @@ impl WordAddress {
         }
         Ok((Self::from_values(&values[..count])?, corrections))
     }
+}
+
+/// Splits `text` into at most 9 words at `.`, `-`, `_` and whitespace.
+fn split_words<'a>(text: &'a str) -> Result<([&'a str; 9], usize), WordsError> {
+    let mut words = [""; 9];
+    let mut found = 0;
+    let mut push = |word: &'a str| {
+        if found == words.len() {
+            return Err(WordsError::WordCount { found: 10 });
+        }
+        words[found] = word;
+        found += 1;
+        Ok(())
+    };
+    if text.is_ascii() {
+        // Fast path: byte scanning (ASCII whitespace is b' ' and b'\t'..=b'\r').
+        let bytes = text.as_bytes();
+        let mut start = None;
+        for (i, b) in bytes.iter().enumerate() {
+            let separator = matches!(b, b'.' | b'-' | b'_' | b' ' | b'\t'..=b'\r');
+            match (separator, start) {
+                (true, Some(s)) => {
+                    push(&text[s..i])?;
+                    start = None;
+                }
+                (false, None) => start = Some(i),
+                _ => {}
+            }
+        }
+        if let Some(s) = start {
+            push(&text[s..])?;
+        }
+    } else {
+        for word in text
+            .split(|c: char| matches!(c, '.' | '-' | '_') || c.is_whitespace())
+            .filter(|w| !w.is_empty())
+        {
+            push(word)?;
+        }
+    }
+    Ok((words, found))
 }
 
 fn echo(typed: &str) -> String {
@@ -251,13 +289,20 @@ impl From<WordAddress> for SocketAddr {
 
 impl fmt::Display for WordAddress {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Assemble the text first so a `String` sink grows once: 9 words of up to 9 letters
+        // and 8 dots fit in 89 bytes.
+        let mut buf = [0u8; 9 * dictionary::MAX_WORD_LEN + 8];
+        let mut len = 0;
         for (i, word) in self.words().enumerate() {
             if i > 0 {
-                f.write_str(".")?;
+                buf[len] = b'.';
+                len += 1;
             }
-            f.write_str(word)?;
+            buf[len..len + word.len()].copy_from_slice(word.as_bytes());
+            len += word.len();
         }
-        Ok(())
+        // Dictionary words are ASCII, so this never fails.
+        f.write_str(std::str::from_utf8(&buf[..len]).map_err(|_| fmt::Error)?)
     }
 }
 

@@ -26,13 +26,19 @@ pub(crate) const fn round_key(words: usize, i: u64) -> u64 {
     fmix64(0x9E37_79B9_7F4A_7C15u64.wrapping_mul(16 * words as u64 + i + 1))
 }
 
-/// The round function: a keyed hash of a half (`bits` ≤ 72 bits wide) truncated to `bits`.
+/// The round function for halves of at most 48 bits (3 and 6 words).
 #[inline]
-fn round(key: u64, half: u128, bits: u32) -> u128 {
+fn round_narrow(key: u64, half: u64, bits: u32) -> u64 {
+    fmix64(half ^ key) & ((1 << bits) - 1)
+}
+
+/// The round function for 72-bit halves (9 words).
+#[inline]
+fn round_wide(key: u64, half: u128) -> u128 {
     let top = fmix64((half >> 64) as u64 ^ key.rotate_left(32));
     let low = fmix64(half as u64 ^ key ^ top);
     let high = fmix64(low ^ top);
-    ((u128::from(high) << 64) | u128::from(low)) & mask(bits)
+    ((u128::from(high) << 64) | u128::from(low)) & mask(72)
 }
 
 #[inline]
@@ -44,6 +50,12 @@ const fn mask(bits: u32) -> u128 {
 #[inline]
 fn split(words: &[u16]) -> (u128, u128) {
     let half = 8 * words.len() as u32;
+    if words.len() <= 6 {
+        let value = words
+            .iter()
+            .fold(0u128, |acc, &w| acc << 16 | u128::from(w));
+        return (value >> half, value & mask(half));
+    }
     let (mut left, mut right, mut filled) = (0u128, 0u128, 0u32);
     for &w in words {
         let w = u128::from(w);
@@ -68,6 +80,13 @@ fn split(words: &[u16]) -> (u128, u128) {
 fn join(left: u128, right: u128, words: &mut [u16]) {
     let n = words.len();
     let half = 8 * n as u32;
+    if n <= 6 {
+        let value = left << half | right;
+        for (i, w) in words.iter_mut().enumerate() {
+            *w = (value >> (16 * (n - 1 - i))) as u16;
+        }
+        return;
+    }
     let mut value_bits = 16 * n as u32;
     for w in words.iter_mut() {
         value_bits -= 16;
@@ -92,25 +111,43 @@ fn join(left: u128, right: u128, words: &mut [u16]) {
 
 /// Scrambles 3, 6 or 9 words in place.
 pub(crate) fn scramble(words: &mut [u16]) {
-    let bits = 8 * words.len() as u32;
-    let (mut left, mut right) = split(words);
-    for i in 0..ROUNDS {
-        let next = left ^ round(round_key(words.len(), i), right, bits);
-        left = right;
-        right = next;
-    }
+    let n = words.len();
+    let bits = 8 * n as u32;
+    let (left, right) = split(words);
+    let (left, right) = if n == 9 {
+        let (mut l, mut r) = (left, right);
+        for i in 0..ROUNDS {
+            (l, r) = (r, l ^ round_wide(round_key(n, i), r));
+        }
+        (l, r)
+    } else {
+        let (mut l, mut r) = (left as u64, right as u64);
+        for i in 0..ROUNDS {
+            (l, r) = (r, l ^ round_narrow(round_key(n, i), r, bits));
+        }
+        (u128::from(l), u128::from(r))
+    };
     join(left, right, words);
 }
 
 /// Undoes [`scramble`] in place.
 pub(crate) fn unscramble(words: &mut [u16]) {
-    let bits = 8 * words.len() as u32;
-    let (mut left, mut right) = split(words);
-    for i in (0..ROUNDS).rev() {
-        let prev = right ^ round(round_key(words.len(), i), left, bits);
-        right = left;
-        left = prev;
-    }
+    let n = words.len();
+    let bits = 8 * n as u32;
+    let (left, right) = split(words);
+    let (left, right) = if n == 9 {
+        let (mut l, mut r) = (left, right);
+        for i in (0..ROUNDS).rev() {
+            (l, r) = (r ^ round_wide(round_key(n, i), l), l);
+        }
+        (l, r)
+    } else {
+        let (mut l, mut r) = (left as u64, right as u64);
+        for i in (0..ROUNDS).rev() {
+            (l, r) = (r ^ round_narrow(round_key(n, i), l, bits), l);
+        }
+        (u128::from(l), u128::from(r))
+    };
     join(left, right, words);
 }
 

@@ -129,15 +129,15 @@ fn common_ipv6_forms_take_six_words_and_others_nine() {
 #[test]
 fn test_vectors() {
     for (addr, words) in [
-        ("203.0.113.9:9000", "embodied.suety.shearers"),
-        ("127.0.0.1:9000", "cameraman.sallowly.cohort"),
+        ("203.0.113.9:9000", "allayed.icepicks.aquilegia"),
+        ("127.0.0.1:9000", "foramen.oratorio.railways"),
         (
             "[::1]:443",
-            "schmalzy.chocked.freer.hypercube.subtotal.humanity",
+            "coulter.peatmoss.blowtubes.whalers.hounding.devices",
         ),
         (
             "[2001:db8::9]:9000",
-            "bumbags.ballades.acarids.prudes.nonbasic.remarked",
+            "tasseled.howled.wrangler.fellowman.vaporific.eolian",
         ),
         (
             "[2001:db8::dead:beef:1:2]:9000",
@@ -265,7 +265,7 @@ fn parse_socket_addr_accepts_numbers_or_words() {
     let addr: SocketAddr = "203.0.113.9:9000".parse().unwrap();
     assert_eq!(parse_socket_addr("203.0.113.9:9000").unwrap(), addr);
     assert_eq!(
-        parse_socket_addr(" Embodied Suety Shearers ").unwrap(),
+        parse_socket_addr(" Allayed Icepicks Aquilegia ").unwrap(),
         addr
     );
     assert!(matches!(

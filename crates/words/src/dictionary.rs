@@ -137,7 +137,121 @@ pub enum Lookup {
 /// edits away from every dictionary word anyway.
 const MAX_TYPED_LEN: usize = MAX_WORD_LEN + 1;
 
+/// Packs 1 to 10 lowercase ASCII letters (50 bits), or `None`. Injective over all lengths,
+/// since no letter packs as 0.
+#[inline]
+fn pack_any(bytes: impl Iterator<Item = u8>) -> Option<u64> {
+    let mut key = 0u64;
+    let mut len = 0;
+    for b in bytes {
+        if !b.is_ascii_lowercase() || len == MAX_TYPED_LEN {
+            return None;
+        }
+        key = key << 5 | u64::from(b - b'a' + 1);
+        len += 1;
+    }
+    (len > 0).then_some(key)
+}
+
+/// `word` without its `i`-th byte.
+#[inline]
+fn without(word: &[u8], i: usize) -> impl Iterator<Item = u8> + '_ {
+    word[..i].iter().chain(&word[i + 1..]).copied()
+}
+
+/// log2 of the deletion index's bucket count.
+const DELETION_BUCKET_BITS: u32 = 18;
+
+/// Deletion-neighbourhood index: for every dictionary word and every way of deleting one of
+/// its letters, an entry `packed deletion << 16 | value`, grouped in buckets by a hash of the
+/// packed deletion (counting sort, so building it is linear). Two words within one edit
+/// (substitution, insertion, deletion, adjacent transposition) always share a deletion or one
+/// is a deletion of the other, so a typo's candidates are found in at most 2 × 10 + 1 probes.
+struct DeletionIndex {
+    /// `starts[b]..starts[b + 1]` are bucket `b`'s entries.
+    starts: Vec<u32>,
+    entries: Vec<u64>,
+}
+
+#[inline]
+fn bucket(key: u64) -> usize {
+    (key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - DELETION_BUCKET_BITS)) as usize
+}
+
+fn deletion_index() -> &'static DeletionIndex {
+    static INDEX: OnceLock<DeletionIndex> = OnceLock::new();
+    INDEX.get_or_init(|| {
+        // Each distinct deletion of each word, once (`book` has three: ook, bok, boo).
+        let for_each = |f: &mut dyn FnMut(u64, u16)| {
+            for (value, word) in words().iter().enumerate() {
+                let bytes = word.as_bytes();
+                for i in 0..bytes.len() {
+                    if i > 0 && bytes[i] == bytes[i - 1] {
+                        continue; // same string as deleting letter i - 1
+                    }
+                    if let Some(key) = pack_any(without(bytes, i)) {
+                        f(key, value as u16);
+                    }
+                }
+            }
+        };
+        let buckets = 1usize << DELETION_BUCKET_BITS;
+        let mut starts = vec![0u32; buckets + 1];
+        for_each(&mut |key, _| starts[bucket(key) + 1] += 1);
+        for b in 0..buckets {
+            starts[b + 1] += starts[b];
+        }
+        let mut fill = starts.clone();
+        let mut entries = vec![0u64; starts[buckets] as usize];
+        for_each(&mut |key, value| {
+            let slot = &mut fill[bucket(key)];
+            entries[*slot as usize] = key << 16 | u64::from(value);
+            *slot += 1;
+        });
+        DeletionIndex { starts, entries }
+    })
+}
+
+/// Calls `f` with the value of every dictionary word one of whose deletions is `key`.
+#[inline]
+fn words_with_deletion(key: u64, f: &mut impl FnMut(u16)) {
+    let index = deletion_index();
+    let b = bucket(key);
+    let bucket = &index.entries[index.starts[b] as usize..index.starts[b + 1] as usize];
+    for &entry in bucket {
+        if entry >> 16 == key {
+            f(entry as u16);
+        }
+    }
+}
+
+/// Whether `a` and `b` (distinct) are one substitution, insertion, deletion or adjacent
+/// transposition apart.
+fn one_edit_apart(a: &[u8], b: &[u8]) -> bool {
+    let (short, long) = if a.len() <= b.len() { (a, b) } else { (b, a) };
+    match long.len() - short.len() {
+        0 => {
+            let mut diffs = (0..short.len()).filter(|&i| short[i] != long[i]);
+            match (diffs.next(), diffs.next(), diffs.next()) {
+                (Some(_), None, _) => true,
+                (Some(i), Some(j), None) => {
+                    j == i + 1 && short[i] == long[j] && short[j] == long[i]
+                }
+                _ => false,
+            }
+        }
+        1 => {
+            let prefix = short.iter().zip(long).take_while(|(x, y)| x == y).count();
+            short[prefix..] == long[prefix + 1..]
+        }
+        _ => false,
+    }
+}
+
 /// Looks `typed` up in any case, correcting a single typo when the correction is unique.
+///
+/// A typo is one letter substituted, inserted or deleted, or two adjacent letters swapped;
+/// any character other than `a`–`z` (after lowercasing) counts as a wrong letter.
 pub fn lookup(typed: &str) -> Lookup {
     if let Some(v) = find_ignoring_case(typed) {
         return Lookup::Exact(v);
@@ -148,9 +262,10 @@ pub fn lookup(typed: &str) -> Lookup {
         if len == MAX_TYPED_LEN {
             return Lookup::Unknown;
         }
-        // A non-ASCII character can only be a typo to delete: any byte outside a..z does.
-        chars[len] = if c.is_ascii() {
-            c.to_ascii_lowercase() as u8
+        // Every character outside a..z becomes `?`, which no dictionary word contains.
+        let c = c.to_ascii_lowercase();
+        chars[len] = if c.is_ascii_lowercase() {
+            c as u8
         } else {
             b'?'
         };
@@ -158,46 +273,26 @@ pub fn lookup(typed: &str) -> Lookup {
     }
     let typed = &chars[..len];
     let mut found: Vec<u16> = Vec::new();
-    let mut consider = |key: Option<u64>| {
-        if let Some(v) = key.and_then(find) {
-            if !found.contains(&v) {
-                found.push(v);
-            }
+    let mut consider = |value: u16| {
+        if !found.contains(&value) && one_edit_apart(typed, word(value).as_bytes()) {
+            found.push(value);
         }
     };
-    for i in 0..len {
-        // Deletion of letter i.
-        consider(pack(typed[..i].iter().chain(&typed[i + 1..]).copied()));
-        // Transposition of letters i and i + 1.
-        if i + 1 < len && typed[i] != typed[i + 1] {
-            let mut swapped = [0u8; MAX_TYPED_LEN];
-            swapped[..len].copy_from_slice(typed);
-            swapped.swap(i, i + 1);
-            consider(pack(swapped[..len].iter().copied()));
-        }
-        // Substitution of letter i.
-        for c in b'a'..=b'z' {
-            if c != typed[i] {
-                let sub = [c];
-                consider(pack(
-                    typed[..i]
-                        .iter()
-                        .chain(&sub)
-                        .chain(&typed[i + 1..])
-                        .copied(),
-                ));
-            }
-        }
+    // The typed word is a dictionary word with one letter deleted.
+    if let Some(key) = pack_any(typed.iter().copied()) {
+        words_with_deletion(key, &mut consider);
     }
-    // Insertion before position i (i == len: at the end).
-    if len < MAX_WORD_LEN {
-        for i in 0..=len {
-            for c in b'a'..=b'z' {
-                let ins = [c];
-                consider(pack(
-                    typed[..i].iter().chain(&ins).chain(&typed[i..]).copied(),
-                ));
-            }
+    for i in 0..len {
+        if i > 0 && typed[i] == typed[i - 1] {
+            continue;
+        }
+        // One letter was inserted: deleting it gives the dictionary word.
+        if let Some(value) = pack(without(typed, i)).and_then(find) {
+            consider(value);
+        }
+        // One letter was substituted, or two swapped: both share a deletion.
+        if let Some(key) = pack_any(without(typed, i)) {
+            words_with_deletion(key, &mut consider);
         }
     }
     match found.len() {

@@ -259,6 +259,55 @@ fn typo_correction_statistics() {
     );
 }
 
+/// The obvious correction search: try every string one edit from `typed`, look each up.
+fn reference_lookup(typed: &str) -> Lookup {
+    let lower = typed.to_ascii_lowercase();
+    if let Some(v) = dictionary::value(&lower) {
+        return Lookup::Exact(v);
+    }
+    let mut found: Vec<u16> = typos(&lower)
+        .into_iter()
+        .filter_map(|(_, t)| dictionary::value(&t))
+        .collect();
+    found.sort_unstable();
+    found.dedup();
+    match found.len() {
+        0 => Lookup::Unknown,
+        1 => Lookup::Corrected(found[0]),
+        _ => Lookup::Ambiguous(found),
+    }
+}
+
+#[test]
+fn the_deletion_index_finds_exactly_the_words_one_edit_away() {
+    let mut rng = ChaCha8Rng::seed_from_u64(11);
+    let words = dictionary::words();
+    for i in 0..30_000 {
+        let typed = if i % 3 == 0 {
+            // Random letters (and an occasional digit), 1 to 11 characters.
+            let len = rng.random_range(1..=11);
+            (0..len)
+                .map(|_| {
+                    if rng.random_range(0..20) == 0 {
+                        '7'
+                    } else {
+                        char::from(b'a' + rng.random_range(0..26u8))
+                    }
+                })
+                .collect::<String>()
+        } else {
+            let word = words[usize::from(rng.random::<u16>())];
+            let all = typos(word);
+            all[rng.random_range(0..all.len())].1.clone()
+        };
+        assert_eq!(
+            dictionary::lookup(&typed),
+            reference_lookup(&typed),
+            "`{typed}`"
+        );
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(2_000))]
 

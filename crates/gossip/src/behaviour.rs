@@ -181,6 +181,8 @@ struct PeerState {
     topics: Vec<Topic>,
     tokens: f64,
     last_refill: Instant,
+    /// Score, refreshed every heartbeat and after every penalty.
+    score: f64,
     ihave_in: usize,
     iwant_asked: usize,
     iwant_unknown: usize,
@@ -341,6 +343,18 @@ impl Gossip {
         Output::Timeout(at)
     }
 
+    /// The cached score of a connected peer (0 for others).
+    fn score_of(&self, peer: &PeerId) -> f64 {
+        self.peers.get(peer).map_or(0.0, |s| s.score)
+    }
+
+    fn rescore(&mut self, peer: &PeerId, now: Instant) {
+        let score = self.scoring.score(peer, now);
+        if let Some(s) = self.peers.get_mut(peer) {
+            s.score = score;
+        }
+    }
+
     fn send(&mut self, to: PeerId, rpc: Rpc) {
         self.metrics.sent += 1;
         self.outputs.push_back(Output::Send { to, rpc });
@@ -368,7 +382,7 @@ impl Gossip {
             }
             Input::PeerDisconnected { peer } => self.on_disconnected(now, peer),
             Input::Rpc { from, rpc } => self.on_rpc(now, from, rpc),
-            Input::BadFrame { from, error } => self.on_bad_frame(from, &error),
+            Input::BadFrame { from, error } => self.on_bad_frame(now, from, &error),
             Input::Timeout => {}
         }
         self.on_timers(now);
@@ -589,7 +603,7 @@ impl Gossip {
             if let Some(set) = self.topic_peers.get(topic) {
                 out.extend(
                     set.iter()
-                        .filter(|p| self.scoring.score(p, now) >= publish_threshold)
+                        .filter(|p| self.score_of(p) >= publish_threshold)
                         .copied(),
                 );
             }
@@ -610,7 +624,7 @@ impl Gossip {
             if fan.len() < self.config.mesh_n {
                 let need = self.config.mesh_n - fan.len();
                 let extra = self.pick_peers(topic, need, |g, p| {
-                    !fan.contains(p) && g.scoring.score(p, now) >= publish_threshold
+                    !fan.contains(p) && g.score_of(p) >= publish_threshold
                 });
                 fan.extend(extra);
             }
@@ -650,12 +664,14 @@ impl Gossip {
                 topics: Vec::new(),
                 tokens: self.config.rate_limit_burst,
                 last_refill: now,
+                score: 0.0,
                 ihave_in: 0,
                 iwant_asked: 0,
                 iwant_unknown: 0,
             },
         );
         self.scoring.connect(peer, ip);
+        self.rescore(&peer, now);
         let topics: Vec<Topic> = self.mesh.keys().cloned().collect();
         for t in topics {
             self.send(peer, Rpc::Subscribe(t));
@@ -687,7 +703,7 @@ impl Gossip {
         self.scoring.disconnect(&peer, now);
     }
 
-    fn on_bad_frame(&mut self, from: PeerId, error: &GossipError) {
+    fn on_bad_frame(&mut self, now: Instant, from: PeerId, error: &GossipError) {
         match error {
             GossipError::FrameTooLarge { .. } | GossipError::MessageTooLarge { .. } => {
                 self.metrics.oversized_frames += 1
@@ -696,6 +712,7 @@ impl Gossip {
         }
         tracing::debug!(peer = %from.short(), %error, "dropped a bad gossip frame");
         self.scoring.penalise(&from, 1.0);
+        self.rescore(&from, now);
     }
 
     fn on_rpc(&mut self, now: Instant, from: PeerId, rpc: Rpc) {
@@ -713,15 +730,16 @@ impl Gossip {
             self.metrics.rate_limited += 1;
             // 100 frames over the limit cost as much as one malformed frame.
             self.scoring.penalise(&from, 0.01);
+            self.rescore(&from, now);
             return;
         }
         state.tokens -= 1.0;
-        if self.scoring.score(&from, now) < self.config.thresholds.graylist {
+        if self.score_of(&from) < self.config.thresholds.graylist {
             self.metrics.graylisted += 1;
             return;
         }
         match rpc {
-            Rpc::Subscribe(t) => self.on_subscribe(from, t),
+            Rpc::Subscribe(t) => self.on_subscribe(now, from, t),
             Rpc::Unsubscribe(t) => self.on_unsubscribe(now, from, t),
             Rpc::Publish { hops, msg } => self.on_message(now, from, hops, msg),
             Rpc::IHave { topic, ids } => self.on_ihave(now, from, topic, ids),
@@ -731,11 +749,11 @@ impl Gossip {
                 topic,
                 backoff_secs,
             } => self.on_prune(now, from, topic, backoff_secs),
-            Rpc::Ack(ack) => self.on_ack(from, ack),
+            Rpc::Ack(ack) => self.on_ack(now, from, *ack),
         }
     }
 
-    fn on_subscribe(&mut self, from: PeerId, topic: Topic) {
+    fn on_subscribe(&mut self, now: Instant, from: PeerId, topic: Topic) {
         let max_per_peer = self.config.max_topics_per_peer;
         let Some(state) = self.peers.get_mut(&from) else {
             return;
@@ -749,6 +767,7 @@ impl Gossip {
         {
             self.metrics.unknown_topic += 1;
             self.scoring.penalise(&from, 0.1);
+            self.rescore(&from, now);
             return;
         }
         state.topics.push(topic.clone());
@@ -794,31 +813,31 @@ impl Gossip {
 
     fn on_message(&mut self, now: Instant, from: PeerId, hops: u8, msg: Arc<Message>) {
         let topic = msg.topic.clone();
-        if !self.mesh.contains_key(&topic) {
+        let Some(mesh) = self.mesh.get(&topic) else {
             self.metrics.unknown_topic += 1;
             return;
-        }
+        };
+        let in_mesh = mesh.contains(&from);
         if msg.data.len() > self.config.max_message_size {
             self.metrics.oversized_frames += 1;
             self.scoring.invalid(&from, &topic, now);
+            self.rescore(&from, now);
             return;
         }
         let id = self.message_id(&msg);
         if self.seen.contains(&id) {
             self.metrics.duplicates += 1;
             let window = self.config.score.topic.mesh_message_deliveries_window;
-            let in_mesh = self.mesh.get(&topic).is_some_and(|m| m.contains(&from));
-            if let Some(entry) = self.mcache.get_mut(&id) {
+            if let Some(entry) = in_mesh.then(|| self.mcache.get_mut(&id)).flatten() {
                 let key = short_peer(&from);
-                if in_mesh
-                    && now.saturating_duration_since(entry.first_seen) <= window
+                if now.saturating_duration_since(entry.first_seen) <= window
                     && !entry.credited.contains(&key)
                 {
                     entry.credited.push(key);
                     self.scoring.near_first_delivery(&from, &topic);
                 }
             }
-            if self.promises.get(&id).is_some_and(|p| p.peer == from) {
+            if !self.promises.is_empty() && self.promises.get(&id).is_some_and(|p| p.peer == from) {
                 self.promises.remove(&id);
             }
             return;
@@ -826,6 +845,7 @@ impl Gossip {
         if !self.verify(&msg) {
             self.metrics.invalid_signature += 1;
             self.scoring.invalid(&from, &topic, now);
+            self.rescore(&from, now);
             tracing::debug!(peer = %from.short(), "message with a bad signature");
             return;
         }
@@ -842,6 +862,7 @@ impl Gossip {
             Acceptance::Reject => {
                 self.metrics.rejected += 1;
                 self.scoring.invalid(&from, &topic, now);
+                self.rescore(&from, now);
                 return;
             }
             Acceptance::Ignore => {
@@ -850,8 +871,7 @@ impl Gossip {
             }
         }
         let hops = hops.saturating_add(1);
-        let mesh: Vec<PeerId> = self.mesh.get(&topic).cloned().unwrap_or_default();
-        self.scoring.first_delivery(&from, &topic, &mesh, now);
+        self.scoring.first_delivery(&from, &topic, now);
         self.mcache.put(CacheEntry {
             id,
             msg: Arc::clone(&msg),
@@ -862,15 +882,18 @@ impl Gossip {
             served: Vec::new(),
             acks_forwarded: 0,
         });
-        for p in &mesh {
-            if *p != from && *p != msg.author {
-                self.send(
-                    *p,
-                    Rpc::Publish {
-                        hops,
-                        msg: Arc::clone(&msg),
-                    },
-                );
+        if let Some(mesh) = self.mesh.get(&topic) {
+            for p in mesh {
+                if *p != from && *p != msg.author {
+                    self.metrics.sent += 1;
+                    self.outputs.push_back(Output::Send {
+                        to: *p,
+                        rpc: Rpc::Publish {
+                            hops,
+                            msg: Arc::clone(&msg),
+                        },
+                    });
+                }
             }
         }
         if msg.ack.asks(&self.local) {
@@ -880,7 +903,7 @@ impl Gossip {
             } else {
                 from
             };
-            self.send(to, Rpc::Ack(ack));
+            self.send(to, Rpc::Ack(Box::new(ack)));
         }
         self.metrics.delivered += 1;
         self.event(Event::Message {
@@ -892,7 +915,7 @@ impl Gossip {
     }
 
     fn on_ihave(&mut self, now: Instant, from: PeerId, topic: Topic, ids: Vec<MessageId>) {
-        if self.scoring.score(&from, now) < self.config.thresholds.gossip {
+        if self.score_of(&from) < self.config.thresholds.gossip {
             self.metrics.below_gossip_threshold += 1;
             return;
         }
@@ -948,7 +971,7 @@ impl Gossip {
     }
 
     fn on_iwant(&mut self, now: Instant, from: PeerId, ids: Vec<MessageId>) {
-        if self.scoring.score(&from, now) < self.config.thresholds.gossip {
+        if self.score_of(&from) < self.config.thresholds.gossip {
             self.metrics.below_gossip_threshold += 1;
             return;
         }
@@ -985,14 +1008,19 @@ impl Gossip {
         self.metrics.iwant_unknown += unknown as u64;
         self.metrics.iwant_served += replies.len() as u64;
         if unknown > 0 {
+            let mut flood = false;
             if let Some(state) = self.peers.get_mut(&from) {
                 state.iwant_unknown += unknown;
                 // Honest peers only ask for what we advertised; a budget of one IHAVE's worth
                 // per heartbeat absorbs cache expiry, anything beyond is a flood.
                 if state.iwant_unknown > max_len {
-                    self.scoring.penalise(&from, 1.0);
                     state.iwant_unknown = 0;
+                    flood = true;
                 }
+            }
+            if flood {
+                self.scoring.penalise(&from, 1.0);
+                self.rescore(&from, now);
             }
         }
         for r in replies {
@@ -1017,6 +1045,7 @@ impl Gossip {
             if now < *until {
                 // Grafting during a backoff is a protocol violation (P7).
                 self.scoring.penalise(&from, 1.0);
+                self.rescore(&from, now);
                 self.backoff.insert((topic, from), now + backoff);
                 self.send(from, prune);
                 return;
@@ -1024,7 +1053,7 @@ impl Gossip {
         }
         let outbound = self.peers.get(&from).is_some_and(|s| s.outbound);
         let full = mesh.len() >= self.config.mesh_n_high;
-        if self.scoring.score(&from, now) < 0.0 || (full && !outbound) {
+        if self.score_of(&from) < 0.0 || (full && !outbound) {
             self.backoff.insert((topic, from), now + backoff);
             self.send(from, prune);
             return;
@@ -1050,7 +1079,7 @@ impl Gossip {
         self.backoff.insert((topic, from), now + ours.max(theirs));
     }
 
-    fn on_ack(&mut self, from: PeerId, ack: Ack) {
+    fn on_ack(&mut self, now: Instant, from: PeerId, ack: Ack) {
         if ack.author == self.local {
             let Some(pending) = self.pending_acks.get_mut(&ack.id) else {
                 self.metrics.acks_dropped += 1;
@@ -1067,6 +1096,7 @@ impl Gossip {
             if ack.verify().is_err() {
                 self.metrics.acks_dropped += 1;
                 self.scoring.penalise(&from, 1.0);
+                self.rescore(&from, now);
                 return;
             }
             pending.ackers.push(ack.acker);
@@ -1109,7 +1139,7 @@ impl Gossip {
         };
         if let Some(to) = to {
             if to != from {
-                self.send(to, Rpc::Ack(ack));
+                self.send(to, Rpc::Ack(Box::new(ack)));
             }
         }
     }
@@ -1122,7 +1152,7 @@ impl Gossip {
                 .backoff
                 .get(&(topic.clone(), *peer))
                 .is_none_or(|until| now >= *until)
-            && self.scoring.score(peer, now) >= min_score
+            && self.score_of(peer) >= min_score
     }
 
     /// Up to `n` random peers subscribed to `topic` that pass `filter`.
@@ -1149,6 +1179,9 @@ impl Gossip {
     fn heartbeat(&mut self, now: Instant) {
         self.ticks += 1;
         self.scoring.refresh(now);
+        for (p, s) in self.peers.iter_mut() {
+            s.score = self.scoring.score(p, now);
+        }
 
         // Broken promises (P7).
         let followup = self.config.iwant_followup_time;
@@ -1164,6 +1197,7 @@ impl Gossip {
         for p in broken {
             self.metrics.broken_promises += 1;
             self.scoring.penalise(&p, 1.0);
+            self.rescore(&p, now);
         }
         for s in self.peers.values_mut() {
             s.ihave_in = 0;
@@ -1180,7 +1214,7 @@ impl Gossip {
             self.maintain_mesh(topic, now);
         }
         self.maintain_fanout(now);
-        self.emit_gossip(now);
+        self.emit_gossip();
 
         self.mcache.shift();
         self.seen.expire(now);
@@ -1207,7 +1241,7 @@ impl Gossip {
 
         // 1. Drop peers with a negative score.
         mesh.retain(|p| {
-            if self.scoring.score(p, now) < 0.0 {
+            if self.score_of(p) < 0.0 {
                 to_prune.push(*p);
                 false
             } else {
@@ -1228,10 +1262,8 @@ impl Gossip {
         // 3. Too many: keep the best D_score by score, then random, honouring the outbound
         // quota.
         if mesh.len() > d_hi {
-            let mut scored: Vec<(f64, PeerId)> = mesh
-                .iter()
-                .map(|p| (self.scoring.score(p, now), *p))
-                .collect();
+            let mut scored: Vec<(f64, PeerId)> =
+                mesh.iter().map(|p| (self.score_of(p), *p)).collect();
             scored.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
             let (best, rest) = scored.split_at(d_score.min(scored.len()));
             let mut rest: Vec<PeerId> = rest.iter().map(|(_, p)| *p).collect();
@@ -1281,7 +1313,7 @@ impl Gossip {
             && self.ticks % self.config.opportunistic_graft_ticks == 0
             && mesh.len() > 1
         {
-            let mut scores: Vec<f64> = mesh.iter().map(|p| self.scoring.score(p, now)).collect();
+            let mut scores: Vec<f64> = mesh.iter().map(|p| self.score_of(p)).collect();
             scores.sort_by(f64::total_cmp);
             let median = scores[scores.len() / 2];
             if median < self.config.thresholds.opportunistic_graft {
@@ -1330,12 +1362,12 @@ impl Gossip {
             };
             fan.retain(|p| {
                 self.peers.get(p).is_some_and(|s| s.topics.contains(&topic))
-                    && self.scoring.score(p, now) >= threshold
+                    && self.score_of(p) >= threshold
             });
             if fan.len() < self.config.mesh_n {
                 let need = self.config.mesh_n - fan.len();
                 let extra = self.pick_peers(&topic, need, |g, p| {
-                    !fan.contains(p) && g.scoring.score(p, now) >= threshold
+                    !fan.contains(p) && g.score_of(p) >= threshold
                 });
                 fan.extend(extra);
             }
@@ -1343,7 +1375,7 @@ impl Gossip {
         }
     }
 
-    fn emit_gossip(&mut self, now: Instant) {
+    fn emit_gossip(&mut self) {
         let ids = self.mcache.gossip_ids(self.config.history_gossip);
         if ids.is_empty() {
             return;
@@ -1368,7 +1400,7 @@ impl Gossip {
                 .gossip_lazy
                 .max((self.config.gossip_factor * eligible as f64) as usize);
             let targets = self.pick_peers(&topic, n, |g, p| {
-                !exclude.contains(p) && g.scoring.score(p, now) >= threshold
+                !exclude.contains(p) && g.score_of(p) >= threshold
             });
             if targets.is_empty() {
                 continue;

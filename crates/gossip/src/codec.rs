@@ -316,12 +316,12 @@ pub fn decode_body(body: &[u8], limits: &Limits) -> Result<Rpc, GossipError> {
             topic: r.topic()?,
             backoff_secs: r.u32()?,
         },
-        KIND_ACK => Rpc::Ack(Ack {
+        KIND_ACK => Rpc::Ack(Box::new(Ack {
             author: r.peer()?,
             id: MessageId(r.array()?),
             acker: r.peer()?,
             signature: r.signature()?,
-        }),
+        })),
         _ => return Err(malformed("unknown frame kind")),
     };
     if !r.buf.is_empty() {
@@ -375,11 +375,11 @@ mod tests {
                 topic: t,
                 backoff_secs: 60,
             },
-            Rpc::Ack(Ack::sign(
+            Rpc::Ack(Box::new(Ack::sign(
                 &Keypair::from_secret_bytes([8; 32]),
                 kp.peer_id(),
                 id,
-            )),
+            ))),
         ]
     }
 

@@ -45,18 +45,20 @@ pub struct TopicScoreParams {
     pub mesh_message_deliveries_weight: f64,
     /// P3 decay per decay interval.
     pub mesh_message_deliveries_decay: f64,
-    /// P3 threshold: deliveries (decayed counter) a mesh peer should reach. The expected count
-    /// is capped by the topic's own traffic while the peer was in our mesh times
-    /// `mesh_message_deliveries_fraction`, so an idle topic never penalises honest peers.
+    /// P3 threshold: deliveries (decayed counter) a mesh peer should reach; the deficit is
+    /// `threshold - deliveries`.
     pub mesh_message_deliveries_threshold: f64,
-    /// Fraction of the topic's traffic a mesh peer is expected to deliver (see threshold).
+    /// P3 activation by traffic: a mesh peer is judged only once the topic has carried at
+    /// least `threshold / fraction` messages (decayed counter) since it joined our mesh, so an
+    /// idle topic never penalises honest peers. Honest mesh peers deliver (first, or within
+    /// the window) about half of a topic's messages; 0.2 leaves a wide margin.
     pub mesh_message_deliveries_fraction: f64,
     /// P3 cap.
     pub mesh_message_deliveries_cap: f64,
     /// P3: a duplicate from a mesh peer counts as a delivery if it arrives within this window
     /// of the first copy.
     pub mesh_message_deliveries_window: Duration,
-    /// P3: time in the mesh before the deficit counts.
+    /// P3: time in the mesh before the deficit counts (see also the fraction).
     pub mesh_message_deliveries_activation: Duration,
     /// P3b weight (negative): sticky penalty for a deficit at prune time.
     pub mesh_failure_penalty_weight: f64,
@@ -78,15 +80,15 @@ impl Default for TopicScoreParams {
             first_message_deliveries_weight: 1.0,
             first_message_deliveries_decay: 0.9,
             first_message_deliveries_cap: 20.0,
-            mesh_message_deliveries_weight: -1.0,
-            mesh_message_deliveries_decay: 0.9,
-            mesh_message_deliveries_threshold: 10.0,
+            mesh_message_deliveries_weight: -4.0,
+            mesh_message_deliveries_decay: 0.99,
+            mesh_message_deliveries_threshold: 5.0,
             mesh_message_deliveries_fraction: 0.2,
             mesh_message_deliveries_cap: 100.0,
             mesh_message_deliveries_window: Duration::from_millis(400),
             mesh_message_deliveries_activation: Duration::from_secs(5),
-            mesh_failure_penalty_weight: -1.0,
-            mesh_failure_penalty_decay: 0.99,
+            mesh_failure_penalty_weight: -4.0,
+            mesh_failure_penalty_decay: 0.995,
             invalid_message_deliveries_weight: -100.0,
             invalid_message_deliveries_decay: 0.99,
         }

@@ -18,7 +18,9 @@ struct TopicStats {
     mesh_since: Instant,
     first_deliveries: f64,
     mesh_deliveries: f64,
-    mesh_expected: f64,
+    /// The topic's traffic counter when the peer joined our mesh (decayed with it), so the
+    /// traffic seen while it was in the mesh is `traffic - traffic_at_graft`.
+    traffic_at_graft: f64,
     mesh_failure_penalty: f64,
     invalid_deliveries: f64,
 }
@@ -43,7 +45,7 @@ impl PeerStats {
                     mesh_since: now,
                     first_deliveries: 0.0,
                     mesh_deliveries: 0.0,
-                    mesh_expected: 0.0,
+                    traffic_at_graft: 0.0,
                     mesh_failure_penalty: 0.0,
                     invalid_deliveries: 0.0,
                 });
@@ -60,6 +62,8 @@ pub(crate) struct Scoring {
     params: ScoreParams,
     peers: FastMap<PeerId, PeerStats>,
     ips: FastMap<IpAddr, u32>,
+    /// Per topic: first deliveries of valid messages (decayed like P3).
+    traffic: FastMap<Topic, f64>,
     last_decay: Option<Instant>,
     max_retained: usize,
 }
@@ -73,6 +77,7 @@ impl Scoring {
             params,
             peers: FastMap::with_hasher(hasher),
             ips: FastMap::with_hasher(hasher),
+            traffic: FastMap::with_hasher(hasher),
             last_decay: None,
             max_retained,
         }
@@ -133,6 +138,7 @@ impl Scoring {
     }
 
     pub(crate) fn graft(&mut self, peer: &PeerId, topic: &Topic, now: Instant) {
+        let traffic = self.traffic.get(topic).copied().unwrap_or(0.0);
         if let Some(s) = self.peers.get_mut(peer) {
             if s.topics.len() >= MAX_TOPIC_STATS && !s.topics.iter().any(|t| &t.topic == topic) {
                 return;
@@ -141,16 +147,17 @@ impl Scoring {
             t.in_mesh = true;
             t.mesh_since = now;
             t.mesh_deliveries = 0.0;
-            t.mesh_expected = 0.0;
+            t.traffic_at_graft = traffic;
         }
     }
 
     pub(crate) fn prune(&mut self, peer: &PeerId, topic: &Topic, now: Instant) {
         let p = self.params.topic.clone();
+        let traffic = self.traffic.get(topic).copied().unwrap_or(0.0);
         if let Some(s) = self.peers.get_mut(peer) {
             if let Some(t) = s.topics.iter_mut().find(|t| &t.topic == topic) {
                 if t.in_mesh {
-                    let deficit = deficit(&p, t, now);
+                    let deficit = deficit(&p, t, traffic, now);
                     t.mesh_failure_penalty += deficit * deficit;
                 }
                 t.in_mesh = false;
@@ -158,19 +165,14 @@ impl Scoring {
         }
     }
 
-    /// A valid message arrived first from `peer`; `mesh` is our mesh for its topic.
-    pub(crate) fn first_delivery(
-        &mut self,
-        peer: &PeerId,
-        topic: &Topic,
-        mesh: &[PeerId],
-        now: Instant,
-    ) {
+    /// A valid message arrived first from `peer`.
+    pub(crate) fn first_delivery(&mut self, peer: &PeerId, topic: &Topic, now: Instant) {
         let p = &self.params.topic;
-        for m in mesh {
-            if let Some(s) = self.peers.get_mut(m) {
-                if let Some(t) = s.topics.iter_mut().find(|t| &t.topic == topic && t.in_mesh) {
-                    t.mesh_expected = (t.mesh_expected + 1.0).min(p.mesh_message_deliveries_cap);
+        match self.traffic.get_mut(topic) {
+            Some(t) => *t += 1.0,
+            None => {
+                if self.traffic.len() < MAX_TOPIC_STATS * 4 {
+                    self.traffic.insert(topic.clone(), 1.0);
                 }
             }
         }
@@ -223,10 +225,11 @@ impl Scoring {
         for t in &s.topics {
             let mut ts = 0.0;
             if t.in_mesh {
+                let traffic = self.traffic.get(&t.topic).copied().unwrap_or(0.0);
                 let quanta = now.saturating_duration_since(t.mesh_since).as_secs_f64()
                     / tp.time_in_mesh_quantum.as_secs_f64().max(1e-9);
                 ts += tp.time_in_mesh_weight * quanta.min(tp.time_in_mesh_cap);
-                let d = deficit(tp, t, now);
+                let d = deficit(tp, t, traffic, now);
                 ts += tp.mesh_message_deliveries_weight * d * d;
             }
             ts += tp.first_message_deliveries_weight * t.first_deliveries;
@@ -263,6 +266,16 @@ impl Scoring {
             return;
         }
         self.last_decay = Some(last + interval * rounds);
+        let traffic_decay = self
+            .params
+            .topic
+            .mesh_message_deliveries_decay
+            .powi(rounds as i32);
+        let z0 = self.params.decay_to_zero;
+        self.traffic.retain(|_, v| {
+            *v *= traffic_decay;
+            *v >= z0
+        });
         let p = &self.params;
         let tp = &p.topic;
         let z = p.decay_to_zero;
@@ -281,7 +294,7 @@ impl Scoring {
             for t in &mut s.topics {
                 decay(&mut t.first_deliveries, tp.first_message_deliveries_decay);
                 decay(&mut t.mesh_deliveries, tp.mesh_message_deliveries_decay);
-                decay(&mut t.mesh_expected, tp.mesh_message_deliveries_decay);
+                decay(&mut t.traffic_at_graft, tp.mesh_message_deliveries_decay);
                 decay(&mut t.mesh_failure_penalty, tp.mesh_failure_penalty_decay);
                 decay(
                     &mut t.invalid_deliveries,
@@ -305,15 +318,20 @@ impl Scoring {
     }
 }
 
-fn deficit(p: &crate::config::TopicScoreParams, t: &TopicStats, now: Instant) -> f64 {
+fn deficit(p: &crate::config::TopicScoreParams, t: &TopicStats, traffic: f64, now: Instant) -> f64 {
     if !t.in_mesh
         || now.saturating_duration_since(t.mesh_since) < p.mesh_message_deliveries_activation
     {
         return 0.0;
     }
-    let expected = (t.mesh_expected * p.mesh_message_deliveries_fraction)
-        .min(p.mesh_message_deliveries_threshold);
-    (expected - t.mesh_deliveries).max(0.0)
+    // Judge a mesh peer only once the topic has carried enough traffic since it joined for
+    // the threshold to be a small fraction of it: an idle topic never penalises anyone.
+    let seen_in_mesh = traffic - t.traffic_at_graft;
+    let fraction = p.mesh_message_deliveries_fraction.max(1e-9);
+    if seen_in_mesh * fraction < p.mesh_message_deliveries_threshold {
+        return 0.0;
+    }
+    (p.mesh_message_deliveries_threshold - t.mesh_deliveries).max(0.0)
 }
 
 /// Whole seconds of a duration, saturating (for PRUNE backoffs).
@@ -345,7 +363,7 @@ mod tests {
         let later = t0 + Duration::from_secs(10);
         let base = s.score(&a, later);
         assert!(base > 0.0, "{base}");
-        s.first_delivery(&a, &topic, &[a], later);
+        s.first_delivery(&a, &topic, later);
         assert!(s.score(&a, later) > base);
     }
 
@@ -377,7 +395,7 @@ mod tests {
         let mut now = t0;
         for _ in 0..100 {
             now += Duration::from_millis(100);
-            s.first_delivery(&good, &topic, &[good, bad], now);
+            s.first_delivery(&good, &topic, now);
             s.refresh(now);
         }
         assert!(s.score(&good, now) > 0.0);

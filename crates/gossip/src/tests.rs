@@ -536,7 +536,10 @@ fn bad_input_is_dropped_counted_and_scored() {
     let m = net.nodes[victim].metrics();
     assert!(m.iwant_unknown >= 500, "{m:?}");
     assert!(net.nodes[victim].peer_score(&attacker, now) < Config::default().thresholds.gossip);
-    assert!(m.below_gossip_threshold > 0, "further IWANTs are ignored: {m:?}");
+    assert!(
+        m.below_gossip_threshold > 0,
+        "further IWANTs are ignored: {m:?}"
+    );
     let (seen, cached, promises, peers) = net.nodes[victim].cache_sizes();
     assert!(seen == 0 && cached == 0 && promises == 0 && peers == 2);
 }

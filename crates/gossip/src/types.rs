@@ -27,8 +27,23 @@ pub const ACK_DOMAIN: &[u8] = b"p2pf/gossip/ack/v1\0";
 /// assert_eq!(t.as_str(), "topic/ai-models");
 /// assert!(Topic::new("").is_err());
 /// ```
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Eq, PartialOrd, Ord)]
 pub struct Topic(Arc<str>);
+
+impl std::hash::Hash for Topic {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        // Consistent with `eq`: equal topics have equal strings.
+        self.0.hash(state);
+    }
+}
+
+impl PartialEq for Topic {
+    #[inline]
+    fn eq(&self, other: &Self) -> bool {
+        // Clones share their string: compare pointers before bytes.
+        Arc::ptr_eq(&self.0, &other.0) || *self.0 == *other.0
+    }
+}
 
 impl Topic {
     /// Checks the length and builds the topic.
@@ -292,8 +307,9 @@ pub enum Rpc {
         /// Seconds before the receiver may graft again.
         backoff_secs: u32,
     },
-    /// An acknowledgement travelling towards a message's author.
-    Ack(Ack),
+    /// An acknowledgement travelling towards a message's author (boxed: it is the largest
+    /// variant and the rarest).
+    Ack(Box<Ack>),
 }
 
 impl Rpc {

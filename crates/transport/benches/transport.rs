@@ -1,5 +1,813 @@
-//! Transport benchmarks (being written).
+//! Transport benchmarks: `cargo xtask bench transport` (full) or `cargo test --benches`
+//! (smoke). Every figure is measured beside its baseline in the same run:
+//! our QUIC vs plain quinn + plain rustls, our TCP session vs plain tokio-rustls.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::SocketAddr;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use p2p_foundation_benchkit::{Better, Suite, percentile, rss_bytes};
+use p2p_foundation_transport::{Config, Connection, Endpoint, Keypair, Listen, PeerId};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+const ECHO: &str = "/bench/echo/1";
+const BULK: &str = "/bench/bulk/1";
+const CHILD_ENV: &str = "P2PF_TRANSPORT_BENCH_IDLE_CHILD";
+const MIB: f64 = 1024.0 * 1024.0;
+
+fn bench_config() -> Config {
+    let mut c = Config::with_listen(Listen::loopback_v4());
+    c.handshakes_per_ip_per_sec = 1e9;
+    c.handshake_burst_per_ip = u32::MAX;
+    c.max_connections = 30_000;
+    c.zero_rtt_protocols = vec![ECHO.into()];
+    c
+}
+
+async fn ours(listen_tcp: bool) -> Endpoint {
+    let mut c = bench_config();
+    c.tcp_listener = listen_tcp;
+    Endpoint::bind(&Keypair::generate(), c).await.expect("bind")
+}
+
+/// Plain rustls configs with a self-signed P-256 certificate trusted through a root store.
+struct Plain {
+    server: Arc<rustls::ServerConfig>,
+    client: Arc<rustls::ClientConfig>,
+    cert: CertificateDer<'static>,
+}
+
+fn plain() -> Plain {
+    let key = rcgen::KeyPair::generate().expect("key");
+    let cert = rcgen::CertificateParams::new(vec!["localhost".into()])
+        .expect("params")
+        .self_signed(&key)
+        .expect("cert");
+    let cert = cert.der().clone();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut server = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .expect("tls13")
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![cert.clone()],
+            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
+        )
+        .expect("server config");
+    server.alpn_protocols = vec![b"bench".to_vec()];
+    server.max_early_data_size = u32::MAX;
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert.clone()).expect("root");
+    let mut client = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .expect("tls13")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    client.alpn_protocols = vec![b"bench".to_vec()];
+    Plain {
+        server: Arc::new(server),
+        client: Arc::new(client),
+        cert,
+    }
+}
+
+fn quinn_server(p: &Plain) -> quinn::Endpoint {
+    let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(p.server.clone()).expect("quic");
+    quinn::Endpoint::server(
+        quinn::ServerConfig::with_crypto(Arc::new(crypto)),
+        "127.0.0.1:0".parse().expect("addr"),
+    )
+    .expect("server")
+}
+
+fn quinn_client(client: Arc<rustls::ClientConfig>) -> quinn::Endpoint {
+    let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(client).expect("quic");
+    let mut ep = quinn::Endpoint::client("127.0.0.1:0".parse().expect("addr")).expect("client");
+    ep.set_default_client_config(quinn::ClientConfig::new(Arc::new(crypto)));
+    ep
+}
+
+/// Writes `total` bytes in 1 MiB chunks, then ends the stream.
+async fn send_bulk<W: AsyncWrite + Unpin>(w: &mut W, total: u64) {
+    let chunk = vec![0x5au8; 1 << 20];
+    let mut sent = 0u64;
+    while sent < total {
+        let n = chunk.len().min((total - sent) as usize);
+        w.write_all(&chunk[..n]).await.expect("write");
+        sent += n as u64;
+    }
+    w.shutdown().await.expect("finish");
+}
+
+/// Reads to end-of-stream; returns the byte count.
+async fn drain<R: AsyncRead + Unpin>(r: &mut R) -> u64 {
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut got = 0u64;
+    loop {
+        let n = r.read(&mut buf).await.expect("read");
+        if n == 0 {
+            return got;
+        }
+        got += n as u64;
+    }
+}
+
+fn mib_per_s(bytes: u64, t: Duration) -> f64 {
+    bytes as f64 / MIB / t.as_secs_f64()
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    percentile(&mut v, 50.0)
+}
+
+async fn bulk_ours(client: &Connection, server: &Connection, total: u64) -> f64 {
+    let start = Instant::now();
+    let mut s = client.open_uni(BULK).await.expect("open");
+    let writer = tokio::spawn(async move {
+        send_bulk(&mut s, total).await;
+        s
+    });
+    let mut incoming = server.accept_uni().await.expect("accept");
+    let got = drain(&mut incoming.recv).await;
+    let t = start.elapsed();
+    assert_eq!(got, total);
+    drop(writer.await.expect("writer"));
+    mib_per_s(total, t)
+}
+
+async fn bulk_raw_quinn(client: &quinn::Connection, server: &quinn::Connection, total: u64) -> f64 {
+    let start = Instant::now();
+    let mut s = client.open_uni().await.expect("open");
+    let writer = tokio::spawn(async move {
+        send_bulk(&mut s, total).await;
+        s
+    });
+    let mut r = server.accept_uni().await.expect("accept");
+    let got = drain(&mut r).await;
+    let t = start.elapsed();
+    assert_eq!(got, total);
+    drop(writer.await.expect("writer"));
+    mib_per_s(total, t)
+}
+
+async fn raw_tls_pair(
+    p: &Plain,
+) -> (
+    tokio_rustls::client::TlsStream<tokio::net::TcpStream>,
+    tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
+) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let acceptor = tokio_rustls::TlsAcceptor::from(p.server.clone());
+    let server = tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.expect("accept");
+        tcp.set_nodelay(true).expect("nodelay");
+        acceptor.accept(tcp).await.expect("tls accept")
+    });
+    let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    tcp.set_nodelay(true).expect("nodelay");
+    let name = ServerName::try_from("localhost").expect("name");
+    let client = tokio_rustls::TlsConnector::from(p.client.clone())
+        .connect(name, tcp)
+        .await
+        .expect("tls");
+    (client, server.await.expect("server"))
+}
+
+async fn bulk_raw_tls(p: &Plain, total: u64) -> f64 {
+    let (mut c, mut s) = raw_tls_pair(p).await;
+    let start = Instant::now();
+    let writer = tokio::spawn(async move {
+        send_bulk(&mut c, total).await;
+        c
+    });
+    let got = drain(&mut s).await;
+    let t = start.elapsed();
+    assert_eq!(got, total);
+    drop(writer.await.expect("writer"));
+    mib_per_s(total, t)
+}
+
+/// Accepts connections and echoes every bidirectional stream.
+fn serve_echo(server: Endpoint) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        while let Some(conn) = server.accept().await {
+            tokio::spawn(async move {
+                while let Ok(mut s) = conn.accept_bi().await {
+                    tokio::spawn(async move {
+                        let _ = tokio::io::copy(&mut s.recv, &mut s.send).await;
+                        let _ = s.send.finish().await;
+                    });
+                }
+            });
+        }
+    })
+}
+
+fn serve_raw_quinn_echo(server: quinn::Endpoint) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        while let Some(incoming) = server.accept().await {
+            tokio::spawn(async move {
+                let Ok(conn) = incoming.await else { return };
+                while let Ok((mut s, mut r)) = conn.accept_bi().await {
+                    tokio::spawn(async move {
+                        let _ = tokio::io::copy(&mut r, &mut s).await;
+                        let _ = s.finish();
+                    });
+                }
+            });
+        }
+    })
+}
+
+async fn echo_once(conn: &Connection) {
+    let (mut s, mut r) = conn.open_bi(ECHO).await.expect("open");
+    s.write_all(b"x").await.expect("write");
+    s.finish().await.expect("finish");
+    assert_eq!(r.read_to_end(16).await.expect("read"), b"x");
+}
+
+fn us(t: Duration) -> f64 {
+    t.as_secs_f64() * 1e6
+}
+
+struct Latency {
+    p50: f64,
+    p99: f64,
+}
+
+fn latency(mut v: Vec<f64>) -> Latency {
+    Latency {
+        p50: percentile(&mut v, 50.0),
+        p99: percentile(&mut v, 99.0),
+    }
+}
+
+async fn connect_latencies(suite: &mut Suite) {
+    let n = suite.scale(1000, 20);
+    let server = ours(true).await;
+    let serve = serve_echo(server.clone());
+    let client = ours(false).await;
+    let (peer, addr, tcp_addr) = (
+        server.peer_id(),
+        server.local_addr().expect("addr"),
+        server.tcp_local_addr().expect("tcp"),
+    );
+    let p = plain();
+    let raw_server = quinn_server(&p);
+    let raw_addr = raw_server.local_addr().expect("addr");
+    let raw_serve = serve_raw_quinn_echo(raw_server.clone());
+    let raw_client = quinn_client(p.client.clone());
+    let raw_tcp = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let raw_tcp_addr = raw_tcp.local_addr().expect("addr");
+    let acceptor = tokio_rustls::TlsAcceptor::from(p.server.clone());
+    let raw_tcp_serve = tokio::spawn(async move {
+        while let Ok((tcp, _)) = raw_tcp.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let _ = tcp.set_nodelay(true);
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let mut b = [0u8; 1];
+                if tls.read_exact(&mut b).await.is_ok() {
+                    let _ = tls.write_all(&b).await;
+                    let _ = tls.shutdown().await;
+                }
+            });
+        }
+    });
+    let connector = tokio_rustls::TlsConnector::from(p.client.clone());
+
+    let (mut quic, mut raw_q, mut tcp, mut raw_t, mut zero) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut zero_used = 0usize;
+    // Warm-up: one of each, so every later connection is a reconnect to a known peer.
+    for round in 0..=n {
+        let t = Instant::now();
+        let c = client.connect_quic(peer, addr).await.expect("quic");
+        echo_once(&c).await;
+        let d = t.elapsed();
+        c.close(0, b"");
+
+        let t = Instant::now();
+        let c = raw_client
+            .connect(raw_addr, "localhost")
+            .expect("connect")
+            .await
+            .expect("raw quic");
+        let (mut s, mut r) = c.open_bi().await.expect("open");
+        s.write_all(b"x").await.expect("write");
+        s.finish().expect("finish");
+        assert_eq!(r.read_to_end(16).await.expect("read"), b"x");
+        let d_raw = t.elapsed();
+        c.close(0u32.into(), b"");
+
+        let t = Instant::now();
+        let mut early = client
+            .connect_early(peer, addr, ECHO, b"x")
+            .await
+            .expect("0rtt");
+        assert_eq!(early.recv.read_to_end(16).await.expect("read"), b"x");
+        let d_zero = t.elapsed();
+        zero_used += usize::from(early.zero_rtt);
+        early.connection.close(0, b"");
+
+        let t = Instant::now();
+        let c = client.connect_tcp(peer, tcp_addr).await.expect("tcp");
+        echo_once(&c).await;
+        let d_tcp = t.elapsed();
+        c.close(0, b"");
+
+        let t = Instant::now();
+        let sock = tokio::net::TcpStream::connect(raw_tcp_addr)
+            .await
+            .expect("connect");
+        sock.set_nodelay(true).expect("nodelay");
+        let mut tls = connector
+            .connect(ServerName::try_from("localhost").expect("name"), sock)
+            .await
+            .expect("tls");
+        tls.write_all(b"x").await.expect("write");
+        let mut b = [0u8; 1];
+        tls.read_exact(&mut b).await.expect("read");
+        let d_raw_tcp = t.elapsed();
+
+        if round > 0 {
+            quic.push(us(d));
+            raw_q.push(us(d_raw));
+            zero.push(us(d_zero));
+            tcp.push(us(d_tcp));
+            raw_t.push(us(d_raw_tcp));
+        }
+    }
+    let (q, rq, z, t, rt) = (
+        latency(quic),
+        latency(raw_q),
+        latency(zero),
+        latency(tcp),
+        latency(raw_t),
+    );
+    suite.record_vs(
+        "quic.connect_p50_us",
+        q.p50,
+        "µs",
+        Better::Lower,
+        "raw_quinn.connect_p50_us",
+        rq.p50,
+    );
+    suite.record_vs(
+        "quic.connect_p99_us",
+        q.p99,
+        "µs",
+        Better::Lower,
+        "raw_quinn.connect_p99_us",
+        rq.p99,
+    );
+    suite.record_vs(
+        "quic.0rtt_connect_p50_us",
+        z.p50,
+        "µs",
+        Better::Lower,
+        "quic.connect_p50_us",
+        q.p50,
+    );
+    suite.record_vs(
+        "quic.0rtt_connect_p99_us",
+        z.p99,
+        "µs",
+        Better::Lower,
+        "quic.connect_p99_us",
+        q.p99,
+    );
+    suite.record(
+        "quic.0rtt_used_fraction",
+        zero_used as f64 / (n + 1) as f64,
+        "ratio",
+        Better::Higher,
+    );
+    suite.record_vs(
+        "tcp.connect_p50_us",
+        t.p50,
+        "µs",
+        Better::Lower,
+        "raw_tokio_rustls.connect_p50_us",
+        rt.p50,
+    );
+    suite.record_vs(
+        "tcp.connect_p99_us",
+        t.p99,
+        "µs",
+        Better::Lower,
+        "raw_tokio_rustls.connect_p99_us",
+        rt.p99,
+    );
+    serve.abort();
+    raw_serve.abort();
+    raw_tcp_serve.abort();
+}
+
+async fn bulk(suite: &mut Suite) {
+    let total: u64 = suite.scale(1 << 30, 8 << 20);
+    let rounds = suite.scale(3, 1);
+    let server = ours(true).await;
+    let client = ours(false).await;
+    let q_client = client
+        .connect_quic(server.peer_id(), server.local_addr().expect("addr"))
+        .await
+        .expect("quic");
+    let q_server = server.accept().await.expect("accept");
+    let t_client = client
+        .connect_tcp(server.peer_id(), server.tcp_local_addr().expect("tcp"))
+        .await
+        .expect("tcp");
+    let t_server = server.accept().await.expect("accept");
+    let p = plain();
+    let raw_server = quinn_server(&p);
+    let raw_client = quinn_client(p.client.clone());
+    let accept = tokio::spawn({
+        let raw_server = raw_server.clone();
+        async move {
+            raw_server
+                .accept()
+                .await
+                .expect("incoming")
+                .await
+                .expect("raw accept")
+        }
+    });
+    let rq_client = raw_client
+        .connect(raw_server.local_addr().expect("addr"), "localhost")
+        .expect("connect")
+        .await
+        .expect("raw");
+    let rq_server = accept.await.expect("accept");
+    let (mut q, mut rq, mut t, mut rt) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    // Alternate ours and baseline so both see the same machine state.
+    for _ in 0..rounds {
+        rq.push(bulk_raw_quinn(&rq_client, &rq_server, total).await);
+        q.push(bulk_ours(&q_client, &q_server, total).await);
+        rt.push(bulk_raw_tls(&p, total).await);
+        t.push(bulk_ours(&t_client, &t_server, total).await);
+    }
+    suite.record_vs(
+        "quic.bulk_throughput",
+        median(q),
+        "MiB/s",
+        Better::Higher,
+        "raw_quinn.bulk_throughput",
+        median(rq),
+    );
+    suite.record_vs(
+        "tcp.bulk_throughput",
+        median(t),
+        "MiB/s",
+        Better::Higher,
+        "raw_tokio_rustls.bulk_throughput",
+        median(rt),
+    );
+}
+
+/// Per-stream throughput (first byte to last byte at the receiver) of `streams` concurrent
+/// streams; returns min/max.
+async fn fairness_ours(client: &Connection, server: &Connection, streams: usize, each: u64) -> f64 {
+    let mut writers = Vec::new();
+    for _ in 0..streams {
+        let mut s = client.open_uni(BULK).await.expect("open");
+        writers.push(tokio::spawn(async move {
+            send_bulk(&mut s, each).await;
+            s
+        }));
+    }
+    let mut readers = Vec::new();
+    for _ in 0..streams {
+        let mut inc = server.accept_uni().await.expect("accept");
+        readers.push(tokio::spawn(async move {
+            timed_drain(&mut inc.recv, each).await
+        }));
+    }
+    let rates = futures::future::join_all(readers)
+        .await
+        .into_iter()
+        .map(|r| r.expect("reader"))
+        .collect::<Vec<_>>();
+    for w in writers {
+        drop(w.await.expect("writer"));
+    }
+    min_over_max(&rates)
+}
+
+async fn fairness_raw(
+    client: &quinn::Connection,
+    server: &quinn::Connection,
+    streams: usize,
+    each: u64,
+) -> f64 {
+    let mut writers = Vec::new();
+    for _ in 0..streams {
+        let mut s = client.open_uni().await.expect("open");
+        writers.push(tokio::spawn(async move {
+            send_bulk(&mut s, each).await;
+            s
+        }));
+    }
+    let mut readers = Vec::new();
+    for _ in 0..streams {
+        let mut r = server.accept_uni().await.expect("accept");
+        readers.push(tokio::spawn(async move { timed_drain(&mut r, each).await }));
+    }
+    let rates = futures::future::join_all(readers)
+        .await
+        .into_iter()
+        .map(|r| r.expect("reader"))
+        .collect::<Vec<_>>();
+    for w in writers {
+        drop(w.await.expect("writer"));
+    }
+    min_over_max(&rates)
+}
+
+async fn timed_drain<R: AsyncRead + Unpin>(r: &mut R, each: u64) -> f64 {
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut got = 0u64;
+    let mut first = None;
+    loop {
+        let n = r.read(&mut buf).await.expect("read");
+        if n == 0 {
+            break;
+        }
+        first.get_or_insert_with(Instant::now);
+        got += n as u64;
+    }
+    assert_eq!(got, each);
+    mib_per_s(
+        got,
+        first.map_or(Duration::from_nanos(1), |f| {
+            f.elapsed().max(Duration::from_nanos(1))
+        }),
+    )
+}
+
+fn min_over_max(rates: &[f64]) -> f64 {
+    let min = rates.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = rates.iter().copied().fold(0.0, f64::max);
+    if max > 0.0 { min / max } else { 0.0 }
+}
+
+async fn fairness(suite: &mut Suite) {
+    let each: u64 = suite.scale(4 << 20, 64 << 10);
+    let server = ours(false).await;
+    let client = ours(false).await;
+    let c = client
+        .connect_quic(server.peer_id(), server.local_addr().expect("addr"))
+        .await
+        .expect("quic");
+    let s = server.accept().await.expect("accept");
+    let p = plain();
+    let raw_server = quinn_server(&p);
+    let raw_client = quinn_client(p.client.clone());
+    let accept = tokio::spawn({
+        let raw_server = raw_server.clone();
+        async move {
+            raw_server
+                .accept()
+                .await
+                .expect("incoming")
+                .await
+                .expect("raw accept")
+        }
+    });
+    let rc = raw_client
+        .connect(raw_server.local_addr().expect("addr"), "localhost")
+        .expect("connect")
+        .await
+        .expect("raw");
+    let rs = accept.await.expect("accept");
+    let raw = fairness_raw(&rc, &rs, 64, each).await;
+    let ours = fairness_ours(&c, &s, 64, each).await;
+    suite.record_vs(
+        "quic.streams64_fairness",
+        ours,
+        "min/max",
+        Better::Higher,
+        "raw_quinn.streams64_fairness",
+        raw,
+    );
+}
+
+/// Child process: dials `n` idle connections and holds them until stdin closes.
+fn idle_child(spec: &str) {
+    let parts: Vec<&str> = spec.split(',').collect();
+    let [mode, addr, id, n] = parts[..] else {
+        panic!("bad child spec {spec}")
+    };
+    let addr: SocketAddr = addr.parse().expect("addr");
+    let n: usize = n.parse().expect("n");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async move {
+        let held: usize = if mode == "ours" {
+            let peer: PeerId = id.parse().expect("peer");
+            let client = ours(false).await;
+            let conns: Vec<Connection> = futures::stream::iter(0..n)
+                .map(|_| {
+                    let client = client.clone();
+                    async move { client.connect_quic(peer, addr).await.expect("connect") }
+                })
+                .buffer_unordered(64)
+                .collect()
+                .await;
+            announce(conns.len());
+            wait_for_stdin_close().await;
+            conns.len()
+        } else {
+            let der = std::fs::read(id).expect("cert file");
+            let mut roots = rustls::RootCertStore::empty();
+            roots.add(CertificateDer::from(der)).expect("root");
+            let mut cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .expect("tls13")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+            cfg.alpn_protocols = vec![b"bench".to_vec()];
+            let client = quinn_client(Arc::new(cfg));
+            let conns: Vec<quinn::Connection> = futures::stream::iter(0..n)
+                .map(|_| {
+                    let client = client.clone();
+                    async move {
+                        client
+                            .connect(addr, "localhost")
+                            .expect("connect")
+                            .await
+                            .expect("raw connect")
+                    }
+                })
+                .buffer_unordered(64)
+                .collect()
+                .await;
+            announce(conns.len());
+            wait_for_stdin_close().await;
+            conns.len()
+        };
+        assert_eq!(held, n);
+    });
+}
+
+/// Holds the caller's connections until the parent closes our stdin.
+async fn wait_for_stdin_close() {
+    tokio::task::spawn_blocking(|| {
+        let mut line = String::new();
+        let _ = std::io::stdin().read_line(&mut line);
+    })
+    .await
+    .expect("stdin");
+}
+
+fn announce(n: usize) {
+    println!("HELD {n}");
+    let _ = std::io::stdout().flush();
+}
+
+/// Runs the child client; returns once it holds its connections, with its handle.
+fn spawn_idle_child(spec: String) -> std::process::Child {
+    let exe = std::env::current_exe().expect("exe");
+    let mut child = Command::new(exe)
+        .env(CHILD_ENV, spec)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn child");
+    let out = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(out).lines();
+    loop {
+        match lines.next() {
+            Some(Ok(l)) if l.starts_with("HELD ") => break,
+            Some(Ok(_)) => continue,
+            other => panic!("idle child ended early: {other:?}"),
+        }
+    }
+    child
+}
+
+async fn wait_until(mut cond: impl FnMut() -> bool) {
+    // Bounded: 120 s at most.
+    for _ in 0..12_000 {
+        if cond() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("condition not reached in 120 s");
+}
+
+async fn idle(suite: &mut Suite) {
+    let n = suite.scale(10_000usize, 100);
+    // Ours first, then the baseline: the baseline may reuse memory ours freed, not vice versa.
+    let server = ours(false).await;
+    let held = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let acceptor = tokio::spawn({
+        let (server, held) = (server.clone(), held.clone());
+        async move {
+            while let Some(c) = server.accept().await {
+                held.lock().expect("lock").push(c);
+            }
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let before = rss_bytes().unwrap_or(0);
+    let mut child = spawn_idle_child(format!(
+        "ours,{},{},{n}",
+        server.local_addr().expect("addr"),
+        server.peer_id()
+    ));
+    wait_until(|| held.lock().expect("lock").len() >= n).await;
+    let after = rss_bytes().unwrap_or(0);
+    let all_held = server.metrics().quic_connections as usize;
+    drop(child.stdin.take());
+    let _ = child.wait();
+    let ours_per = after.saturating_sub(before) as f64 / n as f64;
+    acceptor.abort();
+    held.lock().expect("lock").clear();
+    drop(server);
+
+    let p = plain();
+    let dir = std::env::temp_dir().join(format!("p2pf-transport-bench-{}.der", std::process::id()));
+    std::fs::write(&dir, p.cert.as_ref()).expect("cert file");
+    let raw_server = quinn_server(&p);
+    let raw_held = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let raw_acceptor = tokio::spawn({
+        let (raw_server, raw_held) = (raw_server.clone(), raw_held.clone());
+        async move {
+            while let Some(inc) = raw_server.accept().await {
+                let raw_held = raw_held.clone();
+                tokio::spawn(async move {
+                    if let Ok(c) = inc.await {
+                        raw_held.lock().expect("lock").push(c);
+                    }
+                });
+            }
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let before = rss_bytes().unwrap_or(0);
+    let mut child = spawn_idle_child(format!(
+        "raw,{},{},{n}",
+        raw_server.local_addr().expect("addr"),
+        dir.display()
+    ));
+    wait_until(|| raw_held.lock().expect("lock").len() >= n).await;
+    let after = rss_bytes().unwrap_or(0);
+    drop(child.stdin.take());
+    let _ = child.wait();
+    let raw_per = after.saturating_sub(before) as f64 / n as f64;
+    raw_acceptor.abort();
+    let _ = std::fs::remove_file(&dir);
+
+    suite.record_vs(
+        "quic.idle_conn_bytes",
+        ours_per,
+        "B/conn",
+        Better::Lower,
+        "raw_quinn.idle_conn_bytes",
+        raw_per,
+    );
+    suite.record(
+        "quic.idle_conns_held",
+        all_held as f64,
+        "conns",
+        Better::Higher,
+    );
+}
+
 fn main() {
-    let suite = p2p_foundation_benchkit::Suite::new("transport");
+    if let Ok(spec) = std::env::var(CHILD_ENV) {
+        idle_child(&spec);
+        return;
+    }
+    let mut suite = Suite::new("transport");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        idle(&mut suite).await;
+        connect_latencies(&mut suite).await;
+        fairness(&mut suite).await;
+        bulk(&mut suite).await;
+    });
     suite.finish();
 }

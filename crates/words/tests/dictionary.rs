@@ -140,3 +140,54 @@ fn non_words_are_not_found() {
         assert_eq!(dictionary::value(text), None, "`{text}`");
     }
 }
+
+/// Installed version of a Debian package, if it is installed.
+fn installed_version(package: &str) -> Option<String> {
+    let out = std::process::Command::new("dpkg-query")
+        .args(["-W", "-f=${Version}", package])
+        .output()
+        .ok()?;
+    (out.status.success() && !out.stdout.is_empty())
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// `tools/build-dictionary.py --check` rebuilds the list from the installed Debian packages and
+/// compares it with the committed file byte for byte. It needs the packages (`ci-setup.sh`
+/// installs them); with other versions than the header records it would build another list by
+/// design, so it only runs when the versions match.
+#[test]
+fn dictionary_script_rebuilds_the_committed_file() {
+    let ci = std::env::var("CI").is_ok_and(|v| v == "true");
+    let header = dictionary::DATA.lines().nth(1).unwrap_or_default();
+    let mut versions = Vec::new();
+    for package in ["wamerican-small", "wamerican", "wamerican-large"] {
+        match installed_version(package) {
+            Some(v) => versions.push(format!("{package} {v}")),
+            None if ci => panic!("{package} is not installed: run crates/words/ci-setup.sh"),
+            None => {
+                eprintln!(
+                    "SKIPPED dictionary_script_rebuilds_the_committed_file: {package} is not \
+                     installed (run crates/words/ci-setup.sh)"
+                );
+                return;
+            }
+        }
+    }
+    if let Some(other) = versions.iter().find(|v| !header.contains(v.as_str())) {
+        eprintln!(
+            "SKIPPED dictionary_script_rebuilds_the_committed_file: installed {other} is not the \
+             version the dictionary was built from ({header})"
+        );
+        return;
+    }
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tools/build-dictionary.py");
+    let out = std::process::Command::new("python3")
+        .args([script, "--check"])
+        .output()
+        .expect("python3 runs (crates/words/ci-setup.sh installs it)");
+    assert!(
+        out.status.success(),
+        "build-dictionary.py --check failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -108,6 +108,8 @@ pub struct ScoreParams {
     pub ip_colocation_factor_weight: f64,
     /// P6 threshold.
     pub ip_colocation_factor_threshold: f64,
+    /// Addresses exempt from P6 (for example loopback in tests, or a known NAT gateway).
+    pub ip_colocation_whitelist: Vec<std::net::IpAddr>,
     /// P7 weight (negative): times the square of the penalty beyond the threshold.
     pub behaviour_penalty_weight: f64,
     /// P7 threshold.
@@ -130,6 +132,7 @@ impl Default for ScoreParams {
             topic_score_cap: 50.0,
             ip_colocation_factor_weight: -10.0,
             ip_colocation_factor_threshold: 4.0,
+            ip_colocation_whitelist: Vec::new(),
             behaviour_penalty_weight: -10.0,
             behaviour_penalty_threshold: 4.0,
             behaviour_penalty_decay: 0.95,

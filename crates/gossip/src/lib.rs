@@ -7,6 +7,7 @@ mod behaviour;
 mod cache;
 pub mod codec;
 mod config;
+pub mod driver;
 mod error;
 mod hash;
 mod score;
@@ -17,6 +18,7 @@ pub use cache::SignatureCache;
 pub use config::{
     Acceptance, Config, MessageIdFn, ScoreParams, Thresholds, TopicScoreParams, ValidatorFn,
 };
+pub use driver::{GossipHandle, spawn};
 pub use error::GossipError;
 pub use types::{
     ACK_DOMAIN, Ack, AckRequest, MAX_NAMED_ACKERS, MAX_TOPIC_LEN, MESSAGE_DOMAIN, Message,

@@ -242,7 +242,7 @@ impl Scoring {
             topics = p.topic_score_cap;
         }
         let mut score = topics;
-        if let Some(ip) = s.ip {
+        if let Some(ip) = s.ip.filter(|ip| !p.ip_colocation_whitelist.contains(ip)) {
             let n = f64::from(self.ips.get(&ip).copied().unwrap_or(0));
             if n > p.ip_colocation_factor_threshold {
                 let surplus = n - p.ip_colocation_factor_threshold;

@@ -24,6 +24,10 @@ pub struct Config {
     /// A bucket with no lookup for this long is refreshed with a lookup of a random key in it.
     /// Default 15 min.
     pub refresh_interval: Duration,
+    /// Whether [`Dht::bootstrap`](crate::Dht::bootstrap) refreshes every bucket that is not
+    /// full after the self-lookup (about log2(n / k) extra lookups). Without it, buckets
+    /// fill from traffic and the periodic refresh. Default true.
+    pub refresh_on_bootstrap: bool,
     /// How often a node republishes the records and provider records it published. Default 1 h.
     pub republish_interval: Duration,
     /// How often a node re-replicates the records it holds to the current k closest peers.
@@ -60,6 +64,7 @@ impl Default for Config {
             liveness_window: Duration::from_secs(60),
             max_failures: 3,
             refresh_interval: Duration::from_secs(15 * 60),
+            refresh_on_bootstrap: true,
             republish_interval: Duration::from_secs(3600),
             replicate_interval: Duration::from_secs(3600),
             max_record_ttl: Duration::from_secs(48 * 3600),
@@ -97,6 +102,12 @@ impl Config {
     /// Sets the per-request timeout.
     pub fn with_request_timeout(mut self, timeout: Duration) -> Self {
         self.request_timeout = timeout;
+        self
+    }
+
+    /// Sets whether bootstrap refreshes every bucket that is not full.
+    pub fn with_refresh_on_bootstrap(mut self, refresh: bool) -> Self {
+        self.refresh_on_bootstrap = refresh;
         self
     }
 

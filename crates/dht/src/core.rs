@@ -5,11 +5,12 @@ use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime};
 
-use p2p_foundation_identity::{Distance, Key, PeerId, Signed};
+use p2p_foundation_identity::{Key, PeerId, Signed};
 use rand_chacha::ChaCha8Rng;
 use rand_chacha::rand_core::{Rng, SeedableRng};
 
 use crate::config::Config;
+use crate::dist::Dist;
 use crate::message::{Contact, Message, Request, RequestId, Response};
 use crate::persist::RoutingSnapshot;
 use crate::ratelimit::RateLimiter;
@@ -184,7 +185,7 @@ enum St {
 }
 
 struct Cand {
-    dist: Distance,
+    dist: Dist,
     contact: Contact,
     state: St,
     depth: u8,
@@ -194,15 +195,27 @@ struct Cand {
 struct Path {
     /// Sorted by distance to the target, no duplicates.
     cands: Vec<Cand>,
+    /// `cands[i].dist`, contiguous for fast searching.
+    dists: Vec<Dist>,
     in_flight: usize,
 }
 
 impl Path {
-    fn find(&self, dist: &Distance) -> Result<usize, usize> {
-        self.cands.binary_search_by(|c| c.dist.cmp(dist))
+    fn find(&self, dist: &Dist) -> Result<usize, usize> {
+        self.dists.binary_search(dist)
     }
 
-    fn has_queried(&self, dist: &Distance) -> bool {
+    fn insert(&mut self, at: usize, cand: Cand) {
+        self.dists.insert(at, cand.dist);
+        self.cands.insert(at, cand);
+    }
+
+    fn remove(&mut self, at: usize) {
+        self.dists.remove(at);
+        self.cands.remove(at);
+    }
+
+    fn has_queried(&self, dist: &Dist) -> bool {
         self.find(dist)
             .is_ok_and(|i| matches!(self.cands[i].state, St::InFlight | St::Ok | St::Failed))
     }
@@ -789,7 +802,7 @@ impl Dht {
                 if let Some(q) = self.queries.get_mut(&query) {
                     q.stats.failures += 1;
                     if let Some(path) = q.paths.get_mut(usize::from(path)) {
-                        let dist = p.to.key().distance(&q.target);
+                        let dist = Dist::between(p.to.key(), &q.target);
                         if let Ok(i) = path.find(&dist) {
                             if path.cands[i].state == St::InFlight {
                                 path.cands[i].state = St::Failed;
@@ -821,12 +834,16 @@ impl Dht {
         let mut paths: Vec<Path> = (0..d).map(|_| Path::default()).collect();
         for (i, c) in seeds.into_iter().enumerate() {
             // Seeds come sorted: dealing them round-robin keeps every path sorted.
-            paths[i % d].cands.push(Cand {
-                dist: c.key().distance(&target),
-                contact: c,
-                state: St::Waiting,
-                depth: 1,
-            });
+            let path = &mut paths[i % d];
+            path.insert(
+                path.cands.len(),
+                Cand {
+                    dist: Dist::between(c.key(), &target),
+                    contact: c,
+                    state: St::Waiting,
+                    depth: 1,
+                },
+            );
         }
         self.queries.insert(
             id,
@@ -939,7 +956,7 @@ impl Dht {
         let Some(path) = q.paths.get_mut(usize::from(path_ix)) else {
             return;
         };
-        let dist = from.key().distance(&target);
+        let dist = Dist::between(from.key(), &target);
         let Ok(i) = path.find(&dist) else {
             return;
         };
@@ -959,7 +976,10 @@ impl Dht {
             if c.peer() == local {
                 continue;
             }
-            let dist = c.key().distance(&target);
+            let dist = Dist::between(c.key(), &target);
+            if path.dists.len() >= cap && path.dists.last().is_some_and(|last| dist > *last) {
+                continue;
+            }
             match path.find(&dist) {
                 Ok(j) => {
                     if path.cands[j].depth > depth {
@@ -970,7 +990,7 @@ impl Dht {
                     if j >= cap {
                         continue;
                     }
-                    path.cands.insert(
+                    path.insert(
                         j,
                         Cand {
                             dist,
@@ -989,7 +1009,7 @@ impl Dht {
             while excess > 0 && idx > 0 {
                 idx -= 1;
                 if path.cands[idx].state != St::InFlight {
-                    path.cands.remove(idx);
+                    path.remove(idx);
                     excess -= 1;
                 }
             }
@@ -1122,9 +1142,12 @@ impl Dht {
             return;
         }
         if matches!(q.kind, Kind::Bootstrap) {
-            let stale = self
-                .table
-                .stale_buckets(now, self.config.refresh_interval, true);
+            let stale: Vec<usize> = if self.config.refresh_on_bootstrap {
+                self.table
+                    .stale_buckets(now, self.config.refresh_interval, true)
+            } else {
+                Vec::new()
+            };
             let mut children = 0;
             for j in stale {
                 let target = self.random_key_in_bucket(j);

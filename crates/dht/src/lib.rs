@@ -5,6 +5,7 @@
 
 mod config;
 mod core;
+mod dist;
 mod error;
 pub mod message;
 mod persist;

@@ -6,6 +6,8 @@ use std::time::{Duration, Instant};
 
 use p2p_foundation_identity::{Distance, Key, PeerId};
 
+use crate::dist::Dist;
+
 use crate::config::DiversityLimits;
 use crate::message::Contact;
 
@@ -50,9 +52,11 @@ pub(crate) struct RoutingTable {
     /// bucket index `255 - j`). Grown on demand: most tables use only the first ~20.
     buckets: Vec<Bucket>,
     len: usize,
+    /// Entries per subnet in the whole table, sorted by subnet (only with diversity limits).
+    subnet_counts: Vec<(Subnet, u32)>,
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
 enum Subnet {
     V4_24(u32),
     V6_64(u64),
@@ -93,6 +97,7 @@ impl RoutingTable {
             diversity,
             buckets: Vec::new(),
             len: 0,
+            subnet_counts: Vec::new(),
         }
     }
 
@@ -101,7 +106,7 @@ impl RoutingTable {
     }
 
     fn index(&self, key: &Key) -> Option<usize> {
-        let lz = self.local.distance(key).leading_zeros() as usize;
+        let lz = Dist::between(&self.local, key).leading_zeros() as usize;
         (lz < 256).then_some(lz)
     }
 
@@ -116,33 +121,68 @@ impl RoutingTable {
         }
     }
 
+    fn subnets_of(&self, contact: &Contact) -> [Option<Subnet>; 2] {
+        match self.diversity {
+            Some(d) => subnets(contact.addr().ip(), d.exempt_loopback),
+            None => [None, None],
+        }
+    }
+
     /// Whether adding a contact at `addr` to bucket `j` stays within the diversity limits.
-    fn diverse_enough(&self, j: usize, ip: IpAddr) -> bool {
+    fn diverse_enough(&self, j: usize, contact: &Contact) -> bool {
         let Some(d) = self.diversity else {
             return true;
         };
-        for subnet in subnets(ip, d.exempt_loopback).into_iter().flatten() {
+        for subnet in self.subnets_of(contact).into_iter().flatten() {
             let (per_bucket, per_table) = self.limits(subnet);
-            let same = |e: &&Entry| {
-                subnets(e.contact.addr().ip(), d.exempt_loopback).contains(&Some(subnet))
-            };
-            let in_bucket = self
-                .buckets
-                .get(j)
-                .map_or(0, |b| b.entries.iter().filter(same).count());
-            if in_bucket >= per_bucket {
+            let in_table = self
+                .subnet_counts
+                .binary_search_by_key(&subnet, |(s, _)| *s)
+                .map_or(0, |i| self.subnet_counts[i].1 as usize);
+            if in_table >= per_table {
                 return false;
             }
-            let in_table: usize = self
-                .buckets
-                .iter()
-                .map(|b| b.entries.iter().filter(same).count())
-                .sum();
-            if in_table >= per_table {
+            if in_table == 0 {
+                continue;
+            }
+            let in_bucket = self.buckets.get(j).map_or(0, |b| {
+                b.entries
+                    .iter()
+                    .filter(|e| {
+                        subnets(e.contact.addr().ip(), d.exempt_loopback).contains(&Some(subnet))
+                    })
+                    .count()
+            });
+            if in_bucket >= per_bucket {
                 return false;
             }
         }
         true
+    }
+
+    fn count_subnets(&mut self, contact: &Contact, added: bool) {
+        for subnet in self.subnets_of(contact).into_iter().flatten() {
+            match self
+                .subnet_counts
+                .binary_search_by_key(&subnet, |(s, _)| *s)
+            {
+                Ok(i) => {
+                    if added {
+                        self.subnet_counts[i].1 += 1;
+                    } else {
+                        self.subnet_counts[i].1 -= 1;
+                        if self.subnet_counts[i].1 == 0 {
+                            self.subnet_counts.remove(i);
+                        }
+                    }
+                }
+                Err(i) => {
+                    if added {
+                        self.subnet_counts.insert(i, (subnet, 1));
+                    }
+                }
+            }
+        }
     }
 
     /// Records that `contact` was heard from directly (it sent a request or a response).
@@ -165,10 +205,15 @@ impl RoutingTable {
             .position(|e| e.contact.peer() == contact.peer())
         {
             let mut entry = bucket.entries.remove(pos);
+            let old = entry.contact;
             entry.last_seen = now;
             entry.failures = 0;
             entry.contact = contact;
             bucket.entries.push(entry);
+            if old.addr() != contact.addr() {
+                self.count_subnets(&old, false);
+                self.count_subnets(&contact, true);
+            }
             return Insert::Updated;
         }
         let entry = Entry {
@@ -177,7 +222,7 @@ impl RoutingTable {
             failures: 0,
         };
         let full = bucket.entries.len() >= self.k;
-        if !self.diverse_enough(j, contact.addr().ip()) {
+        if !self.diverse_enough(j, &contact) {
             return Insert::Refused;
         }
         let bucket = &mut self.buckets[j];
@@ -187,6 +232,7 @@ impl RoutingTable {
                 .retain(|e| e.contact.peer() != contact.peer());
             bucket.entries.push(entry);
             self.len += 1;
+            self.count_subnets(&contact, true);
             return Insert::Inserted;
         }
         bucket
@@ -253,38 +299,80 @@ impl RoutingTable {
 
     fn remove_and_promote(&mut self, j: usize, peer: PeerId) {
         let bucket = &mut self.buckets[j];
-        let before = bucket.entries.len();
-        bucket.entries.retain(|e| e.contact.peer() != peer);
-        if bucket.entries.len() < before {
-            self.len -= 1;
-            if let Some(replacement) = bucket.replacements.pop() {
-                bucket.entries.push(replacement);
+        let Some(pos) = bucket.entries.iter().position(|e| e.contact.peer() == peer) else {
+            return;
+        };
+        let removed = bucket.entries.remove(pos);
+        self.len -= 1;
+        self.count_subnets(&removed.contact, false);
+        // The most recently seen replacement that still fits the diversity limits.
+        while let Some(replacement) = self.buckets[j].replacements.pop() {
+            if self.diverse_enough(j, &replacement.contact) {
+                self.buckets[j].entries.push(replacement);
                 self.len += 1;
+                self.count_subnets(&replacement.contact, true);
+                break;
             }
         }
     }
 
     /// Up to `count` contacts closest to `target`, closest first, never `exclude`.
+    ///
+    /// Walks the buckets in distance order instead of sorting the whole table: with
+    /// `t = leading_zeros(local ^ target)`, bucket `t` holds the closest entries, then every
+    /// deeper bucket (all at the same distance prefix), then buckets `t - 1`, `t - 2`, … in order.
     pub(crate) fn closest(
         &self,
         target: &Key,
         count: usize,
         exclude: Option<&PeerId>,
     ) -> Vec<Contact> {
-        let mut all: Vec<(Distance, &Contact)> = Vec::with_capacity(self.len);
-        for bucket in &self.buckets {
-            for e in &bucket.entries {
-                if Some(&e.contact.peer()) != exclude {
-                    all.push((e.contact.key().distance(target), &e.contact));
+        let mut out: Vec<Contact> = Vec::with_capacity(count.min(self.len));
+        if count == 0 {
+            return out;
+        }
+        let t = Dist::between(&self.local, target).leading_zeros() as usize;
+        let mut group: Vec<(Dist, &Contact)> = Vec::new();
+        let take = |group: &mut Vec<(Dist, &Contact)>, out: &mut Vec<Contact>| {
+            let want = count - out.len();
+            if group.len() > want {
+                group.select_nth_unstable_by_key(want - 1, |a| a.0);
+                group.truncate(want);
+            }
+            group.sort_unstable_by_key(|a| a.0);
+            out.extend(group.drain(..).map(|(_, c)| *c));
+        };
+        fn gather<'a>(
+            buckets: &'a [Bucket],
+            target: &Key,
+            exclude: Option<&PeerId>,
+            group: &mut Vec<(Dist, &'a Contact)>,
+        ) {
+            for bucket in buckets {
+                for e in &bucket.entries {
+                    if Some(&e.contact.peer()) != exclude {
+                        group.push((Dist::between(e.contact.key(), target), &e.contact));
+                    }
                 }
             }
         }
-        if all.len() > count && count > 0 {
-            all.select_nth_unstable_by(count - 1, |a, b| a.0.cmp(&b.0));
-            all.truncate(count);
+        let n = self.buckets.len();
+        if t < n {
+            gather(&self.buckets[t..t + 1], target, exclude, &mut group);
+            take(&mut group, &mut out);
+            if out.len() < count {
+                gather(&self.buckets[t + 1..n], target, exclude, &mut group);
+                take(&mut group, &mut out);
+            }
         }
-        all.sort_unstable_by_key(|a| a.0);
-        all.into_iter().take(count).map(|(_, c)| *c).collect()
+        for j in (0..t.min(n)).rev() {
+            if out.len() >= count {
+                break;
+            }
+            gather(&self.buckets[j..j + 1], target, exclude, &mut group);
+            take(&mut group, &mut out);
+        }
+        out
     }
 
     /// Whether `peer` is in the table.

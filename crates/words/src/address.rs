@@ -61,6 +61,8 @@ pub struct WordAddress {
     /// Scrambled word values; only the first `len` are used, the rest are 0.
     values: [u16; 9],
     len: u8,
+    /// The socket address they encode (flow label and scope id 0).
+    addr: SocketAddr,
 }
 
 /// A typed word that was not in the dictionary and was corrected to the only word one typo
@@ -90,9 +92,9 @@ impl WordAddress {
     /// IPv6 forms, 9 for any other IPv6 address.
     pub fn new(addr: SocketAddr) -> Self {
         match addr {
-            SocketAddr::V4(v4) => Self::scrambled(&codec::ipv4_values(&v4)),
+            SocketAddr::V4(v4) => Self::scrambled(&codec::ipv4_values(&v4), addr),
             SocketAddr::V6(v6) => match codec::ipv6_compact_values(&v6) {
-                Some(values) => Self::scrambled(&values),
+                Some(values) => Self::scrambled(&values, without_scope(v6)),
                 None => Self::ipv6_full(v6),
             },
         }
@@ -100,32 +102,23 @@ impl WordAddress {
 
     /// Encodes any IPv6 socket address in 9 words, even one with a 6-word form.
     pub fn ipv6_full(addr: SocketAddrV6) -> Self {
-        Self::scrambled(&codec::ipv6_full_values(&addr))
+        Self::scrambled(&codec::ipv6_full_values(&addr), without_scope(addr))
     }
 
-    fn scrambled(plain: &[u16]) -> Self {
+    fn scrambled(plain: &[u16], addr: SocketAddr) -> Self {
         let mut values = [0u16; 9];
         values[..plain.len()].copy_from_slice(plain);
         scramble(&mut values[..plain.len()]);
         Self {
             values,
             len: plain.len() as u8,
+            addr,
         }
     }
 
     /// The socket address these words encode (IPv6 flow label and scope id 0).
     pub fn to_socket_addr(&self) -> SocketAddr {
-        let mut plain = self.values;
-        let plain = &mut plain[..usize::from(self.len)];
-        unscramble(plain);
-        match self.encoding() {
-            Encoding::Ipv4 => codec::ipv4_from_values(plain),
-            Encoding::Ipv6Full => codec::ipv6_full_from_values(plain),
-            // Checked when this value was made (`from_values`), so it cannot fail here; the
-            // fallback keeps this method total without a panic path.
-            Encoding::Ipv6Compact => codec::ipv6_compact_from_values(plain)
-                .unwrap_or_else(|_| codec::ipv6_full_from_values(&[0; 9])),
-        }
+        self.addr
     }
 
     /// Which encoding these words use.
@@ -155,14 +148,18 @@ impl WordAddress {
         })?;
         let mut array = [0u16; 9];
         array[..values.len()].copy_from_slice(values);
-        if encoding == Encoding::Ipv6Compact {
-            let mut plain = array;
-            unscramble(&mut plain[..6]);
-            codec::ipv6_compact_from_values(&plain[..6])?;
-        }
+        let mut plain = array;
+        let plain = &mut plain[..values.len()];
+        unscramble(plain);
+        let addr = match encoding {
+            Encoding::Ipv4 => codec::ipv4_from_values(plain),
+            Encoding::Ipv6Compact => codec::ipv6_compact_from_values(plain)?,
+            Encoding::Ipv6Full => codec::ipv6_full_from_values(plain),
+        };
         Ok(Self {
             values: array,
             len: values.len() as u8,
+            addr,
         })
     }
 
@@ -253,6 +250,10 @@ fn split_words<'a>(text: &'a str) -> Result<([&'a str; 9], usize), WordsError> {
         }
     }
     Ok((words, found))
+}
+
+fn without_scope(addr: SocketAddrV6) -> SocketAddr {
+    SocketAddr::V6(SocketAddrV6::new(*addr.ip(), addr.port(), 0, 0))
 }
 
 fn echo(typed: &str) -> String {

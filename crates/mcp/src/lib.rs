@@ -6,6 +6,7 @@
 pub mod access;
 mod error;
 pub mod framing;
+pub mod gateway;
 mod hex;
 pub mod records;
 pub mod router;
@@ -17,11 +18,12 @@ pub mod tcp;
 pub use access::{Caller, CapabilityToken, Grant, Policy, RateLimit};
 pub use error::McpError;
 pub use framing::StreamLimits;
+pub use gateway::{Gateway, HttpConfig, HttpGateway, NetworkTools};
 pub use records::{MemoryRegistry, Registry, ServicePublisher, ServiceRecord, ToolRecord};
 pub use router::{Candidate, Discovery, Query, RouteOptions, Routed, Router};
 pub use server::{
-    JsonObject, McpServer, Progress, ProgressUpdate, Prompt, Resource, ServerSettings, Tool,
-    ToolCall, tool_result,
+    JsonObject, McpServer, Progress, ProgressUpdate, Prompt, Resource, ResourceTemplate,
+    ServerSettings, Tool, ToolCall, tool_result,
 };
 pub use stream::{CallOptions, Connector, Era, McpClient, serve_stream};
 

@@ -176,16 +176,16 @@ impl Discovery {
     /// Candidates matching `query`, best first. Records that fail
     /// verification (forged, expired, oversized) are skipped.
     pub async fn find(&self, query: &Query) -> Result<Vec<Candidate>, McpError> {
-        let key = match (&query.tool, &query.tag) {
-            (Some(t), _) => tool_key(t),
-            (None, Some(tag)) => tag_key(tag),
-            (None, None) => {
-                return Err(McpError::Invalid(
-                    "a query needs a tool name or a tag".into(),
-                ));
-            }
-        };
+        let key = query_key(query)?;
         let records = self.registry.find(key).await?;
+        Ok(self.rank(query, records))
+    }
+
+    fn rank(
+        &self,
+        query: &Query,
+        records: Vec<crate::records::SignedServiceRecord>,
+    ) -> Vec<Candidate> {
         let now = SystemTime::now();
         let instant = Instant::now();
         let sample = query
@@ -235,7 +235,21 @@ impl Discovery {
             }
         }
         out.sort_by(|a, b| a.score.total_cmp(&b.score));
-        Ok(out)
+        out
+    }
+}
+
+fn keep_only(candidates: &mut Vec<Candidate>, only: PeerId) {
+    candidates.retain(|c| c.provider == only);
+}
+
+fn query_key(query: &Query) -> Result<p2p_foundation_identity::Key, McpError> {
+    match (&query.tool, &query.tag) {
+        (Some(t), _) => Ok(tool_key(t)),
+        (None, Some(tag)) => Ok(tag_key(tag)),
+        (None, None) => Err(McpError::Invalid(
+            "a query needs a tool name or a tag".into(),
+        )),
     }
 }
 
@@ -318,14 +332,12 @@ impl Router {
     }
 
     async fn session(&self, peer: PeerId) -> Result<Arc<McpClient>, McpError> {
-        if let Some(c) = self
-            .sessions
-            .lock()
-            .await
-            .get(&peer)
-            .filter(|c| !c.is_closed())
-        {
-            return Ok(c.clone());
+        let existing = {
+            let map = self.sessions.lock().await;
+            map.get(&peer).filter(|c| !c.is_closed()).cloned()
+        };
+        if let Some(c) = existing {
+            return Ok(c);
         }
         let (r, w) = self.connector.connect(peer).await?;
         let client = Arc::new(McpClient::connect(r, w, self.limits, self.era).await?);
@@ -335,6 +347,29 @@ impl Router {
 
     async fn drop_session(&self, peer: PeerId) {
         self.sessions.lock().await.remove(&peer);
+    }
+
+    /// [`Router::call_with`] as an owned, boxed `Send` future (for spawning
+    /// and for trait objects).
+    pub fn call_owned(
+        self: &Arc<Self>,
+        query: Query,
+        arguments: JsonObject,
+        options: RouteOptions,
+    ) -> crate::server::BoxFuture<Result<Routed, McpError>> {
+        let this = self.clone();
+        Box::pin(async move { this.call_with(query, arguments, options).await })
+    }
+
+    async fn attempt(
+        &self,
+        peer: PeerId,
+        tool: &str,
+        arguments: JsonObject,
+        options: CallOptions,
+    ) -> Result<CallToolResult, McpError> {
+        let session = self.session(peer).await?;
+        session.call(tool, arguments, options).await
     }
 
     /// Call `tool` at the best provider, failing over as needed.
@@ -360,7 +395,7 @@ impl Router {
         let _e = span.enter();
         let mut candidates = self.discovery.find(&query).await?;
         if let Some(only) = options.only {
-            candidates.retain(|c| c.provider == only);
+            keep_only(&mut candidates, only);
         }
         if candidates.is_empty() {
             return Err(McpError::NoProvider { tool });
@@ -376,15 +411,12 @@ impl Router {
             let budget = options.attempt_timeout.min(deadline - now);
             let peer = candidate.provider;
             let t0 = Instant::now();
-            let attempt = async {
-                let session = self.session(peer).await?;
-                let call_opts = CallOptions {
-                    capability: options.capability.clone(),
-                    progress: options.progress.clone(),
-                    timeout: None,
-                };
-                session.call(&tool, arguments.clone(), call_opts).await
+            let call_opts = CallOptions {
+                capability: options.capability.clone(),
+                progress: options.progress.clone(),
+                timeout: None,
             };
+            let attempt = self.attempt(peer, &tool, arguments.clone(), call_opts);
             let outcome = match tokio::time::timeout(budget, attempt).await {
                 Ok(r) => r,
                 Err(_) => Err(McpError::Connection(format!(

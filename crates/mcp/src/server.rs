@@ -19,10 +19,10 @@ use rmcp::{
     model::{
         CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock as Content,
         ErrorCode, GetPromptRequestParams, GetPromptResponse, GetPromptResult, Implementation,
-        ListPromptsResult, ListResourcesResult, ListToolsResult, PaginatedRequestParams,
-        ProgressNotificationParam, ProgressToken, PromptArgument, ReadResourceRequestParams,
-        ReadResourceResponse, ReadResourceResult, ResourceContents, ServerCapabilities,
-        ServerConfig,
+        ListPromptsResult, ListResourceTemplatesResult, ListResourcesResult, ListToolsResult,
+        PaginatedRequestParams, ProgressNotificationParam, ProgressToken, PromptArgument,
+        ReadResourceRequestParams, ReadResourceResponse, ReadResourceResult, ResourceContents,
+        ServerCapabilities, ServerConfig,
     },
     service::{Peer, RequestContext},
 };
@@ -44,6 +44,15 @@ pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 type ToolFn = Arc<dyn Fn(ToolCall) -> BoxFuture<Result<CallToolResult, ErrorData>> + Send + Sync>;
 type ResourceFn =
     Arc<dyn Fn(Caller) -> BoxFuture<Result<Vec<ResourceContents>, ErrorData>> + Send + Sync>;
+type TemplateFn = Arc<
+    dyn Fn(
+            String,
+            BTreeMap<String, String>,
+            Caller,
+        ) -> BoxFuture<Result<Vec<ResourceContents>, ErrorData>>
+        + Send
+        + Sync,
+>;
 type PromptFn = Arc<dyn Fn(JsonObject) -> Result<GetPromptResult, ErrorData> + Send + Sync>;
 
 /// Reports progress of one tool call to its caller (a no-op when the caller
@@ -399,10 +408,93 @@ impl Resource {
         self
     }
 
+    /// Set the MIME type.
+    pub fn with_mime_type(mut self, mime: impl Into<String>) -> Self {
+        self.def = self.def.with_mime_type(mime);
+        self
+    }
+
     /// The resource's URI.
     pub fn uri(&self) -> &str {
         &self.def.uri
     }
+}
+
+/// A resource template (RFC 6570 level-1 `{var}` expansions, one path
+/// segment per variable) and its reader.
+#[derive(Clone)]
+pub struct ResourceTemplate {
+    def: rmcp::model::ResourceTemplate,
+    read: TemplateFn,
+}
+
+impl std::fmt::Debug for ResourceTemplate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResourceTemplate")
+            .field("uri_template", &self.def.uri_template)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ResourceTemplate {
+    /// A template such as `test://template/{id}/data` read by `read(uri, variables, caller)`.
+    pub fn new<F, Fut>(uri_template: impl Into<String>, name: impl Into<String>, read: F) -> Self
+    where
+        F: Fn(String, BTreeMap<String, String>, Caller) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Vec<ResourceContents>, ErrorData>> + Send + 'static,
+    {
+        Self {
+            def: rmcp::model::ResourceTemplate::new(uri_template, name),
+            read: Arc::new(move |u, v, c| Box::pin(read(u, v, c))),
+        }
+    }
+
+    /// Set the description.
+    pub fn with_description(mut self, description: impl Into<String>) -> Self {
+        self.def.description = Some(description.into());
+        self
+    }
+
+    /// Set the MIME type of what it yields.
+    pub fn with_mime_type(mut self, mime: impl Into<String>) -> Self {
+        self.def.mime_type = Some(mime.into());
+        self
+    }
+
+    /// Variables of `uri` if it matches this template.
+    pub fn matches(&self, uri: &str) -> Option<BTreeMap<String, String>> {
+        match_template(&self.def.uri_template, uri)
+    }
+}
+
+/// Match `uri` against a level-1 URI template: each `{name}` takes a
+/// non-empty run of characters up to the next literal character (and never `/`).
+pub fn match_template(template: &str, uri: &str) -> Option<BTreeMap<String, String>> {
+    let mut vars = BTreeMap::new();
+    let mut t = template;
+    let mut u = uri;
+    while !t.is_empty() {
+        if let Some(rest) = t.strip_prefix('{') {
+            let close = rest.find('}')?;
+            let name = &rest[..close];
+            t = &rest[close + 1..];
+            let stop = t.chars().next().filter(|c| *c != '{');
+            let end = u
+                .char_indices()
+                .find(|&(_, c)| c == '/' || Some(c) == stop)
+                .map_or(u.len(), |(i, _)| i);
+            if end == 0 {
+                return None;
+            }
+            vars.insert(name.to_owned(), u[..end].to_owned());
+            u = &u[end..];
+        } else {
+            let lit_end = t.find('{').unwrap_or(t.len());
+            u = u.strip_prefix(&t[..lit_end])?;
+            t = &t[lit_end..];
+        }
+    }
+    u.is_empty().then_some(vars)
 }
 
 /// A prompt template: its listing entry and a renderer.
@@ -495,6 +587,7 @@ struct Inner {
     settings: ServerSettings,
     tools: RwLock<BTreeMap<String, Arc<Tool>>>,
     resources: RwLock<BTreeMap<String, Arc<Resource>>>,
+    templates: RwLock<Vec<Arc<ResourceTemplate>>>,
     prompts: RwLock<BTreeMap<String, Arc<Prompt>>>,
     rate: Option<RateLimiter>,
     in_flight: AtomicU64,
@@ -545,6 +638,7 @@ impl McpServer {
                 settings,
                 tools: RwLock::default(),
                 resources: RwLock::default(),
+                templates: RwLock::default(),
                 prompts: RwLock::default(),
                 rate,
                 in_flight: AtomicU64::new(0),
@@ -594,6 +688,11 @@ impl McpServer {
     /// Register (or replace) a resource.
     pub fn register_resource(&self, resource: Resource) {
         write(&self.inner.resources).insert(resource.uri().to_owned(), Arc::new(resource));
+    }
+
+    /// Register a resource template.
+    pub fn register_resource_template(&self, template: ResourceTemplate) {
+        write(&self.inner.templates).push(Arc::new(template));
     }
 
     /// Register (or replace) a prompt.
@@ -857,6 +956,17 @@ impl ServerHandler for Session {
         let res = read(&self.server.inner.resources)
             .get(&request.uri)
             .cloned();
+        if res.is_none() {
+            let templates = read(&self.server.inner.templates).clone();
+            for t in templates {
+                if let Some(vars) = t.matches(&request.uri) {
+                    let contents = (t.read)(request.uri.clone(), vars, self.caller).await?;
+                    return Ok(ReadResourceResponse::Complete(ReadResourceResult::new(
+                        contents,
+                    )));
+                }
+            }
+        }
         let Some(res) = res else {
             return Err(ErrorData::resource_not_found(
                 format!("resource '{}' not found", request.uri),
@@ -867,6 +977,18 @@ impl ServerHandler for Session {
         Ok(ReadResourceResponse::Complete(ReadResourceResult::new(
             contents,
         )))
+    }
+
+    async fn list_resource_templates(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListResourceTemplatesResult, ErrorData> {
+        let list = read(&self.server.inner.templates)
+            .iter()
+            .map(|t| t.def.clone())
+            .collect();
+        Ok(ListResourceTemplatesResult::with_all_items(list))
     }
 
     async fn list_prompts(
@@ -916,5 +1038,21 @@ impl ServerHandler for Session {
             }
         }
         (prompt.render)(args).map(GetPromptResponse::Complete)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::match_template;
+
+    #[test]
+    fn templates_match_segments() {
+        let v = match_template("test://template/{id}/data", "test://template/123/data").unwrap();
+        assert_eq!(v["id"], "123");
+        assert!(match_template("test://template/{id}/data", "test://template//data").is_none());
+        assert!(match_template("test://template/{id}/data", "test://template/1/2/data").is_none());
+        assert!(match_template("test://template/{id}/data", "test://template/1/datax").is_none());
+        let v = match_template("a/{x}.{y}", "a/f.txt").unwrap();
+        assert_eq!((v["x"].as_str(), v["y"].as_str()), ("f", "txt"));
     }
 }

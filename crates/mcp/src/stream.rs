@@ -202,9 +202,15 @@ impl McpClient {
                 preferred_versions: vec![ProtocolVersion::V_2026_07_28],
             },
         };
-        let service = rmcp::serve_client_with_lifecycle(side, transport, lifecycle)
-            .await
-            .map_err(|e| McpError::Handshake(e.to_string()))?;
+        // Handshake on its own task: rmcp's client setup future is not provably
+        // `Send` for every lifetime, which would make any future awaiting it
+        // unusable in `Box<dyn Future + Send>` (rust-lang/rust#110338).
+        let service = tokio::spawn(rmcp::serve_client_with_lifecycle(
+            side, transport, lifecycle,
+        ))
+        .await
+        .map_err(|e| McpError::Handshake(format!("handshake task failed: {e}")))?
+        .map_err(|e| McpError::Handshake(e.to_string()))?;
         Ok(Self { service, progress })
     }
 
@@ -267,33 +273,12 @@ impl McpClient {
             id: Some(handle.id.clone()),
         };
         let token = handle.progress_token.clone();
-        let forward = async {
-            if let (Some(rx), Some(tx)) = (progress_rx.as_mut(), options.progress.as_ref()) {
-                loop {
-                    match rx.recv().await {
-                        Ok(p) if p.progress_token == token => {
-                            let _ = tx
-                                .send(ProgressUpdate {
-                                    progress: p.progress,
-                                    total: p.total,
-                                    message: p.message,
-                                })
-                                .await;
-                        }
-                        Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
-                        Err(broadcast::error::RecvError::Closed) => break,
-                    }
-                }
-            }
-            std::future::pending::<()>().await
-        };
-        let response = async {
-            tokio::select! {
-                r = handle.await_response() => r,
-                // `forward` ends in `pending()`: this arm never fires.
-                () = forward => Err(ServiceError::TransportClosed),
-            }
-        };
+        let response = await_with_progress(
+            handle.await_response(),
+            progress_rx.as_mut(),
+            options.progress.as_ref(),
+            &token,
+        );
         let result = match options.timeout {
             Some(t) => match tokio::time::timeout(t, response).await {
                 Ok(r) => r,
@@ -317,7 +302,13 @@ impl McpClient {
             }
         }
         match result.map_err(map_service_error)? {
-            ServerResult::CallToolResult(r) => Ok(r),
+            ServerResult::CallToolResult(mut r) => {
+                // Absent means "complete" (a 2025-11-25 provider omits it); make it
+                // explicit so the result can be relayed to a 2026-07-28 client.
+                r.result_type
+                    .get_or_insert(rmcp::model::ResultType::COMPLETE);
+                Ok(r)
+            }
             other => Err(McpError::Connection(format!(
                 "unexpected response to tools/call: {other:?}"
             ))),
@@ -328,6 +319,52 @@ impl McpClient {
     pub async fn close(mut self) {
         let _ = self.service.close().await;
     }
+}
+
+/// Await `response` while forwarding matching progress updates.
+async fn await_with_progress<R>(
+    response: impl Future<Output = R>,
+    rx: Option<&mut broadcast::Receiver<ProgressNotificationParam>>,
+    tx: Option<&mpsc::Sender<ProgressUpdate>>,
+    token: &rmcp::model::ProgressToken,
+) -> R {
+    match (rx, tx) {
+        (Some(rx), Some(tx)) => {
+            tokio::select! {
+                r = response => r,
+                () = forward_progress(rx, tx, token) => unreachable_forward(),
+            }
+        }
+        _ => response.await,
+    }
+}
+
+/// Forward matching updates; never completes (pends once the source closes).
+async fn forward_progress(
+    rx: &mut broadcast::Receiver<ProgressNotificationParam>,
+    tx: &mpsc::Sender<ProgressUpdate>,
+    token: &rmcp::model::ProgressToken,
+) {
+    loop {
+        match rx.recv().await {
+            Ok(p) if p.progress_token == *token => {
+                let _ = tx
+                    .send(ProgressUpdate {
+                        progress: p.progress,
+                        total: p.total,
+                        message: p.message,
+                    })
+                    .await;
+            }
+            Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+            Err(broadcast::error::RecvError::Closed) => break,
+        }
+    }
+    std::future::pending::<()>().await
+}
+
+fn unreachable_forward<R>() -> R {
+    unreachable!("forward_progress never completes")
 }
 
 /// An outgoing-stream opener: the facade implements it on the QUIC transport

@@ -1,0 +1,396 @@
+//! A node's MCP gateway, for ordinary MCP clients and the interop tests.
+//!
+//! ```text
+//! cargo run -p p2p-foundation-mcp --example gateway -- --stdio
+//! cargo run -p p2p-foundation-mcp --example gateway -- --http 127.0.0.1:8080 --network
+//! ```
+//!
+//! It serves the node's own tools (a demo set, plus the fixtures the official
+//! conformance suite calls by name). With `--network` it also starts two
+//! more nodes in-process, reachable over loopback TCP peer streams, which
+//! publish a `generate_text` service; the gateway lists their tools
+//! namespaced by provider (`<peer>.generate_text`, `any.generate_text`) and
+//! routes calls to them over the peer streams.
+//!
+//! In HTTP mode it prints `MCP_GATEWAY_URL=<url>` on stdout once listening.
+
+use std::{sync::Arc, time::Duration};
+
+use p2p_foundation_identity::Keypair;
+use p2p_foundation_mcp::{
+    Discovery, Gateway, HttpConfig, McpServer, MemoryRegistry, NetworkTools, Prompt, Query,
+    Resource, ResourceTemplate, Router, ServicePublisher, StreamLimits, Tool,
+    rmcp::model::{ContentBlock, GetPromptResult, PromptMessage, ResourceContents, Role},
+    tcp, tool_result,
+};
+use serde_json::{Value, json};
+
+const PNG_1X1: &str = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8DwHwAFBQIAX8jx0gAAAABJRU5ErkJggg==";
+const WAV_EMPTY: &str = "UklGRiQAAABXQVZFZm10IBAAAAABAAEAQB8AAEAfAAABAAgAZGF0YQAAAAA=";
+
+fn demo_tools(server: &McpServer) -> Result<(), Box<dyn std::error::Error>> {
+    server.register_tool(
+        Tool::new("echo")
+            .with_description("Returns its arguments as structured content")
+            .handler(
+                |call| async move { Ok(tool_result::structured(Value::Object(call.arguments))) },
+            ),
+    )?;
+    server.register_tool(
+        Tool::new("add")
+            .with_description("Adds two integers")
+            .with_tags(["math"])
+            .with_schema(json!({
+                "type": "object",
+                "properties": {"a": {"type": "integer"}, "b": {"type": "integer"}},
+                "required": ["a", "b"]
+            }))
+            .with_output_schema(json!({
+                "type": "object",
+                "properties": {"sum": {"type": "integer"}},
+                "required": ["sum"]
+            }))
+            .handler(|call| async move {
+                let a = call.arguments["a"].as_i64().unwrap_or(0);
+                let b = call.arguments["b"].as_i64().unwrap_or(0);
+                Ok(tool_result::structured(json!({"sum": a + b})))
+            }),
+    )?;
+    server.register_tool(
+        Tool::new("fail")
+            .with_description("Always fails at the tool level (isError)")
+            .handler(|_call| async move { Ok(tool_result::error("the tool failed on purpose")) }),
+    )?;
+    server.register_tool(
+        Tool::new("count")
+            .with_description("Counts to n, reporting progress after each step")
+            .with_schema(json!({
+                "type": "object",
+                "properties": {"n": {"type": "integer", "minimum": 1, "maximum": 100}},
+                "required": ["n"]
+            }))
+            .handler(|call| async move {
+                let n = call.arguments["n"].as_u64().unwrap_or(1);
+                for i in 1..=n {
+                    call.progress
+                        .report(i as f64, Some(n as f64), Some(format!("step {i}")))
+                        .await;
+                }
+                Ok(tool_result::text(format!("counted to {n}")))
+            }),
+    )?;
+    server.register_resource(
+        Resource::text("p2pf://readme", "readme", "hello from a p2p node")
+            .with_description("A text resource"),
+    );
+    server.register_prompt(
+        Prompt::new("greet", "Greets someone", |args| {
+            let who = args
+                .get("name")
+                .and_then(Value::as_str)
+                .unwrap_or("stranger")
+                .to_owned();
+            Ok(GetPromptResult::new(vec![PromptMessage::new_text(
+                Role::User,
+                format!("Say hello to {who}"),
+            )]))
+        })
+        .with_argument("name", "Who to greet", true),
+    );
+    Ok(())
+}
+
+/// The fixtures the official conformance suite (`@modelcontextprotocol/conformance`)
+/// calls by name, built with the crate's ordinary public API.
+fn conformance_fixtures(server: &McpServer) -> Result<(), Box<dyn std::error::Error>> {
+    let fixed = |name: &str, content: Vec<ContentBlock>| {
+        Tool::new(name)
+            .with_description(format!("Conformance fixture {name}"))
+            .handler(move |_call| {
+                let content = content.clone();
+                async move {
+                    Ok(p2p_foundation_mcp::rmcp::model::CallToolResult::success(
+                        content,
+                    ))
+                }
+            })
+    };
+    server.register_tool(fixed(
+        "test_simple_text",
+        vec![ContentBlock::text(
+            "This is a simple text response for testing.",
+        )],
+    ))?;
+    server.register_tool(fixed(
+        "test_image_content",
+        vec![ContentBlock::image(PNG_1X1, "image/png")],
+    ))?;
+    server.register_tool(fixed(
+        "test_audio_content",
+        vec![ContentBlock::audio(WAV_EMPTY, "audio/wav")],
+    ))?;
+    let embedded = ResourceContents::text(
+        "This is an embedded resource content.",
+        "test://embedded-resource",
+    )
+    .with_mime_type("text/plain");
+    server.register_tool(fixed(
+        "test_embedded_resource",
+        vec![ContentBlock::resource(embedded.clone())],
+    ))?;
+    server.register_tool(fixed(
+        "test_multiple_content_types",
+        vec![
+            ContentBlock::text("Multiple content types test:"),
+            ContentBlock::image(PNG_1X1, "image/png"),
+            ContentBlock::resource(
+                ResourceContents::text(
+                    r#"{"test":"data","value":123}"#,
+                    "test://mixed-content-resource",
+                )
+                .with_mime_type("application/json"),
+            ),
+        ],
+    ))?;
+    server.register_tool(
+        Tool::new("test_error_handling")
+            .with_description("Returns isError")
+            .handler(|_call| async move {
+                Ok(tool_result::error(
+                    "This tool intentionally returns an error for testing",
+                ))
+            }),
+    )?;
+    server.register_tool(
+        Tool::new("test_tool_with_progress")
+            .with_description("Reports progress")
+            .handler(|call| async move {
+                for (i, p) in [0.0, 50.0, 100.0].into_iter().enumerate() {
+                    if i > 0 {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                    call.progress.report(p, Some(100.0), None).await;
+                }
+                Ok(tool_result::text("Progress test completed"))
+            }),
+    )?;
+    server.register_tool(
+        Tool::new("json_schema_2020_12_tool")
+            .with_description("Tool with JSON Schema 2020-12 features")
+            .with_schema(json!({
+                "$schema": "https://json-schema.org/draft/2020-12/schema",
+                "type": "object",
+                "$defs": {"address": {"$anchor": "addressDef", "type": "object",
+                    "properties": {"street": {"type": "string"}, "city": {"type": "string"}}}},
+                "properties": {
+                    "name": {"type": "string"},
+                    "address": {"$ref": "#/$defs/address"},
+                    "contactMethod": {"type": "string", "enum": ["phone", "email"]},
+                    "phone": {"type": "string"},
+                    "email": {"type": "string"}
+                },
+                "allOf": [{"anyOf": [{"required": ["phone"]}, {"required": ["email"]}]}],
+                "if": {"properties": {"contactMethod": {"const": "phone"}}, "required": ["contactMethod"]},
+                "then": {"required": ["phone"]},
+                "else": {"required": ["email"]},
+                "additionalProperties": false
+            }))
+            .handler(|_call| async move { Ok(tool_result::text("ok")) }),
+    )?;
+    server.register_resource(
+        Resource::text(
+            "test://static-text",
+            "static-text",
+            "This is the content of the static text resource.",
+        )
+        .with_description("A static text resource for testing"),
+    );
+    server.register_resource(
+        Resource::dynamic(
+            "test://static-binary",
+            "static-binary",
+            |_caller| async move {
+                Ok(vec![
+                    ResourceContents::blob(PNG_1X1, "test://static-binary")
+                        .with_mime_type("image/png"),
+                ])
+            },
+        )
+        .with_mime_type("image/png")
+        .with_description("A static binary resource (PNG) for testing"),
+    );
+    server.register_resource_template(
+        ResourceTemplate::new(
+            "test://template/{id}/data",
+            "template-data",
+            |uri, vars, _caller| async move {
+                let id = vars.get("id").cloned().unwrap_or_default();
+                let body =
+                    json!({"id": id, "templateTest": true, "data": format!("Data for ID: {id}")});
+                Ok(vec![
+                    ResourceContents::text(body.to_string(), uri)
+                        .with_mime_type("application/json"),
+                ])
+            },
+        )
+        .with_description("A resource template with an id parameter")
+        .with_mime_type("application/json"),
+    );
+    server.register_prompt(Prompt::new(
+        "test_simple_prompt",
+        "A simple prompt without arguments",
+        |_args| {
+            Ok(GetPromptResult::new(vec![PromptMessage::new_text(
+                Role::User,
+                "This is a simple prompt for testing.",
+            )]))
+        },
+    ));
+    server.register_prompt(
+        Prompt::new(
+            "test_prompt_with_arguments",
+            "A prompt with required arguments",
+            |args| {
+                let a1 = args
+                    .get("arg1")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned();
+                let a2 = args
+                    .get("arg2")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned();
+                Ok(GetPromptResult::new(vec![PromptMessage::new_text(
+                    Role::User,
+                    format!("Prompt with arguments: arg1='{a1}', arg2='{a2}'"),
+                )]))
+            },
+        )
+        .with_argument("arg1", "First test argument", true)
+        .with_argument("arg2", "Second test argument", true),
+    );
+    server.register_prompt(
+        Prompt::new(
+            "test_prompt_with_embedded_resource",
+            "A prompt with an embedded resource",
+            |args| {
+                let uri = args
+                    .get("resourceUri")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned();
+                let res = ResourceContents::text("Embedded resource content for testing.", uri)
+                    .with_mime_type("text/plain");
+                Ok(GetPromptResult::new(vec![
+                    PromptMessage::new(Role::User, ContentBlock::resource(res)),
+                    PromptMessage::new_text(
+                        Role::User,
+                        "Please process the embedded resource above.",
+                    ),
+                ]))
+            },
+        )
+        .with_argument("resourceUri", "URI of the resource to embed", true),
+    );
+    server.register_prompt(Prompt::new(
+        "test_prompt_with_image",
+        "A prompt with an image",
+        |_args| {
+            Ok(GetPromptResult::new(vec![
+                PromptMessage::new(Role::User, ContentBlock::image(PNG_1X1, "image/png")),
+                PromptMessage::new_text(Role::User, "Please analyze the image above."),
+            ]))
+        },
+    ));
+    Ok(())
+}
+
+/// Start `n` provider nodes on loopback, publishing `generate_text`.
+async fn network(
+    registry: Arc<MemoryRegistry>,
+    connector: &tcp::TcpConnector,
+) -> Result<Vec<tokio::task::JoinHandle<()>>, Box<dyn std::error::Error>> {
+    let mut tasks = Vec::new();
+    for label in ["alpha", "beta"] {
+        let keypair = Keypair::generate();
+        let server = McpServer::new(keypair.peer_id());
+        server.register_tool(
+            Tool::new("generate_text")
+                .with_description("Generates text from a prompt")
+                .with_tags(["text-generation"])
+                .with_schema(json!({"type": "object", "properties": {"prompt": {"type": "string"}}, "required": ["prompt"]}))
+                .with_output_schema(json!({"type": "object", "properties": {"text": {"type": "string"}, "by": {"type": "string"}}}))
+                .handler(move |call| async move {
+                    let prompt = call.arguments["prompt"].as_str().unwrap_or_default().to_owned();
+                    call.progress.report(1.0, Some(2.0), Some("thinking".into())).await;
+                    call.progress.report(2.0, Some(2.0), Some("done".into())).await;
+                    Ok(tool_result::structured(json!({"text": format!("{label} says: {prompt}"), "by": label})))
+                }),
+        )?;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        connector.add(keypair.peer_id(), listener.local_addr()?);
+        let publisher = Arc::new(ServicePublisher::new(
+            keypair,
+            server.clone(),
+            registry.clone(),
+        ));
+        publisher
+            .register_service("llm", &["generate_text"])
+            .await?;
+        tasks.push(publisher.spawn_republish("llm".into(), vec!["generate_text".into()]));
+        tasks.push(tokio::spawn(async move {
+            let _ = tcp::serve_tcp(server, listener, StreamLimits::default()).await;
+        }));
+    }
+    Ok(tasks)
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let stdio = args.iter().any(|a| a == "--stdio");
+    let with_network = args.iter().any(|a| a == "--network");
+    let bind = args
+        .iter()
+        .position(|a| a == "--http")
+        .and_then(|i| args.get(i + 1))
+        .map(|s| s.parse())
+        .transpose()?
+        .unwrap_or_else(|| HttpConfig::default().bind);
+
+    let me = Keypair::generate();
+    let server = McpServer::new(me.peer_id());
+    demo_tools(&server)?;
+    conformance_fixtures(&server)?;
+    let mut gateway = Gateway::new(server);
+
+    let mut _providers = Vec::new();
+    if with_network {
+        let registry = Arc::new(MemoryRegistry::new());
+        let connector = Arc::new(tcp::TcpConnector::new(me.peer_id()));
+        _providers = network(registry.clone(), &connector).await?;
+        let router = Arc::new(Router::new(
+            Discovery::new(registry).excluding(me.peer_id()),
+            connector,
+        ));
+        gateway = gateway.with_network(NetworkTools::new(
+            router,
+            vec![Query::tag("text-generation")],
+        ));
+    }
+
+    if stdio {
+        gateway.serve_stdio(StreamLimits::default()).await?;
+        return Ok(());
+    }
+    let http = gateway
+        .serve_http(HttpConfig {
+            bind,
+            ..HttpConfig::default()
+        })
+        .await?;
+    println!("MCP_GATEWAY_URL={}", http.url());
+    tokio::signal::ctrl_c().await?;
+    Ok(())
+}

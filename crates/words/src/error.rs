@@ -14,8 +14,9 @@ pub enum WordsError {
     },
     /// The input did not have 3, 6 or 9 words.
     #[error(
-        "expected 3 words (IPv4) or 6 or 9 words (IPv6), found {found}; \
-         separate words with `.`, `-`, `_` or spaces"
+        "expected 3 words (IPv4) or 6 or 9 words (IPv6), found {}; \
+         separate words with `.`, `-`, `_` or spaces",
+        if *found > 9 { "more than 9".to_owned() } else { found.to_string() }
     )]
     WordCount {
         /// How many words were found (counting stops at 10).

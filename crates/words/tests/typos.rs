@@ -186,6 +186,12 @@ fn wrong_counts_and_long_inputs_are_refused_before_lookup() {
         ten.parse::<WordAddress>(),
         Err(WordsError::WordCount { found: 10 })
     );
+    assert!(
+        ten.parse::<WordAddress>()
+            .unwrap_err()
+            .to_string()
+            .contains("found more than 9")
+    );
     let long = "a".repeat(MAX_INPUT_LEN + 1);
     assert!(matches!(
         long.parse::<WordAddress>(),

@@ -638,3 +638,48 @@ fn custom_message_ids_dedupe_by_content() {
         "same content, same id: delivered once"
     );
 }
+
+mod never_panics {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+        /// Arbitrary frames, valid frames with mutations, and time jumps into a subscribed
+        /// core: no panic, and the caches stay within their caps.
+        #[test]
+        fn core_survives_arbitrary_frames(
+            frames in proptest::collection::vec((any::<u8>(), proptest::collection::vec(any::<u8>(), 0..300)), 0..40),
+        ) {
+            let config = Config { max_seen: 32, max_cached_messages: 32, max_promises: 32, ..Config::default() };
+            let mut net = Net::new(3, config);
+            net.full_mesh();
+            net.subscribe_all(&topic());
+            let mut now = net.now;
+            let kp = Keypair::from_secret_bytes(seed(1));
+            let valid = crate::codec::encode(&Rpc::Publish {
+                hops: 0,
+                msg: Arc::new(Message::sign(&kp, 5, topic(), AckRequest::Count(2), b"v".to_vec())),
+            });
+            for (sel, bytes) in frames {
+                now += Duration::from_millis(u64::from(sel) * 7);
+                let from = net.ids[1 + usize::from(sel & 1)];
+                if sel & 4 != 0 {
+                    let mut f = valid.clone();
+                    if !bytes.is_empty() {
+                        let i = usize::from(bytes[0]) % f.len();
+                        f[i] ^= bytes.get(1).copied().unwrap_or(1);
+                    }
+                    net.nodes[0].handle_frame(now, from, &f);
+                } else {
+                    net.nodes[0].handle_frame(now, from, &bytes);
+                }
+                net.nodes[0].handle_input(now, Input::Timeout);
+                while !matches!(net.nodes[0].poll_output(), Output::Timeout(_)) {}
+            }
+            let (seen, cached, promises, peers) = net.nodes[0].cache_sizes();
+            prop_assert!(seen <= 32 && cached <= 32 && promises <= 32 && peers == 2);
+        }
+    }
+}

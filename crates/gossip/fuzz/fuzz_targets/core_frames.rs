@@ -1,0 +1,37 @@
+//! Arbitrary frames from two peers into a subscribed core, with time moving on: the core
+//! must never panic and its caches must stay within their caps.
+#![no_main]
+
+use std::time::{Duration, Instant};
+
+use libfuzzer_sys::fuzz_target;
+use p2p_foundation_gossip::{Config, Gossip, Input, Output, Topic};
+use p2p_foundation_identity::Keypair;
+
+fuzz_target!(|data: &[u8]| {
+    let config = Config { max_seen: 64, max_cached_messages: 64, max_promises: 64, ..Config::default() };
+    let mut core = Gossip::new(Keypair::from_secret_bytes([1; 32]), config, 7).expect("config");
+    let peers = [Keypair::from_secret_bytes([2; 32]).peer_id(), Keypair::from_secret_bytes([3; 32]).peer_id()];
+    let mut now = Instant::now();
+    for (i, p) in peers.iter().enumerate() {
+        core.handle_input(now, Input::PeerConnected { peer: *p, ip: None, outbound: i == 0 });
+    }
+    core.subscribe(now, Topic::new("fuzz").expect("topic"));
+    // Input: [selector][len][frame bytes]...
+    let mut rest = data;
+    while rest.len() >= 2 {
+        let (sel, len) = (rest[0], usize::from(rest[1]));
+        rest = &rest[2..];
+        let take = len.min(rest.len());
+        let (frame, tail) = rest.split_at(take);
+        rest = tail;
+        now += Duration::from_millis(u64::from(sel >> 2) * 10);
+        core.handle_frame(now, peers[usize::from(sel & 1)], frame);
+        if sel & 2 != 0 {
+            core.handle_input(now, Input::Timeout);
+        }
+        while !matches!(core.poll_output(), Output::Timeout(_)) {}
+    }
+    let (seen, cached, promises, known) = core.cache_sizes();
+    assert!(seen <= 64 && cached <= 64 && promises <= 64 && known <= 2);
+});

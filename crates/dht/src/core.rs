@@ -346,6 +346,11 @@ impl Dht {
         self.validator = Box::new(validator);
     }
 
+    /// Sets the number of S/Kademlia disjoint paths for queries started from now on.
+    pub fn set_disjoint_paths(&mut self, d: usize) {
+        self.config.disjoint_paths = d.clamp(1, 16);
+    }
+
     /// This node's peer id.
     pub fn local_peer(&self) -> PeerId {
         self.local
@@ -625,12 +630,15 @@ impl Dht {
         }
         if now >= self.next_republish {
             self.next_republish = now + self.config.republish_interval;
-            let records: Vec<_> = self.published.values().cloned().collect();
+            // Sorted, so that the same seed gives the same run (hash maps iterate randomly).
+            let mut records: Vec<_> = self.published.values().cloned().collect();
+            records.sort_by_key(|r| r.payload().key);
             for r in records {
                 let key = r.payload().key;
                 self.start_query(now, Kind::PutRecord(r), key, false, None);
             }
-            let providers: Vec<_> = self.provided.values().cloned().collect();
+            let mut providers: Vec<_> = self.provided.values().cloned().collect();
+            providers.sort_by_key(|r| r.payload().key);
             for r in providers {
                 let key = r.payload().key;
                 self.start_query(now, Kind::AddProvider(r), key, false, None);

@@ -45,7 +45,7 @@ impl RateLimiter {
             if self.peers.len() >= self.limit.max_tracked_peers {
                 // Every tracked peer is active: forget an arbitrary one rather than refuse
                 // newcomers (which would let a few busy ids lock everybody else out).
-                if let Some(victim) = self.peers.keys().next().copied() {
+                if let Some(victim) = self.peers.keys().min().copied() {
                     self.peers.remove(&victim);
                 }
             }

@@ -296,6 +296,7 @@ impl RecordStore {
                 due.push(r.record.clone());
             }
         }
+        due.sort_by_key(|r| r.payload().key);
         due
     }
 

@@ -210,6 +210,28 @@ impl Net {
         self.sim.run_for(settle);
     }
 
+    /// Adds one honest node and starts its bootstrap through a random online node.
+    pub fn join_one(&mut self) -> NodeId {
+        let index = self.sim.node_count() as u64;
+        let id = self.add(index, None);
+        if let Some(via) = self.random_online(Some(id)) {
+            self.bootstrap(id, via);
+        }
+        id
+    }
+
+    /// A random online node other than `not`.
+    pub fn random_online(&mut self, not: Option<NodeId>) -> Option<NodeId> {
+        let n = self.sim.node_count();
+        for _ in 0..10_000 {
+            let id = NodeId(self.random_below(n) as u32);
+            if Some(id) != not && self.sim.is_online(id) && self.sim.node(id).colluders.is_none() {
+                return Some(id);
+            }
+        }
+        None
+    }
+
     /// Runs a command on node `id`, returning its query id.
     pub fn command(
         &mut self,

@@ -177,11 +177,43 @@ fn malformed(reason: &'static str) -> GossipError {
     GossipError::MalformedFrame { reason }
 }
 
-struct Reader<'a> {
-    buf: &'a [u8],
+/// A small direct-mapped cache of validated peer ids, so that a stream decoder checks each
+/// author's key (an Ed25519 point decompression) once rather than for every copy of every
+/// message. 256 slots, no allocation after creation.
+#[derive(Debug, Clone)]
+pub struct KeyCache {
+    slots: Vec<Option<PeerId>>,
 }
 
-impl<'a> Reader<'a> {
+impl Default for KeyCache {
+    fn default() -> Self {
+        Self {
+            slots: vec![None; 256],
+        }
+    }
+}
+
+impl KeyCache {
+    fn peer(&mut self, bytes: [u8; 32]) -> Result<PeerId, GossipError> {
+        let slot = usize::from(bytes[0] ^ bytes[31]);
+        if let Some(p) = self.slots[slot] {
+            if *p.as_bytes() == bytes {
+                return Ok(p);
+            }
+        }
+        let p =
+            PeerId::from_bytes(bytes).map_err(|_| malformed("peer id is not an Ed25519 key"))?;
+        self.slots[slot] = Some(p);
+        Ok(p)
+    }
+}
+
+struct Reader<'a, 'c> {
+    buf: &'a [u8],
+    keys: Option<&'c mut KeyCache>,
+}
+
+impl<'a> Reader<'a, '_> {
     fn take(&mut self, n: usize) -> Result<&'a [u8], GossipError> {
         if self.buf.len() < n {
             return Err(malformed("frame ends in the middle of a field"));
@@ -208,7 +240,13 @@ impl<'a> Reader<'a> {
         Ok(u64::from_be_bytes(self.array()?))
     }
     fn peer(&mut self) -> Result<PeerId, GossipError> {
-        PeerId::from_bytes(self.array()?).map_err(|_| malformed("peer id is not an Ed25519 key"))
+        let bytes = self.array()?;
+        match self.keys.as_deref_mut() {
+            Some(cache) => cache.peer(bytes),
+            None => {
+                PeerId::from_bytes(bytes).map_err(|_| malformed("peer id is not an Ed25519 key"))
+            }
+        }
     }
     fn signature(&mut self) -> Result<Signature, GossipError> {
         Ok(Signature::from_bytes(self.array()?))
@@ -262,13 +300,26 @@ impl<'a> Reader<'a> {
 
 /// Decodes a frame body (the bytes after the length prefix).
 pub fn decode_body(body: &[u8], limits: &Limits) -> Result<Rpc, GossipError> {
+    decode(body, limits, None)
+}
+
+/// [`decode_body`] with a [`KeyCache`] of validated peer ids (one per stream).
+pub fn decode_body_cached(
+    body: &[u8],
+    limits: &Limits,
+    keys: &mut KeyCache,
+) -> Result<Rpc, GossipError> {
+    decode(body, limits, Some(keys))
+}
+
+fn decode(body: &[u8], limits: &Limits, keys: Option<&mut KeyCache>) -> Result<Rpc, GossipError> {
     if body.len() > limits.max_frame_len {
         return Err(GossipError::FrameTooLarge {
             len: body.len(),
             max: limits.max_frame_len,
         });
     }
-    let mut r = Reader { buf: body };
+    let mut r = Reader { buf: body, keys };
     let version = r.u8()?;
     if version != WIRE_VERSION {
         return Err(GossipError::UnsupportedVersion { version });
@@ -428,6 +479,19 @@ mod tests {
             ),
             "{err}"
         );
+    }
+
+    #[test]
+    fn key_cache_decodes_the_same() {
+        let mut keys = KeyCache::default();
+        for _ in 0..2 {
+            for rpc in samples() {
+                let frame = encode(&rpc);
+                let back = decode_body_cached(&frame[LEN_PREFIX..], &Limits::default(), &mut keys)
+                    .unwrap();
+                assert_eq!(back, rpc);
+            }
+        }
     }
 
     #[test]

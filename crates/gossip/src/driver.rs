@@ -244,6 +244,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
     inbound: mpsc::Sender<Inbound>,
 ) {
     let mut buf = Vec::new();
+    let mut keys = codec::KeyCache::default();
     loop {
         let mut prefix = [0u8; LEN_PREFIX];
         if reader.read_exact(&mut prefix).await.is_err() {
@@ -262,7 +263,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
         if reader.read_exact(&mut buf).await.is_err() {
             break;
         }
-        let rpc = codec::decode_body(&buf, &limits);
+        let rpc = codec::decode_body_cached(&buf, &limits, &mut keys);
         if buf.capacity() > 64 * 1024 {
             buf = Vec::new();
         }

@@ -683,3 +683,66 @@ mod never_panics {
         }
     }
 }
+
+#[test]
+fn outbound_quota_is_kept() {
+    let mut net = Net::new(21, Config::default());
+    // Node 0 dialled 1..=3; 4..=20 dialled node 0. Everyone else is fully connected.
+    for i in 1..21 {
+        if i <= 3 {
+            net.connect(0, i);
+        } else {
+            net.connect(i, 0);
+        }
+        for j in i + 1..21 {
+            net.connect(i, j);
+        }
+    }
+    net.subscribe_all(&topic());
+    net.run(Duration::from_secs(5));
+    let outbound = net.nodes[0]
+        .mesh_peers(&topic())
+        .iter()
+        .filter(|p| net.ids[1..=3].contains(p))
+        .count();
+    assert!(
+        outbound >= 2,
+        "mesh {:?} keeps the outbound quota",
+        net.nodes[0].mesh_peers(&topic())
+    );
+}
+
+#[test]
+fn opportunistic_grafting_adds_well_scored_peers() {
+    let config = Config {
+        opportunistic_graft_ticks: 3,
+        ..Config::default()
+    };
+    let mut net = Net::new(20, config);
+    net.full_mesh();
+    net.subscribe_all(&topic());
+    net.run(Duration::from_secs(2));
+    let mesh_before: Vec<PeerId> = net.nodes[0].mesh_peers(&topic()).to_vec();
+    // Peers outside node 0's mesh publish: node 0 gets their messages first (flood
+    // publishing), so their P2 rises while the mesh peers' stays at 0.
+    let outside: Vec<usize> = (1..20)
+        .filter(|i| !mesh_before.contains(&net.ids[*i]))
+        .collect();
+    for _ in 0..5 {
+        let now = net.now;
+        for &i in &outside {
+            net.nodes[i].publish(now, topic(), vec![i as u8]).unwrap();
+        }
+        net.pump();
+    }
+    net.run(Duration::from_secs(3));
+    let mesh_after = net.nodes[0].mesh_peers(&topic());
+    let grafted = mesh_after
+        .iter()
+        .filter(|p| !mesh_before.contains(p))
+        .count();
+    assert!(
+        grafted >= 1,
+        "opportunistic grafts: before {mesh_before:?}, after {mesh_after:?}"
+    );
+}

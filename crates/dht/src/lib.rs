@@ -6,6 +6,7 @@
 mod config;
 mod core;
 mod dist;
+pub mod driver;
 mod error;
 pub mod message;
 mod persist;
@@ -15,6 +16,7 @@ mod routing;
 
 pub use crate::config::{Config, DiversityLimits, RateLimit};
 pub use crate::core::{Dht, Event, Input, Output, QueryId, QueryResult, QueryStats, Stats};
+pub use crate::driver::{DhtNode, Inbound, MemoryNetwork, Transport, UdpTransport};
 pub use crate::error::{DhtError, RejectReason};
 pub use crate::message::{Contact, Message, Request, RequestId, Response};
 pub use crate::persist::{MAX_SNAPSHOT_LEN, RoutingSnapshot};

@@ -20,7 +20,10 @@ use p2p_foundation_identity::{Key, PeerId, Signed};
 use tokio::sync::{mpsc, oneshot};
 
 pub use self::memory::{MemoryNetwork, MemoryTransport};
-pub use self::udp::{UDP_MAX_FRAME_LEN, UdpStats, UdpTransport};
+pub use self::udp::{
+    DatagramError, UDP_MAX_FRAME_LEN, UdpDatagram, UdpStats, UdpTransport, decode_udp_datagram,
+    encode_udp_datagram,
+};
 use crate::{
     Config, Contact, Dht, DhtError, Event, Message, Output, ProviderRecord, QueryId, QueryResult,
     QueryStats, Record, RequestId, RoutingSnapshot, Stats,

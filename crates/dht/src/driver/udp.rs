@@ -208,6 +208,79 @@ impl Transport for UdpTransport {
     }
 }
 
+/// A received UDP datagram whose envelope decoded, verified and was addressed to us.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UdpDatagram {
+    /// The signer: the sender's authenticated identity.
+    pub from: PeerId,
+    /// The nonce pairing a response with its request.
+    pub nonce: u64,
+    /// Whether it is a response.
+    pub response: bool,
+    /// The DHT frame it carries (decode it with [`Message::decode`](crate::Message::decode)).
+    pub frame: Vec<u8>,
+}
+
+/// Why a datagram was refused by [`decode_udp_datagram`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DatagramError {
+    /// Not a well-formed `p2pf/dht/udp` envelope (or larger than a datagram).
+    Malformed,
+    /// Bad signature, or the envelope expired (outside the replay window).
+    BadSignature,
+    /// Signed for another recipient.
+    Misaddressed,
+}
+
+/// Decodes and checks one datagram received by `local` at wall-clock time `now`: envelope
+/// structure, signature, expiry, recipient, frame size.
+pub fn decode_udp_datagram(
+    bytes: &[u8],
+    local: &PeerId,
+    now: SystemTime,
+) -> Result<UdpDatagram, DatagramError> {
+    let envelope = Signed::<UdpPayload>::decode_with_limit(bytes, MAX_DATAGRAM)
+        .map_err(|_| DatagramError::Malformed)?;
+    envelope
+        .verify(now)
+        .map_err(|_| DatagramError::BadSignature)?;
+    let from = envelope.signer();
+    let payload = envelope.into_payload();
+    if &payload.to != local {
+        return Err(DatagramError::Misaddressed);
+    }
+    if payload.frame.len() > UDP_MAX_FRAME_LEN {
+        return Err(DatagramError::Malformed);
+    }
+    Ok(UdpDatagram {
+        from,
+        nonce: payload.nonce,
+        response: payload.response,
+        frame: payload.frame,
+    })
+}
+
+/// Encodes a datagram from `keypair` to `to` (what [`UdpTransport`] sends), for tests and
+/// other implementations.
+pub fn encode_udp_datagram(
+    keypair: &Keypair,
+    to: PeerId,
+    nonce: u64,
+    response: bool,
+    frame: Vec<u8>,
+) -> Result<Vec<u8>, DhtError> {
+    sign(
+        keypair,
+        UdpPayload {
+            to,
+            nonce,
+            response,
+            frame,
+        },
+    )
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -231,23 +304,19 @@ async fn receive_loop(
             }
         };
         counters.received.fetch_add(1, Ordering::Relaxed);
-        let envelope = match Signed::<UdpPayload>::decode_with_limit(&buf[..len], MAX_DATAGRAM) {
-            Ok(e) => e,
-            Err(_) => {
-                counters.malformed.fetch_add(1, Ordering::Relaxed);
+        let payload = match decode_udp_datagram(&buf[..len], &local, SystemTime::now()) {
+            Ok(p) => p,
+            Err(e) => {
+                let counter = match e {
+                    DatagramError::Malformed => &counters.malformed,
+                    DatagramError::BadSignature => &counters.bad_signature,
+                    DatagramError::Misaddressed => &counters.misaddressed,
+                };
+                counter.fetch_add(1, Ordering::Relaxed);
                 continue;
             }
         };
-        if envelope.verify(SystemTime::now()).is_err() {
-            counters.bad_signature.fetch_add(1, Ordering::Relaxed);
-            continue;
-        }
-        let from = envelope.signer();
-        let payload = envelope.into_payload();
-        if payload.to != local {
-            counters.misaddressed.fetch_add(1, Ordering::Relaxed);
-            continue;
-        }
+        let from = payload.from;
         if payload.response {
             match lock(&pending).remove(&(from, payload.nonce)) {
                 Some(tx) => {

@@ -689,16 +689,18 @@ impl Gossip {
                     self.topic_peers.remove(&t);
                 }
             }
-            if let Some(mesh) = self.mesh.get_mut(&t) {
-                if let Some(i) = mesh.iter().position(|p| *p == peer) {
-                    mesh.swap_remove(i);
-                    self.scoring.prune(&peer, &t, now);
-                }
-            }
-            if let Some((fan, _)) = self.fanout.get_mut(&t) {
-                fan.retain(|p| *p != peer);
-            }
             self.event(Event::Unsubscribed { peer, topic: t });
+        }
+        // Every mesh and fanout, not only the peer's announced topics: a peer may GRAFT
+        // before its SUBSCRIBE arrives.
+        for (t, mesh) in self.mesh.iter_mut() {
+            if let Some(i) = mesh.iter().position(|p| *p == peer) {
+                mesh.swap_remove(i);
+                self.scoring.prune(&peer, t, now);
+            }
+        }
+        for (fan, _) in self.fanout.values_mut() {
+            fan.retain(|p| *p != peer);
         }
         self.scoring.disconnect(&peer, now);
     }

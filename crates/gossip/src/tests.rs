@@ -746,3 +746,22 @@ fn opportunistic_grafting_adds_well_scored_peers() {
         "opportunistic grafts: before {mesh_before:?}, after {mesh_after:?}"
     );
 }
+
+#[test]
+fn a_peer_that_grafted_before_subscribing_leaves_the_mesh_on_disconnect() {
+    let mut net = Net::new(2, Config::default());
+    net.full_mesh();
+    let now = net.now;
+    net.nodes[0].subscribe(now, topic());
+    // Node 1 grafts without having announced a subscription.
+    net.nodes[0].handle_input(
+        now,
+        Input::Rpc {
+            from: net.ids[1],
+            rpc: Rpc::Graft { topic: topic() },
+        },
+    );
+    assert_eq!(net.nodes[0].mesh_peers(&topic()), &[net.ids[1]]);
+    net.nodes[0].handle_input(now, Input::PeerDisconnected { peer: net.ids[1] });
+    assert!(net.nodes[0].mesh_peers(&topic()).is_empty());
+}

@@ -17,6 +17,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 const ECHO: &str = "/bench/echo/1";
 const BULK: &str = "/bench/bulk/1";
 const CHILD_ENV: &str = "P2PF_TRANSPORT_BENCH_IDLE_CHILD";
+const SERVER_CHILD_ENV: &str = "P2PF_TRANSPORT_BENCH_IDLE_SERVER";
 const MIB: f64 = 1024.0 * 1024.0;
 
 fn bench_config() -> Config {
@@ -25,6 +26,12 @@ fn bench_config() -> Config {
     c.handshake_burst_per_ip = u32::MAX;
     c.max_connections = 30_000;
     c.zero_rtt_protocols = vec![ECHO.into()];
+    if let Some(f) = std::env::var("P2PF_TCP_FRAME")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        c.tcp_max_frame = f;
+    }
     c
 }
 
@@ -476,9 +483,10 @@ async fn bulk(suite: &mut Suite) {
     );
 }
 
-/// Per-stream throughput (first byte to last byte at the receiver) of `streams` concurrent
+/// Per-stream throughput (common start to last byte at the receiver) of `streams` concurrent
 /// streams; returns min/max.
 async fn fairness_ours(client: &Connection, server: &Connection, streams: usize, each: u64) -> f64 {
+    let start = Instant::now();
     let mut writers = Vec::new();
     for _ in 0..streams {
         let mut s = client.open_uni(BULK).await.expect("open");
@@ -491,7 +499,7 @@ async fn fairness_ours(client: &Connection, server: &Connection, streams: usize,
     for _ in 0..streams {
         let mut inc = server.accept_uni().await.expect("accept");
         readers.push(tokio::spawn(async move {
-            timed_drain(&mut inc.recv, each).await
+            timed_drain(&mut inc.recv, each, start).await
         }));
     }
     let rates = futures::future::join_all(readers)
@@ -511,6 +519,7 @@ async fn fairness_raw(
     streams: usize,
     each: u64,
 ) -> f64 {
+    let start = Instant::now();
     let mut writers = Vec::new();
     for _ in 0..streams {
         let mut s = client.open_uni().await.expect("open");
@@ -522,7 +531,9 @@ async fn fairness_raw(
     let mut readers = Vec::new();
     for _ in 0..streams {
         let mut r = server.accept_uni().await.expect("accept");
-        readers.push(tokio::spawn(async move { timed_drain(&mut r, each).await }));
+        readers.push(tokio::spawn(async move {
+            timed_drain(&mut r, each, start).await
+        }));
     }
     let rates = futures::future::join_all(readers)
         .await
@@ -535,25 +546,12 @@ async fn fairness_raw(
     min_over_max(&rates)
 }
 
-async fn timed_drain<R: AsyncRead + Unpin>(r: &mut R, each: u64) -> f64 {
-    let mut buf = vec![0u8; 64 * 1024];
-    let mut got = 0u64;
-    let mut first = None;
-    loop {
-        let n = r.read(&mut buf).await.expect("read");
-        if n == 0 {
-            break;
-        }
-        first.get_or_insert_with(Instant::now);
-        got += n as u64;
-    }
+/// Throughput of one of several concurrent streams, from the common start to its last byte:
+/// with fair sharing every stream finishes at about the same time.
+async fn timed_drain<R: AsyncRead + Unpin>(r: &mut R, each: u64, start: Instant) -> f64 {
+    let got = drain(r).await;
     assert_eq!(got, each);
-    mib_per_s(
-        got,
-        first.map_or(Duration::from_nanos(1), |f| {
-            f.elapsed().max(Duration::from_nanos(1))
-        }),
-    )
+    mib_per_s(got, start.elapsed())
 }
 
 fn min_over_max(rates: &[f64]) -> f64 {
@@ -681,11 +679,12 @@ fn announce(n: usize) {
     let _ = std::io::stdout().flush();
 }
 
-/// Runs the child client; returns once it holds its connections, with its handle.
-fn spawn_idle_child(spec: String) -> std::process::Child {
+/// Runs this executable as a child with `env=spec`; returns once it printed a line
+/// starting with `marker` (stored in [`IDLE_RESULT`] when it is an `IDLE` line).
+fn spawn_child(env: &str, spec: String, marker: &str) -> std::process::Child {
     let exe = std::env::current_exe().expect("exe");
     let mut child = Command::new(exe)
-        .env(CHILD_ENV, spec)
+        .env(env, spec)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
@@ -694,15 +693,26 @@ fn spawn_idle_child(spec: String) -> std::process::Child {
     let mut lines = BufReader::new(out).lines();
     loop {
         match lines.next() {
-            Some(Ok(l)) if l.starts_with("HELD ") => break,
+            Some(Ok(l)) if l.starts_with(marker) => {
+                if let Some(rest) = l.strip_prefix("IDLE ") {
+                    let v: Vec<f64> = rest
+                        .split_whitespace()
+                        .filter_map(|x| x.parse().ok())
+                        .collect();
+                    if let [per, held] = v[..] {
+                        *IDLE_RESULT.lock().expect("lock") = Some((per, held));
+                    }
+                }
+                break;
+            }
             Some(Ok(_)) => continue,
-            other => panic!("idle child ended early: {other:?}"),
+            other => panic!("child ended early: {other:?}"),
         }
     }
     child
 }
 
-async fn wait_until(mut cond: impl FnMut() -> bool) {
+async fn wait_until(mut cond: impl FnMut() -> bool, what: impl Fn() -> String) {
     // Bounded: 120 s at most.
     for _ in 0..12_000 {
         if cond() {
@@ -710,72 +720,120 @@ async fn wait_until(mut cond: impl FnMut() -> bool) {
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    panic!("condition not reached in 120 s");
+    panic!("condition not reached in 120 s: {}", what());
 }
 
-async fn idle(suite: &mut Suite) {
-    let n = suite.scale(10_000usize, 100);
-    // Ours first, then the baseline: the baseline may reuse memory ours freed, not vice versa.
-    let server = ours(false).await;
-    let held = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let acceptor = tokio::spawn({
-        let (server, held) = (server.clone(), held.clone());
-        async move {
-            while let Some(c) = server.accept().await {
-                held.lock().expect("lock").push(c);
-            }
-        }
-    });
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let before = rss_bytes().unwrap_or(0);
-    let mut child = spawn_idle_child(format!(
-        "ours,{},{},{n}",
-        server.local_addr().expect("addr"),
-        server.peer_id()
-    ));
-    wait_until(|| held.lock().expect("lock").len() >= n).await;
-    let after = rss_bytes().unwrap_or(0);
-    let all_held = server.metrics().quic_connections as usize;
-    drop(child.stdin.take());
-    let _ = child.wait();
-    let ours_per = after.saturating_sub(before) as f64 / n as f64;
-    acceptor.abort();
-    held.lock().expect("lock").clear();
-    drop(server);
-
-    let p = plain();
-    let dir = std::env::temp_dir().join(format!("p2pf-transport-bench-{}.der", std::process::id()));
-    std::fs::write(&dir, p.cert.as_ref()).expect("cert file");
-    let raw_server = quinn_server(&p);
-    let raw_held = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let raw_acceptor = tokio::spawn({
-        let (raw_server, raw_held) = (raw_server.clone(), raw_held.clone());
-        async move {
-            while let Some(inc) = raw_server.accept().await {
-                let raw_held = raw_held.clone();
-                tokio::spawn(async move {
-                    if let Ok(c) = inc.await {
-                        raw_held.lock().expect("lock").push(c);
+/// Child process: the server side of the idle-connection measurement, alone in a fresh
+/// process so allocator state from other measurements cannot skew it. It spawns its own
+/// client child, and prints `IDLE <bytes per connection> <connections held>`.
+fn idle_server_child(mode: &str, n: usize) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async move {
+        let (per, held_n) = if mode == "ours" {
+            let server = ours(false).await;
+            let held = Arc::new(std::sync::Mutex::new(Vec::new()));
+            let acceptor = tokio::spawn({
+                let (server, held) = (server.clone(), held.clone());
+                async move {
+                    while let Some(c) = server.accept().await {
+                        held.lock().expect("lock").push(c);
                     }
-                });
-            }
-        }
+                }
+            });
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let before = rss_bytes().unwrap_or(0);
+            let spec = format!(
+                "ours,{},{},{n}",
+                server.local_addr().expect("addr"),
+                server.peer_id()
+            );
+            let mut child = spawn_child(CHILD_ENV, spec, "HELD ");
+            let what = || {
+                format!(
+                    "held {} of {n}; metrics {:?}",
+                    held.lock().expect("lock").len(),
+                    server.metrics()
+                )
+            };
+            wait_until(|| held.lock().expect("lock").len() >= n, what).await;
+            let after = rss_bytes().unwrap_or(0);
+            let all = server.metrics().quic_connections as usize;
+            drop(child.stdin.take());
+            let _ = child.wait();
+            acceptor.abort();
+            (after.saturating_sub(before) as f64 / n as f64, all)
+        } else {
+            let p = plain();
+            let file = std::env::temp_dir()
+                .join(format!("p2pf-transport-bench-{}.der", std::process::id()));
+            std::fs::write(&file, p.cert.as_ref()).expect("cert file");
+            let server = quinn_server(&p);
+            let held = Arc::new(std::sync::Mutex::new(Vec::new()));
+            let acceptor = tokio::spawn({
+                let (server, held) = (server.clone(), held.clone());
+                async move {
+                    while let Some(inc) = server.accept().await {
+                        let held = held.clone();
+                        tokio::spawn(async move {
+                            if let Ok(c) = inc.await {
+                                held.lock().expect("lock").push(c);
+                            }
+                        });
+                    }
+                }
+            });
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let before = rss_bytes().unwrap_or(0);
+            let spec = format!(
+                "raw,{},{},{n}",
+                server.local_addr().expect("addr"),
+                file.display()
+            );
+            let mut child = spawn_child(CHILD_ENV, spec, "HELD ");
+            let what = || format!("held {} of {n}", held.lock().expect("lock").len());
+            wait_until(|| held.lock().expect("lock").len() >= n, what).await;
+            let after = rss_bytes().unwrap_or(0);
+            let all = server.open_connections();
+            drop(child.stdin.take());
+            let _ = child.wait();
+            acceptor.abort();
+            let _ = std::fs::remove_file(&file);
+            (after.saturating_sub(before) as f64 / n as f64, all)
+        };
+        println!("IDLE {per} {held_n}");
+        let _ = std::io::stdout().flush();
     });
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let before = rss_bytes().unwrap_or(0);
-    let mut child = spawn_idle_child(format!(
-        "raw,{},{},{n}",
-        raw_server.local_addr().expect("addr"),
-        dir.display()
-    ));
-    wait_until(|| raw_held.lock().expect("lock").len() >= n).await;
-    let after = rss_bytes().unwrap_or(0);
-    drop(child.stdin.take());
-    let _ = child.wait();
-    let raw_per = after.saturating_sub(before) as f64 / n as f64;
-    raw_acceptor.abort();
-    let _ = std::fs::remove_file(&dir);
+}
 
+/// Runs one idle-connection measurement in a fresh process: (bytes per connection, held).
+fn measure_idle(mode: &str, n: usize) -> (f64, f64) {
+    let mut child = spawn_child(SERVER_CHILD_ENV, format!("{mode},{n}"), "IDLE ");
+    let _ = child.wait();
+    IDLE_RESULT
+        .lock()
+        .expect("lock")
+        .take()
+        .expect("idle result")
+}
+
+static IDLE_RESULT: std::sync::Mutex<Option<(f64, f64)>> = std::sync::Mutex::new(None);
+
+async fn idle(suite: &mut Suite) {
+    let n = std::env::var("P2PF_IDLE_N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(suite.scale(10_000usize, 100));
+    let (ours_per, held) = tokio::task::spawn_blocking(move || measure_idle("ours", n))
+        .await
+        .expect("ours");
+    let (raw_per, raw_held) = tokio::task::spawn_blocking(move || measure_idle("raw", n))
+        .await
+        .expect("raw");
+    assert_eq!(raw_held as usize, n);
     suite.record_vs(
         "quic.idle_conn_bytes",
         ours_per,
@@ -784,17 +842,17 @@ async fn idle(suite: &mut Suite) {
         "raw_quinn.idle_conn_bytes",
         raw_per,
     );
-    suite.record(
-        "quic.idle_conns_held",
-        all_held as f64,
-        "conns",
-        Better::Higher,
-    );
+    suite.record("quic.idle_conns_held", held, "conns", Better::Higher);
 }
 
 fn main() {
     if let Ok(spec) = std::env::var(CHILD_ENV) {
         idle_child(&spec);
+        return;
+    }
+    if let Ok(spec) = std::env::var(SERVER_CHILD_ENV) {
+        let (mode, n) = spec.split_once(',').expect("spec");
+        idle_server_child(mode, n.parse().expect("n"));
         return;
     }
     let mut suite = Suite::new("transport");
@@ -803,11 +861,22 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
+    // P2PF_BENCH_ONLY=idle,connect,fairness,bulk runs a subset while tuning.
+    let only = std::env::var("P2PF_BENCH_ONLY").unwrap_or_default();
+    let run = |name: &str| only.is_empty() || only.split(',').any(|o| o == name);
     rt.block_on(async {
-        idle(&mut suite).await;
-        connect_latencies(&mut suite).await;
-        fairness(&mut suite).await;
-        bulk(&mut suite).await;
+        if run("idle") {
+            idle(&mut suite).await;
+        }
+        if run("connect") {
+            connect_latencies(&mut suite).await;
+        }
+        if run("fairness") {
+            fairness(&mut suite).await;
+        }
+        if run("bulk") {
+            bulk(&mut suite).await;
+        }
     });
     suite.finish();
 }

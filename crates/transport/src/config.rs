@@ -58,7 +58,8 @@ pub struct Config {
     pub tcp_listener: bool,
     /// Most connections (incoming + outgoing) held at once (default 10,240).
     pub max_connections: usize,
-    /// Most concurrent streams of each direction the remote may open per connection (default 256).
+    /// Most concurrent streams of each direction the remote may open per connection (default
+    /// 100). QUIC keeps state for every allowed stream, so this drives per-connection memory.
     pub max_streams_per_connection: u32,
     /// Close a connection after this long without any traffic (default 30 s).
     pub idle_timeout: Duration,
@@ -93,7 +94,7 @@ impl Default for Config {
             listen: Listen::default(),
             tcp_listener: true,
             max_connections: 10_240,
-            max_streams_per_connection: 256,
+            max_streams_per_connection: 100,
             idle_timeout: Duration::from_secs(30),
             keep_alive: Some(Duration::from_secs(10)),
             handshake_timeout: Duration::from_secs(10),

@@ -63,8 +63,8 @@ pub(crate) struct ConnState {
     rtt: Duration,
     zero_rtt: bool,
     shared: Arc<Shared>,
-    bi: Mutex<mpsc::Receiver<IncomingBi>>,
-    uni: Mutex<mpsc::Receiver<IncomingUni>>,
+    bi: Mutex<mpsc::Receiver<Box<IncomingBi>>>,
+    uni: Mutex<mpsc::Receiver<Box<IncomingUni>>>,
     task: AbortHandle,
     _slot: ConnSlot,
 }
@@ -256,7 +256,7 @@ impl Connection {
     pub async fn accept_bi(&self) -> Result<IncomingBi> {
         let mut rx = self.state.bi.lock().await;
         match rx.recv().await {
-            Some(s) => Ok(s),
+            Some(s) => Ok(*s),
             None => Err(TransportError::Closed(self.close_reason().await)),
         }
     }
@@ -265,7 +265,7 @@ impl Connection {
     pub async fn accept_uni(&self) -> Result<IncomingUni> {
         let mut rx = self.state.uni.lock().await;
         match rx.recv().await {
-            Some(s) => Ok(s),
+            Some(s) => Ok(*s),
             None => Err(TransportError::Closed(self.close_reason().await)),
         }
     }
@@ -343,8 +343,8 @@ impl Connection {
 pub(crate) struct QuicStart {
     conn: quinn::Connection,
     shared: Arc<Shared>,
-    bi: mpsc::Receiver<IncomingBi>,
-    uni: mpsc::Receiver<IncomingUni>,
+    bi: mpsc::Receiver<Box<IncomingBi>>,
+    uni: mpsc::Receiver<Box<IncomingUni>>,
     task: AbortHandle,
 }
 
@@ -397,8 +397,8 @@ impl QuicStart {
 async fn quic_accept_loop(
     conn: quinn::Connection,
     shared: Arc<Shared>,
-    bi: mpsc::Sender<IncomingBi>,
-    uni: mpsc::Sender<IncomingUni>,
+    bi: mpsc::Sender<Box<IncomingBi>>,
+    uni: mpsc::Sender<Box<IncomingUni>>,
 ) {
     loop {
         tokio::select! {
@@ -420,7 +420,7 @@ async fn quic_accept_loop(
     }
 }
 
-fn bi_dummy() -> mpsc::Sender<IncomingBi> {
+fn bi_dummy() -> mpsc::Sender<Box<IncomingBi>> {
     mpsc::channel(1).0
 }
 
@@ -429,8 +429,8 @@ async fn quic_stream(
     mut send: Option<quinn::SendStream>,
     mut recv: quinn::RecvStream,
     expected: StreamKind,
-    bi: mpsc::Sender<IncomingBi>,
-    uni: Option<mpsc::Sender<IncomingUni>>,
+    bi: mpsc::Sender<Box<IncomingBi>>,
+    uni: Option<mpsc::Sender<Box<IncomingUni>>>,
 ) {
     let cfg = &shared.config;
     let head = tokio::time::timeout(
@@ -474,15 +474,15 @@ async fn quic_stream(
                 metrics,
             };
             let _ = bi
-                .send(IncomingBi {
+                .send(Box::new(IncomingBi {
                     protocol,
                     send,
                     recv,
-                })
+                }))
                 .await;
         }
         (None, Some(uni)) => {
-            let _ = uni.send(IncomingUni { protocol, recv }).await;
+            let _ = uni.send(Box::new(IncomingUni { protocol, recv })).await;
         }
         (None, None) => {}
     }
@@ -491,8 +491,8 @@ async fn quic_stream(
 async fn mux_accept_loop(
     mut inbound: mpsc::UnboundedReceiver<yamux::Stream>,
     shared: Arc<Shared>,
-    bi: mpsc::Sender<IncomingBi>,
-    uni: mpsc::Sender<IncomingUni>,
+    bi: mpsc::Sender<Box<IncomingBi>>,
+    uni: mpsc::Sender<Box<IncomingUni>>,
 ) {
     while let Some(stream) = inbound.recv().await {
         let (shared, bi, uni) = (shared.clone(), bi.clone(), uni.clone());
@@ -517,11 +517,11 @@ async fn mux_accept_loop(
                         replayable: false,
                     };
                     let _ = bi
-                        .send(IncomingBi {
+                        .send(Box::new(IncomingBi {
                             protocol,
                             send,
                             recv,
-                        })
+                        }))
                         .await;
                 }
                 Ok(Ok((StreamKind::Uni, protocol))) => {
@@ -532,7 +532,7 @@ async fn mux_accept_loop(
                         metrics,
                         replayable: false,
                     };
-                    let _ = uni.send(IncomingUni { protocol, recv }).await;
+                    let _ = uni.send(Box::new(IncomingUni { protocol, recv })).await;
                 }
                 other => {
                     tracing::debug!(?other, "refusing stream: bad header");

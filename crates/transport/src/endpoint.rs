@@ -176,6 +176,10 @@ fn transport_config(cfg: &Config) -> Result<quinn::TransportConfig> {
     ));
     t.keep_alive_interval(cfg.keep_alive);
     t.datagram_receive_buffer_size(Some(cfg.datagram_receive_buffer));
+    // Let up to 64 concurrently written streams each buffer a full stream window, so the
+    // round-robin scheduler interleaves all of them instead of the few that wrote first.
+    let stream_window: u64 = 1_250_000;
+    t.send_window(stream_window * u64::from(cfg.max_streams_per_connection.clamp(8, 64)));
     Ok(t)
 }
 

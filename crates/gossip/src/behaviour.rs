@@ -736,7 +736,7 @@ impl Gossip {
             return;
         }
         state.tokens -= 1.0;
-        if self.score_of(&from) < self.config.thresholds.graylist {
+        if state.score < self.config.thresholds.graylist {
             self.metrics.graylisted += 1;
             return;
         }

@@ -286,3 +286,92 @@ proptest! {
             + dht.stats().requests_received + dht.stats().unknown_responses >= 1);
     }
 }
+
+#[test]
+fn documented_layouts() {
+    // FIND_NODE for the all-0x11 key, id 5.
+    let target = Key::from_bytes([0x11; 32]);
+    let find = Message::Request {
+        id: RequestId(5),
+        body: Request::FindNode { target },
+    };
+    let mut want = vec![0, 0, 0, 37, 1, 0, 5, 1, 32];
+    want.extend([0x11; 32]);
+    assert_eq!(find.encode(1024).unwrap(), want);
+    // NODES with one IPv4 and one IPv6 contact, id 5.
+    let a = Keypair::from_secret_bytes([1; 32]).peer_id();
+    let v4 = Contact::new(a, "192.0.2.1:4000".parse().unwrap());
+    let v6 = Contact::new(a, "[2001:db8::1]:443".parse().unwrap());
+    let nodes = Message::Response {
+        id: RequestId(5),
+        body: Response::Nodes {
+            closer: vec![v4, v6],
+        },
+    };
+    let frame = nodes.encode(1024).unwrap();
+    let mut body = vec![1, 1, 5, 1, 2];
+    body.push(32);
+    body.extend(a.as_bytes());
+    body.extend([0, 192, 0, 2, 1, 0xfb, 0xa0, 0x0f]); // V4, 192.0.2.1, port 4000 (0xfb + u16 LE)
+    body.push(32);
+    body.extend(a.as_bytes());
+    body.push(1); // V6
+    body.extend(
+        "2001:db8::1"
+            .parse::<std::net::Ipv6Addr>()
+            .unwrap()
+            .octets(),
+    );
+    body.extend([0xfb, 0xbb, 0x01]); // port 443
+    assert_eq!(&frame[4..], &body[..]);
+    // STORED accepted, id 5.
+    let stored = Message::Response {
+        id: RequestId(5),
+        body: Response::Stored { accepted: true },
+    };
+    assert_eq!(
+        stored.encode(1024).unwrap(),
+        vec![0, 0, 0, 5, 1, 1, 5, 4, 1]
+    );
+}
+
+#[test]
+fn contacts_with_invalid_keys_are_refused_and_keys_are_derived() {
+    use p2p_foundation_identity::PeerId;
+    let a = Keypair::from_secret_bytes([1; 32]).peer_id();
+    let contact = Contact::new(a, "192.0.2.1:4000".parse().unwrap());
+    // The key is the hash of the peer id, whatever the sender might have wanted.
+    assert_eq!(*contact.key(), a.kad_key());
+    let msg = Message::Response {
+        id: RequestId(5),
+        body: Response::Nodes {
+            closer: vec![contact],
+        },
+    };
+    let frame = msg.encode(1024).unwrap();
+    let back = Message::decode(&frame, 1024).unwrap();
+    let Message::Response {
+        body: Response::Nodes { closer },
+        ..
+    } = back
+    else {
+        panic!()
+    };
+    assert_eq!(*closer[0].key(), a.kad_key());
+    // Replace the peer id with 32 bytes that are not an Ed25519 point: refused.
+    let invalid = (0u8..=255)
+        .map(|i| {
+            let mut b = [i; 32];
+            b[0] = 2;
+            b
+        })
+        .find(|b| PeerId::from_bytes(*b).is_err())
+        .expect("some byte strings are not points");
+    let pos = frame.windows(32).position(|w| w == a.as_bytes()).unwrap();
+    let mut bad = frame.clone();
+    bad[pos..pos + 32].copy_from_slice(&invalid);
+    assert!(matches!(
+        Message::decode(&bad, 1024),
+        Err(DhtError::Malformed { .. })
+    ));
+}

@@ -414,8 +414,7 @@ impl Dht {
     /// table. It is removed like any other once it stops answering.
     pub fn add_contact(&mut self, now: Instant, contact: Contact) {
         if contact.peer() != self.local {
-            // Not heard from yet: give it the age of "long ago" so a full bucket pings it
-            // first rather than a proven entry.
+            // Not heard from yet, but trusted by the caller: added like a contact heard now.
             let _ = self
                 .table
                 .on_heard(now, contact, self.config.liveness_window);
@@ -1045,7 +1044,7 @@ impl Dht {
         let mut all_done = true;
         for p in 0..q.paths.len() {
             let mut counted = 0;
-            let mut busy = q.paths[p].in_flight > 0;
+            let mut busy = false;
             let mut i = 0;
             while i < q.paths[p].cands.len() && counted < k {
                 match q.paths[p].cands[i].state {

@@ -376,3 +376,25 @@ fn put_refuses_bad_records_up_front() {
     );
     assert!(dht.put_record(now, expired).is_err());
 }
+
+#[test]
+fn the_application_validator_decides() {
+    struct Utf8Only;
+    impl p2p_foundation_dht::Validator for Utf8Only {
+        fn validate_record(&self, record: &Record, _signer: &PeerId) -> bool {
+            std::str::from_utf8(&record.value).is_ok()
+        }
+    }
+    let now = Instant::now();
+    let wall = SystemTime::now();
+    let mut dht = node(1, now, wall);
+    dht.set_validator(Utf8Only);
+    let later = wall + Duration::from_secs(600);
+    let key = Key::for_record(b"v");
+    let binary = Signed::sign(&kp(2), Record::new(key, vec![0xff, 0xfe]), 1, later).unwrap();
+    assert!(!store(&mut dht, now, 2, binary));
+    assert!(find_value(&mut dht, now, key).is_none());
+    let text = signed(2, key, "fine", 2, later);
+    assert!(store(&mut dht, now, 2, text.clone()));
+    assert_eq!(find_value(&mut dht, now, key).as_deref(), Some(&text));
+}

@@ -7,6 +7,8 @@
 //! - `sim10k.collude_success_pct`: lookups near 20 colluding nodes that answer only with each
 //!   other, with 4 disjoint paths, beside the same lookups with plain Kademlia (1 path).
 //! - `sim10k.build_wall_s`, `sim10k.scenario_wall_s`, `sim10k.rss_per_node_bytes`.
+//! - `sim10k_refresh.*`: a network built with the default configuration (joins refresh
+//!   every bucket that is not full), for comparison with the self-lookup-only joins above.
 //! - `loopback200.lookup_ms_p50` / `p99`, `loopback200.get_ms_p50`: real UDP sockets on
 //!   127.0.0.1 through the tokio driver.
 #[path = "../tests/common/mod.rs"]
@@ -26,6 +28,7 @@ use p2p_foundation_sim::NodeId;
 fn main() {
     let mut suite = Suite::new("dht");
     simulation(&mut suite);
+    default_join(&mut suite);
     loopback(&mut suite);
     suite.finish();
 }
@@ -266,6 +269,72 @@ fn simulation(suite: &mut Suite) {
         Better::Higher,
         "plain_kademlia_d1.collude_success_pct",
         plain,
+    );
+}
+
+/// The same network built with the default configuration: joins refresh every bucket that
+/// is not full (about 15x the join traffic of a self-lookup-only join).
+fn default_join(suite: &mut Suite) {
+    let nodes: usize = suite.scale(10_000, 300);
+    let lookups: usize = suite.scale(2_000, 100);
+    let start = Instant::now();
+    let mut net = Net::new(5, Config::default());
+    net.grow(nodes, Duration::from_millis(20), Duration::from_secs(30));
+    suite.record(
+        "sim10k_refresh.build_wall_s",
+        start.elapsed().as_secs_f64(),
+        "s",
+        Better::Lower,
+    );
+    suite.record(
+        "sim10k_refresh.join_messages",
+        net.sim.stats().sent as f64 / nodes as f64,
+        "messages/node",
+        Better::Lower,
+    );
+    let keys = net.online_keys();
+    let mut batch = Vec::new();
+    for _ in 0..lookups {
+        let from = NodeId(net.random_below(nodes) as u32);
+        let target = net.random_key();
+        batch.push((
+            from,
+            net.command(from, |d, now, _| d.find_node(now, target)),
+            target,
+        ));
+    }
+    let wanted: Vec<_> = batch.iter().map(|(a, b, _)| (*a, *b)).collect();
+    let done = net.wait_for(&wanted, Duration::from_secs(300));
+    let mut hops = Vec::new();
+    let mut requests = 0u64;
+    let mut exact = 0;
+    for (from, q, target) in batch {
+        if let Some((QueryResult::FindNode { closest }, stats)) = done.get(&(from, q)) {
+            let got: Vec<NodeId> = closest.iter().map(|c| common::node_of(c.addr())).collect();
+            if got == true_closest(&keys, &target, 20, from) {
+                exact += 1;
+            }
+            hops.push(f64::from(stats.hops));
+            requests += u64::from(stats.requests);
+        }
+    }
+    suite.record(
+        "sim10k_refresh.exact_pct",
+        100.0 * exact as f64 / lookups as f64,
+        "%",
+        Better::Higher,
+    );
+    suite.record(
+        "sim10k_refresh.lookup_hops_p50",
+        percentile(&mut hops, 50.0),
+        "hops",
+        Better::Lower,
+    );
+    suite.record(
+        "sim10k_refresh.requests_per_lookup",
+        requests as f64 / lookups as f64,
+        "requests",
+        Better::Lower,
     );
 }
 

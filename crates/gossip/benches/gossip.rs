@@ -273,8 +273,8 @@ fn main() {
         Keypair::from_secret_bytes([7; 32]),
     );
     let pa = ka.peer_id();
-    let mut node = Gossip::new(kb, Config::default(), 1).expect("config");
     let now = Instant::now();
+    let mut node = Gossip::new(kb, Config::default(), 1, now).expect("config");
     node.handle_input(
         now,
         Input::PeerConnected {

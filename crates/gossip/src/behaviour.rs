@@ -209,7 +209,7 @@ pub struct Gossip {
     limits: Limits,
     rng: SmallRng,
     hasher: KeyedState,
-    next_heartbeat: Option<Instant>,
+    next_heartbeat: Instant,
     ticks: u64,
     seq: u64,
     peers: FastMap<PeerId, PeerState>,
@@ -243,20 +243,28 @@ impl Gossip {
     /// A node with identity `keypair`. `seed` seeds every random choice (peer selection,
     /// heartbeat phase, the starting sequence number, table hashing): equal seeds and equal
     /// inputs give equal outputs.
-    pub fn new(keypair: Keypair, config: Config, seed: u64) -> Result<Self, GossipError> {
+    ///
+    /// `now` is the current time: the first heartbeat is scheduled from it (at a random phase
+    /// within one interval).
+    pub fn new(
+        keypair: Keypair,
+        config: Config,
+        seed: u64,
+        now: Instant,
+    ) -> Result<Self, GossipError> {
         config.validate()?;
         let mut rng = SmallRng::seed_from_u64(seed);
         let hasher = KeyedState(rng.random());
         // A random starting sequence number: a restarted node never reuses an id that may
         // still sit in its peers' seen-caches.
         let seq = rng.random::<u64>() >> 1;
-        Ok(Self {
+        let mut gossip = Self {
             local: keypair.peer_id(),
             keypair,
             limits: config.limits(),
             rng,
             hasher,
-            next_heartbeat: None,
+            next_heartbeat: now,
             ticks: 0,
             seq,
             peers: FastMap::with_hasher(hasher),
@@ -273,7 +281,12 @@ impl Gossip {
             outputs: VecDeque::new(),
             metrics: Metrics::default(),
             config,
-        })
+        };
+        // A random phase, so that nodes started together do not heartbeat in lock step.
+        let hb = gossip.config.heartbeat_interval;
+        let phase = gossip.rng.random_range(0..hb.as_nanos().max(1) as u64);
+        gossip.next_heartbeat = now + Duration::from_nanos(phase);
+        Ok(gossip)
     }
 
     /// Shares a process-wide [`SignatureCache`] (see its docs).
@@ -336,7 +349,7 @@ impl Gossip {
         if let Some(o) = self.outputs.pop_front() {
             return o;
         }
-        let mut at = self.next_heartbeat.unwrap_or_else(Instant::now);
+        let mut at = self.next_heartbeat;
         for p in self.pending_acks.values() {
             at = at.min(p.deadline);
         }
@@ -364,18 +377,8 @@ impl Gossip {
         self.outputs.push_back(Output::Event(e));
     }
 
-    fn ensure_heartbeat(&mut self, now: Instant) {
-        if self.next_heartbeat.is_none() {
-            // A random phase, so that nodes started together do not heartbeat in lock step.
-            let hb = self.config.heartbeat_interval;
-            let phase = self.rng.random_range(0..hb.as_nanos().max(1) as u64);
-            self.next_heartbeat = Some(now + Duration::from_nanos(phase));
-        }
-    }
-
     /// Feeds one input.
     pub fn handle_input(&mut self, now: Instant, input: Input) {
-        self.ensure_heartbeat(now);
         match input {
             Input::PeerConnected { peer, ip, outbound } => {
                 self.on_connected(now, peer, ip, outbound)
@@ -404,16 +407,15 @@ impl Gossip {
     }
 
     fn on_timers(&mut self, now: Instant) {
-        if let Some(hb) = self.next_heartbeat {
-            if now >= hb {
-                self.heartbeat(now);
-                let interval = self.config.heartbeat_interval;
-                let mut next = hb + interval;
-                if next <= now {
-                    next = now + interval;
-                }
-                self.next_heartbeat = Some(next);
+        let hb = self.next_heartbeat;
+        if now >= hb {
+            self.heartbeat(now);
+            let interval = self.config.heartbeat_interval;
+            let mut next = hb + interval;
+            if next <= now {
+                next = now + interval;
             }
+            self.next_heartbeat = next;
         }
         if self.pending_acks.values().any(|p| p.deadline <= now) {
             let expired: Vec<MessageId> = self
@@ -447,7 +449,6 @@ impl Gossip {
     /// Subscribes to `topic`: tells every peer, and grafts a mesh. Returns false if already
     /// subscribed.
     pub fn subscribe(&mut self, now: Instant, topic: Topic) -> bool {
-        self.ensure_heartbeat(now);
         if self.mesh.contains_key(&topic) {
             return false;
         }
@@ -526,7 +527,6 @@ impl Gossip {
         data: Vec<u8>,
         options: PublishOptions,
     ) -> Result<MessageId, GossipError> {
-        self.ensure_heartbeat(now);
         if data.len() > self.config.max_message_size {
             return Err(GossipError::MessageTooLarge {
                 len: data.len(),

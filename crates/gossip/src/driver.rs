@@ -92,7 +92,7 @@ pub fn spawn(
 ) -> Result<(GossipHandle, mpsc::Receiver<Event>), GossipError> {
     let local = keypair.peer_id();
     let limits = config.limits();
-    let core = Gossip::new(keypair, config, seed)?;
+    let core = Gossip::new(keypair, config, seed, std::time::Instant::now())?;
     let (cmd_tx, cmd_rx) = mpsc::channel(256);
     let (in_tx, in_rx) = mpsc::channel(INBOUND_QUEUE);
     let (ev_tx, ev_rx) = mpsc::channel(event_capacity.max(1));

@@ -26,7 +26,7 @@ impl Net {
         for i in 0..n {
             let kp = Keypair::from_secret_bytes(seed(i));
             ids.push(kp.peer_id());
-            nodes.push(Gossip::new(kp, config.clone(), i as u64).unwrap());
+            nodes.push(Gossip::new(kp, config.clone(), i as u64, now).unwrap());
         }
         Self {
             nodes,
@@ -580,9 +580,10 @@ fn rate_limit_drops_floods() {
 fn same_seed_same_outputs() {
     fn trace(seed_offset: u64) -> Vec<String> {
         let mut net = Net::new(15, Config::default());
+        let now = net.now;
         for (i, n) in net.nodes.iter_mut().enumerate() {
             let kp = Keypair::from_secret_bytes(seed(i));
-            *n = Gossip::new(kp, Config::default(), i as u64 + seed_offset).unwrap();
+            *n = Gossip::new(kp, Config::default(), i as u64 + seed_offset, now).unwrap();
         }
         net.full_mesh();
         net.subscribe_all(&topic());
@@ -603,7 +604,7 @@ fn config_is_validated() {
         ..Config::default()
     };
     assert!(matches!(
-        Gossip::new(Keypair::from_secret_bytes([1; 32]), bad, 0),
+        Gossip::new(Keypair::from_secret_bytes([1; 32]), bad, 0, Instant::now()),
         Err(GossipError::InvalidConfig { .. })
     ));
 }

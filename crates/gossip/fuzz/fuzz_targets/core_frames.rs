@@ -10,9 +10,9 @@ use p2p_foundation_identity::Keypair;
 
 fuzz_target!(|data: &[u8]| {
     let config = Config { max_seen: 64, max_cached_messages: 64, max_promises: 64, ..Config::default() };
-    let mut core = Gossip::new(Keypair::from_secret_bytes([1; 32]), config, 7).expect("config");
-    let peers = [Keypair::from_secret_bytes([2; 32]).peer_id(), Keypair::from_secret_bytes([3; 32]).peer_id()];
     let mut now = Instant::now();
+    let mut core = Gossip::new(Keypair::from_secret_bytes([1; 32]), config, 7, now).expect("config");
+    let peers = [Keypair::from_secret_bytes([2; 32]).peer_id(), Keypair::from_secret_bytes([3; 32]).peer_id()];
     for (i, p) in peers.iter().enumerate() {
         core.handle_input(now, Input::PeerConnected { peer: *p, ip: None, outbound: i == 0 });
     }

@@ -290,9 +290,14 @@ impl World {
         }
         let topic = Topic::new(TOPIC).expect("topic");
         for (i, kp) in keys.iter().enumerate() {
-            let core = Gossip::new(kp.clone(), config.clone(), sc.seed ^ (i as u64) << 20)
-                .expect("config")
-                .with_signature_cache(Arc::clone(&sig_cache));
+            let core = Gossip::new(
+                kp.clone(),
+                config.clone(),
+                sc.seed ^ (i as u64) << 20,
+                sim.now(),
+            )
+            .expect("config")
+            .with_signature_cache(Arc::clone(&sig_cache));
             sim.add_node(SimGossip {
                 core,
                 role: roles[i],

@@ -686,17 +686,17 @@ impl Dht {
         let reply = match body {
             Request::Ping => Response::Pong,
             Request::FindNode { target } => Response::Nodes {
-                closer: self.table.closest(&target, k, Some(&from.peer())),
+                closer: self.table.closest(&target, k, Some(from.key())),
             },
             Request::FindValue { key } => Response::Value {
                 record: self.store.get_record(now, &key).cloned().map(Box::new),
-                closer: self.table.closest(&key, k, Some(&from.peer())),
+                closer: self.table.closest(&key, k, Some(from.key())),
             },
             Request::GetProviders { key } => Response::Providers {
                 providers: self
                     .store
                     .get_providers(now, &key, self.config.max_providers_per_key),
-                closer: self.table.closest(&key, k, Some(&from.peer())),
+                closer: self.table.closest(&key, k, Some(from.key())),
             },
             Request::Store { record } => {
                 let wall = self.wall(now);

@@ -25,6 +25,19 @@ impl Dist {
         Dist(ah ^ bh, al ^ bl)
     }
 
+    /// A key as the same two-`u128` form (its distance to the zero key).
+    #[inline]
+    pub(crate) fn bits(key: &Key) -> Dist {
+        let (h, l) = halves(key);
+        Dist(h, l)
+    }
+
+    /// XOR of two keys in [`Dist::bits`] form: their distance.
+    #[inline]
+    pub(crate) fn xor(self, other: Dist) -> Dist {
+        Dist(self.0 ^ other.0, self.1 ^ other.1)
+    }
+
     /// Leading zero bits: 256 for a key's distance to itself.
     #[inline]
     pub(crate) fn leading_zeros(self) -> u32 {

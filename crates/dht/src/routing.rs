@@ -23,11 +23,30 @@ pub(crate) struct Entry {
 struct Bucket {
     /// Least recently seen first.
     entries: Vec<Entry>,
+    /// `Dist::bits` of each entry's key, in the same order: scanning 32 bytes per entry
+    /// instead of 128 keeps `closest` and membership checks in cache for 10,000-node runs.
+    bits: Vec<Dist>,
     /// Most recently seen last.
     replacements: Vec<Entry>,
     /// The entry being pinged before it may be replaced.
     pinging: Option<PeerId>,
     last_lookup: Option<Instant>,
+}
+
+impl Bucket {
+    fn position(&self, bits: Dist) -> Option<usize> {
+        self.bits.iter().position(|b| *b == bits)
+    }
+
+    fn push(&mut self, entry: Entry) {
+        self.bits.push(Dist::bits(entry.contact.key()));
+        self.entries.push(entry);
+    }
+
+    fn remove(&mut self, pos: usize) -> Entry {
+        self.bits.remove(pos);
+        self.entries.remove(pos)
+    }
 }
 
 /// What [`RoutingTable::on_heard`] did.
@@ -199,17 +218,13 @@ impl RoutingTable {
             self.buckets.resize_with(j + 1, Bucket::default);
         }
         let bucket = &mut self.buckets[j];
-        if let Some(pos) = bucket
-            .entries
-            .iter()
-            .position(|e| e.contact.peer() == contact.peer())
-        {
-            let mut entry = bucket.entries.remove(pos);
+        if let Some(pos) = bucket.position(Dist::bits(contact.key())) {
+            let mut entry = bucket.remove(pos);
             let old = entry.contact;
             entry.last_seen = now;
             entry.failures = 0;
             entry.contact = contact;
-            bucket.entries.push(entry);
+            bucket.push(entry);
             if old.addr() != contact.addr() {
                 self.count_subnets(&old, false);
                 self.count_subnets(&contact, true);
@@ -230,7 +245,7 @@ impl RoutingTable {
             bucket
                 .replacements
                 .retain(|e| e.contact.peer() != contact.peer());
-            bucket.entries.push(entry);
+            bucket.push(entry);
             self.len += 1;
             self.count_subnets(&contact, true);
             return Insert::Inserted;
@@ -302,13 +317,13 @@ impl RoutingTable {
         let Some(pos) = bucket.entries.iter().position(|e| e.contact.peer() == peer) else {
             return;
         };
-        let removed = bucket.entries.remove(pos);
+        let removed = bucket.remove(pos);
         self.len -= 1;
         self.count_subnets(&removed.contact, false);
         // The most recently seen replacement that still fits the diversity limits.
         while let Some(replacement) = self.buckets[j].replacements.pop() {
             if self.diverse_enough(j, &replacement.contact) {
-                self.buckets[j].entries.push(replacement);
+                self.buckets[j].push(replacement);
                 self.len += 1;
                 self.count_subnets(&replacement.contact, true);
                 break;
@@ -325,43 +340,45 @@ impl RoutingTable {
         &self,
         target: &Key,
         count: usize,
-        exclude: Option<&PeerId>,
+        exclude: Option<&Key>,
     ) -> Vec<Contact> {
         let mut out: Vec<Contact> = Vec::with_capacity(count.min(self.len));
         if count == 0 {
             return out;
         }
+        let target_bits = Dist::bits(target);
+        let exclude = exclude.map(Dist::bits);
         let t = Dist::between(&self.local, target).leading_zeros() as usize;
-        let mut group: Vec<(Dist, &Contact)> = Vec::new();
-        let take = |group: &mut Vec<(Dist, &Contact)>, out: &mut Vec<Contact>| {
+        // (distance, bucket, index in bucket)
+        let mut group: Vec<(Dist, u16, u16)> = Vec::new();
+        let take = |group: &mut Vec<(Dist, u16, u16)>, out: &mut Vec<Contact>| {
             let want = count - out.len();
             if group.len() > want {
                 group.select_nth_unstable_by_key(want - 1, |a| a.0);
                 group.truncate(want);
             }
             group.sort_unstable_by_key(|a| a.0);
-            out.extend(group.drain(..).map(|(_, c)| *c));
+            out.extend(
+                group
+                    .drain(..)
+                    .map(|(_, b, i)| self.buckets[usize::from(b)].entries[usize::from(i)].contact),
+            );
         };
-        fn gather<'a>(
-            buckets: &'a [Bucket],
-            target: &Key,
-            exclude: Option<&PeerId>,
-            group: &mut Vec<(Dist, &'a Contact)>,
-        ) {
-            for bucket in buckets {
-                for e in &bucket.entries {
-                    if Some(&e.contact.peer()) != exclude {
-                        group.push((Dist::between(e.contact.key(), target), &e.contact));
+        let gather = |range: std::ops::Range<usize>, group: &mut Vec<(Dist, u16, u16)>| {
+            for j in range {
+                for (i, bits) in self.buckets[j].bits.iter().enumerate() {
+                    if Some(*bits) != exclude {
+                        group.push((bits.xor(target_bits), j as u16, i as u16));
                     }
                 }
             }
-        }
+        };
         let n = self.buckets.len();
         if t < n {
-            gather(&self.buckets[t..t + 1], target, exclude, &mut group);
+            gather(t..t + 1, &mut group);
             take(&mut group, &mut out);
             if out.len() < count {
-                gather(&self.buckets[t + 1..n], target, exclude, &mut group);
+                gather(t + 1..n, &mut group);
                 take(&mut group, &mut out);
             }
         }
@@ -369,7 +386,7 @@ impl RoutingTable {
             if out.len() >= count {
                 break;
             }
-            gather(&self.buckets[j..j + 1], target, exclude, &mut group);
+            gather(j..j + 1, &mut group);
             take(&mut group, &mut out);
         }
         out

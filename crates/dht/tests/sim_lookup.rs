@@ -68,6 +68,10 @@ fn ten_thousand_nodes_exact_lookups_and_values() {
     }
     hops.sort_unstable();
     let p50 = hops[hops.len() / 2];
+    let histogram: Vec<usize> = (0..=8)
+        .map(|h| hops.iter().filter(|x| **x == h).count())
+        .collect();
+    eprintln!("hops histogram (0..=8): {histogram:?}");
     eprintln!(
         "{LOOKUPS} lookups in {:?} wall: {exact} exact, hops p50 {p50} p99 {}, {:.1} requests per lookup ({} messages)",
         t.elapsed(),

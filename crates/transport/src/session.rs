@@ -88,6 +88,9 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for ActivityIo<T> {
     }
 }
 
+/// Write buffer between the multiplexer and TLS: one maximal frame plus its header.
+const WRITE_BUFFER: usize = 64 * 1024 + 64;
+
 /// Multiplexer settings derived from the endpoint configuration.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct MuxSettings {
@@ -107,8 +110,10 @@ where
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let last_ms = Arc::new(AtomicU64::new(0));
+    // yamux writes each frame's 12-byte header and its body separately and flushes after
+    // every frame: buffering joins them, so a frame becomes whole TLS records in one write.
     let io = ActivityIo {
-        inner: io,
+        inner: tokio::io::BufWriter::with_capacity(WRITE_BUFFER, io),
         epoch: Instant::now(),
         last_ms: last_ms.clone(),
     };

@@ -168,7 +168,11 @@ async fn wrong_peer_id_is_refused() {
 async fn happy_eyeballs_prefers_quic() {
     guard(async {
         let server = endpoint(Listen::loopback_v4()).await;
-        let client = endpoint(Listen::loopback_v4()).await;
+        // A long fallback delay: on a loaded machine TCP must not win by timing alone.
+        let client = endpoint_with(Listen::loopback_v4(), |c| {
+            c.tcp_fallback_delay = std::time::Duration::from_secs(30);
+        })
+        .await;
         let echo_task = spawn_echo(server.clone());
         let conn = client
             .connect(server.peer_id(), &[server.local_addr().unwrap()])

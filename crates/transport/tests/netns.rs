@@ -134,13 +134,16 @@ fn connect_falls_back_to_tcp_when_udp_is_dropped() {
             .unwrap();
             let echo_task = common::spawn_echo(server.clone());
             move_into_link_name_space(client_fd.as_fd(), Some(LinkNameSpaceType::Network)).unwrap();
-            let mut cfg = Config::with_listen(Listen::Ipv4("10.99.0.2:0".parse().unwrap()));
-            cfg.tcp_fallback_delay = Duration::from_millis(200);
-            let client = Endpoint::bind(&Keypair::generate(), cfg).await.unwrap();
+            let client_at = |delay: Duration| async move {
+                let mut cfg = Config::with_listen(Listen::Ipv4("10.99.0.2:0".parse().unwrap()));
+                cfg.tcp_fallback_delay = delay;
+                Endpoint::bind(&Keypair::generate(), cfg).await
+            };
             let addr = server.local_addr().unwrap();
 
-            // UDP open: QUIC wins.
-            let quic = client.connect(server.peer_id(), &[addr]).await.unwrap();
+            // UDP open: QUIC wins (a long fallback delay keeps a slow machine from racing TCP in).
+            let patient = client_at(Duration::from_secs(30)).await.unwrap();
+            let quic = patient.connect(server.peer_id(), &[addr]).await.unwrap();
             assert_eq!(quic.path(), PathKind::Quic);
             assert_eq!(
                 common::echo(&quic, "/t/1", b"over quic").await,
@@ -154,6 +157,10 @@ fn connect_falls_back_to_tcp_when_udp_is_dropped() {
                 &["netns", "exec", &server_name, "nft", "-f", "-"],
                 Some(DROP_UDP),
             );
+            // Default configuration: TCP starts after 250 ms and wins.
+            let client = client_at(Config::default().tcp_fallback_delay)
+                .await
+                .unwrap();
             let tcp = client.connect(server.peer_id(), &[addr]).await.unwrap();
             assert_eq!(tcp.path(), PathKind::Tcp);
             assert_eq!(tcp.peer_id(), server.peer_id());

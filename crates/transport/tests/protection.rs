@@ -64,7 +64,7 @@ async fn junk_datagram_flood_does_not_disturb_a_transfer() {
 async fn tcp_peers_that_never_finish_tls_are_timed_out_and_counted() {
     guard(async {
         let server = endpoint_with(Listen::loopback_v4(), |c| {
-            c.handshake_timeout = Duration::from_millis(300);
+            c.handshake_timeout = Duration::from_millis(1500);
         })
         .await;
         let echo_task = spawn_echo(server.clone());
@@ -124,13 +124,13 @@ async fn truncating_proxy(server: SocketAddr) -> SocketAddr {
 async fn truncated_quic_handshake_times_out_on_both_sides() {
     guard(async {
         let server = endpoint_with(Listen::loopback_v4(), |c| {
-            c.handshake_timeout = Duration::from_millis(400);
+            c.handshake_timeout = Duration::from_millis(1500);
         })
         .await;
         let echo_task = spawn_echo(server.clone());
         let proxy = truncating_proxy(server.local_addr().unwrap()).await;
         let client = endpoint_with(Listen::loopback_v4(), |c| {
-            c.handshake_timeout = Duration::from_millis(400);
+            c.handshake_timeout = Duration::from_millis(1500);
         })
         .await;
         let err = client

@@ -1155,20 +1155,17 @@ impl Dht {
             } else {
                 Vec::new()
             };
-            let mut children = 0;
             for j in stale {
                 let target = self.random_key_in_bucket(j);
                 self.start_query(now, Kind::Refresh, target, false, Some(qid));
-                children += 1;
             }
-            // Children that finished synchronously already decremented nothing: count those
-            // still running.
+            // A refresh that ended at once (nobody to ask) could not report to this query yet
+            // (its count was not set): count only those still running.
             let running = self
                 .queries
                 .values()
                 .filter(|c| c.parent == Some(qid))
                 .count();
-            let _ = children;
             if let Some(q) = self.queries.get_mut(&qid) {
                 q.outstanding = Some(running);
             }

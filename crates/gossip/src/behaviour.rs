@@ -199,6 +199,9 @@ struct PendingAck {
 struct Promise {
     peer: PeerId,
     asked: Instant,
+    /// One id per IWANT carries the promise (as in GossipSub): a single lost frame costs an
+    /// honest peer one broken promise, not one per id.
+    tracked: bool,
 }
 
 /// A GossipSub v1.1 node, without I/O. See the crate docs for the loop that drives it.
@@ -958,13 +961,15 @@ impl Gossip {
         if want.is_empty() {
             return;
         }
-        for id in &want {
+        let tracked = self.rng.random_range(0..want.len());
+        for (i, id) in want.iter().enumerate() {
             if self.promises.len() < self.config.max_promises || self.promises.contains_key(id) {
                 self.promises.insert(
                     *id,
                     Promise {
                         peer: from,
                         asked: now,
+                        tracked: i == tracked,
                     },
                 );
             }
@@ -1190,7 +1195,9 @@ impl Gossip {
         let mut broken = Vec::new();
         self.promises.retain(|_, p| {
             if now.saturating_duration_since(p.asked) >= followup {
-                broken.push(p.peer);
+                if p.tracked {
+                    broken.push(p.peer);
+                }
                 false
             } else {
                 true

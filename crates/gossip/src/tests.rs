@@ -766,3 +766,30 @@ fn a_peer_that_grafted_before_subscribing_leaves_the_mesh_on_disconnect() {
     net.nodes[0].handle_input(now, Input::PeerDisconnected { peer: net.ids[1] });
     assert!(net.nodes[0].mesh_peers(&topic()).is_empty());
 }
+
+#[test]
+fn an_unanswered_iwant_is_one_broken_promise() {
+    let mut net = Net::new(2, Config::default());
+    net.full_mesh();
+    net.subscribe_all(&topic());
+    // Node 1's answers never arrive.
+    net.drop = Some(Box::new(|from, _, rpc| {
+        from == 1 && matches!(rpc, Rpc::Publish { .. })
+    }));
+    let now = net.now;
+    let ids: Vec<MessageId> = (0..5u8).map(|i| MessageId([i + 1; 20])).collect();
+    net.nodes[0].handle_input(
+        now,
+        Input::Rpc {
+            from: net.ids[1],
+            rpc: Rpc::IHave {
+                topic: topic(),
+                ids,
+            },
+        },
+    );
+    net.pump();
+    net.run(Duration::from_secs(5));
+    assert_eq!(net.nodes[0].metrics().broken_promises, 1);
+    assert_eq!(net.nodes[1].metrics().iwant_unknown, 5);
+}

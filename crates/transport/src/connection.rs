@@ -66,7 +66,6 @@ pub(crate) struct ConnState {
     bi: Mutex<mpsc::Receiver<Box<IncomingBi>>>,
     uni: Mutex<mpsc::Receiver<Box<IncomingUni>>>,
     task: AbortHandle,
-    _slot: ConnSlot,
 }
 
 impl Drop for ConnState {
@@ -112,7 +111,7 @@ impl Connection {
         shared: Arc<Shared>,
         slot: ConnSlot,
     ) -> Self {
-        QuicStart::new(conn, shared).finish(peer, zero_rtt, slot)
+        QuicStart::new(conn, shared, slot).finish(peer, zero_rtt)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -129,9 +128,17 @@ impl Connection {
         let (bi_tx, bi_rx) = mpsc::channel(QUEUE);
         let (uni_tx, uni_rx) = mpsc::channel(QUEUE);
         let span = tracing::debug_span!("mux", peer = %peer.short(), %remote);
-        let task =
-            tokio::spawn(mux_accept_loop(inbound, shared.clone(), bi_tx, uni_tx).instrument(span))
-                .abort_handle();
+        let task = tokio::spawn({
+            slot.establish(path);
+            let loop_ = mux_accept_loop(inbound, shared.clone(), bi_tx, uni_tx);
+            // The loop ends when the session ends; the slot goes with it.
+            async move {
+                loop_.await;
+                drop(slot);
+            }
+            .instrument(span)
+        })
+        .abort_handle();
         Self {
             state: Arc::new(ConnState {
                 inner: Inner::Mux(handle),
@@ -144,7 +151,6 @@ impl Connection {
                 bi: Mutex::new(bi_rx),
                 uni: Mutex::new(uni_rx),
                 task,
-                _slot: slot,
             }),
         }
     }
@@ -346,15 +352,26 @@ pub(crate) struct QuicStart {
     bi: mpsc::Receiver<Box<IncomingBi>>,
     uni: mpsc::Receiver<Box<IncomingUni>>,
     task: AbortHandle,
+    slot: Arc<ConnSlot>,
 }
 
 impl QuicStart {
-    pub(crate) fn new(conn: quinn::Connection, shared: Arc<Shared>) -> Self {
+    pub(crate) fn new(conn: quinn::Connection, shared: Arc<Shared>, slot: ConnSlot) -> Self {
+        let slot = Arc::new(slot);
         let (bi_tx, bi) = mpsc::channel(QUEUE);
         let (uni_tx, uni) = mpsc::channel(QUEUE);
         let span = tracing::debug_span!("quic", remote = %conn.remote_address());
         let task = tokio::spawn(
-            quic_accept_loop(conn.clone(), shared.clone(), bi_tx, uni_tx).instrument(span),
+            {
+                let loop_ = quic_accept_loop(conn.clone(), shared.clone(), bi_tx, uni_tx);
+                // The loop ends when the connection closes; the slot goes with it.
+                let slot = slot.clone();
+                async move {
+                    loop_.await;
+                    drop(slot);
+                }
+            }
+            .instrument(span),
         )
         .abort_handle();
         Self {
@@ -363,6 +380,7 @@ impl QuicStart {
             bi,
             uni,
             task,
+            slot,
         }
     }
 
@@ -375,7 +393,8 @@ impl QuicStart {
         self.task.abort();
     }
 
-    pub(crate) fn finish(self, peer: PeerId, zero_rtt: bool, slot: ConnSlot) -> Connection {
+    pub(crate) fn finish(self, peer: PeerId, zero_rtt: bool) -> Connection {
+        self.slot.establish(PathKind::Quic);
         Connection {
             state: Arc::new(ConnState {
                 remote: self.conn.remote_address(),
@@ -388,7 +407,6 @@ impl QuicStart {
                 bi: Mutex::new(self.bi),
                 uni: Mutex::new(self.uni),
                 task: self.task,
-                _slot: slot,
             }),
         }
     }

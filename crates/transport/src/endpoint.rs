@@ -36,10 +36,13 @@ pub(crate) struct Shared {
     transport: Arc<quinn::TransportConfig>,
 }
 
-/// One unit of [`Config::max_connections`], released on drop.
+/// One unit of [`Config::max_connections`] and of the open-connection gauges, released on
+/// drop. A connection's stream accept loop owns it, so it is released when the connection
+/// closes (the loop ends) or when the last handle is dropped (the loop is aborted).
 pub(crate) struct ConnSlot {
     shared: Arc<Shared>,
-    path: Option<PathKind>,
+    /// 0: handshaking, 1: QUIC, 2: TCP or stream.
+    path: std::sync::atomic::AtomicU8,
 }
 
 impl ConnSlot {
@@ -51,24 +54,27 @@ impl ConnSlot {
             .ok()
             .map(|_| Self {
                 shared: shared.clone(),
-                path: None,
+                path: std::sync::atomic::AtomicU8::new(0),
             })
     }
 
-    fn established(mut self, path: PathKind) -> Self {
+    /// Marks the connection established on `path` (counted once).
+    pub(crate) fn establish(&self, path: PathKind) {
         let m = &self.shared.metrics;
-        match path {
-            PathKind::Quic => {
-                m.quic_open.fetch_add(1, Relaxed);
-                m.quic_total.fetch_add(1, Relaxed);
-            }
-            PathKind::Tcp | PathKind::Stream => {
-                m.tcp_open.fetch_add(1, Relaxed);
-                m.tcp_total.fetch_add(1, Relaxed);
-            }
+        let code = match path {
+            PathKind::Quic => 1,
+            PathKind::Tcp | PathKind::Stream => 2,
+        };
+        if self.path.swap(code, Relaxed) != 0 {
+            return;
         }
-        self.path = Some(path);
-        self
+        if code == 1 {
+            m.quic_open.fetch_add(1, Relaxed);
+            m.quic_total.fetch_add(1, Relaxed);
+        } else {
+            m.tcp_open.fetch_add(1, Relaxed);
+            m.tcp_total.fetch_add(1, Relaxed);
+        }
     }
 }
 
@@ -76,14 +82,14 @@ impl Drop for ConnSlot {
     fn drop(&mut self) {
         self.shared.open.fetch_sub(1, Relaxed);
         let m = &self.shared.metrics;
-        match self.path {
-            Some(PathKind::Quic) => {
+        match self.path.load(Relaxed) {
+            1 => {
                 m.quic_open.fetch_sub(1, Relaxed);
             }
-            Some(PathKind::Tcp | PathKind::Stream) => {
+            2 => {
                 m.tcp_open.fetch_sub(1, Relaxed);
             }
-            None => {}
+            _ => {}
         }
     }
 }
@@ -467,7 +473,6 @@ impl Endpoint {
         if zero_rtt {
             self.inner.shared.metrics.zero_rtt.fetch_add(1, Relaxed);
         }
-        let slot = slot.established(PathKind::Quic);
         Ok(Connection::from_quic(
             conn,
             peer,
@@ -691,7 +696,6 @@ impl Endpoint {
             });
         }
         let (handle, inbound) = session::spawn(tls, true, self.mux_settings());
-        let slot = slot.established(path);
         Ok(Connection::from_mux(
             handle,
             inbound,
@@ -820,8 +824,8 @@ async fn quic_listen(quic: quinn::Endpoint, shared: Arc<Shared>, out: mpsc::Send
                 Err(connecting) => {
                     match tokio::time::timeout(shared.config.handshake_timeout, connecting).await {
                         Ok(Ok(c)) => {
-                            let start = QuicStart::new(c, shared.clone());
-                            finish_accept(start, &shared, slot, remote, &out).await;
+                            let start = QuicStart::new(c, shared.clone(), slot);
+                            finish_accept(start, &shared, remote, &out).await;
                         }
                         Ok(Err(e)) => shared.metrics.fail(classify_quic(&e)),
                         Err(_) => shared.metrics.fail(FailureReason::Timeout),
@@ -829,7 +833,7 @@ async fn quic_listen(quic: quinn::Endpoint, shared: Arc<Shared>, out: mpsc::Send
                     return;
                 }
             };
-            let start = QuicStart::new(conn.clone(), shared.clone());
+            let start = QuicStart::new(conn.clone(), shared.clone(), slot);
             if tokio::time::timeout(shared.config.handshake_timeout, done)
                 .await
                 .is_err()
@@ -845,7 +849,7 @@ async fn quic_listen(quic: quinn::Endpoint, shared: Arc<Shared>, out: mpsc::Send
                 start.abort();
                 return;
             }
-            finish_accept(start, &shared, slot, remote, &out).await;
+            finish_accept(start, &shared, remote, &out).await;
         });
     }
 }
@@ -853,7 +857,6 @@ async fn quic_listen(quic: quinn::Endpoint, shared: Arc<Shared>, out: mpsc::Send
 async fn finish_accept(
     start: QuicStart,
     shared: &Arc<Shared>,
-    slot: ConnSlot,
     remote: SocketAddr,
     out: &mpsc::Sender<Connection>,
 ) {
@@ -866,8 +869,7 @@ async fn finish_accept(
         return;
     };
     tracing::debug!(%remote, peer = %peer.short(), "QUIC connection accepted");
-    let slot = slot.established(PathKind::Quic);
-    let _ = out.send(start.finish(peer, false, slot)).await;
+    let _ = out.send(start.finish(peer, false)).await;
 }
 
 async fn tcp_listen(listener: TcpListener, shared: Arc<Shared>, out: mpsc::Sender<Connection>) {
@@ -954,7 +956,6 @@ where
     };
     let rtt = start.elapsed();
     let (handle, inbound) = session::spawn(tls, false, mux_settings(&shared.config));
-    let slot = slot.established(path);
     tracing::debug!(%remote, peer = %peer.short(), "TCP connection accepted");
     Ok(Connection::from_mux(
         handle, inbound, peer, remote, path, rtt, shared, slot,

@@ -374,3 +374,42 @@ async fn tcp_bulk_stream_does_not_starve_others() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_close_without_keep_alive() {
+    guard(async {
+        let quiet = |c: &mut p2p_foundation_transport::Config| {
+            c.idle_timeout = Duration::from_millis(300);
+            c.keep_alive = None;
+        };
+        let server = endpoint_with(Listen::loopback_v4(), quiet).await;
+        let client = endpoint_with(Listen::loopback_v4(), quiet).await;
+        let q = client
+            .connect_quic(server.peer_id(), server.local_addr().unwrap())
+            .await
+            .unwrap();
+        let q_srv = server.accept().await.unwrap();
+        let why = q.closed().await;
+        assert!(why.contains("timed out"), "{why}");
+        q_srv.closed().await;
+        let t = client
+            .connect_tcp(server.peer_id(), server.tcp_local_addr().unwrap())
+            .await
+            .unwrap();
+        let t_srv = server.accept().await.unwrap();
+        let why = t.closed().await;
+        assert!(
+            why.contains("idle") || why.contains("closed by peer"),
+            "{why}"
+        );
+        t_srv.closed().await;
+        // Closed connections leave the gauges even while handles are still held.
+        let m = wait_metrics(&server, |m| {
+            m.quic_connections == 0 && m.tcp_connections == 0
+        })
+        .await;
+        drop((q, q_srv, t, t_srv));
+        assert_eq!((m.quic_connections_total, m.tcp_connections_total), (1, 1));
+    })
+    .await;
+}

@@ -12,14 +12,15 @@
 //! specification prescribes (`-32700` parse error, `-32600` invalid request),
 //! so a misbehaving peer learns why, and it bounds how long a write may stall.
 
-use std::{marker::PhantomData, sync::Arc, time::Duration};
+use std::{marker::PhantomData, time::Duration};
 
 use rmcp::service::{RxJsonRpcMessage, ServiceRole, TxJsonRpcMessage};
 use serde_json::Value;
 use tokio::{
     io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader},
-    sync::Mutex,
+    sync::mpsc,
 };
+use tokio_util::sync::CancellationToken;
 
 /// Default limit on one incoming message (one line), in bytes: 4 MiB.
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
@@ -210,20 +211,33 @@ impl Default for StreamLimits {
     }
 }
 
+/// Outgoing messages queued per connection before senders wait (backpressure).
+const WRITE_QUEUE: usize = 1024;
+/// Most bytes coalesced into one write.
+const MAX_BATCH: usize = 256 * 1024;
+
 /// rmcp transport speaking newline-delimited JSON-RPC over a reader/writer pair.
+///
+/// Outgoing messages go through a bounded queue to a writer task that
+/// coalesces whatever is queued into one write (one syscall for many
+/// concurrent responses). A batch that cannot be written within the write
+/// timeout marks the peer as stalled: writing and reading stop and the
+/// session ends. Must be created inside a Tokio runtime.
 pub struct LineTransport<R: ServiceRole, Rd, Wr> {
     read: BufReader<Rd>,
     decoder: LineDecoder,
-    write: Arc<Mutex<Option<Wr>>>,
-    write_timeout: Duration,
-    _role: PhantomData<fn() -> R>,
+    tx: Option<mpsc::Sender<Vec<u8>>>,
+    /// Cancelled when the peer stalls or the writer fails: stops reading too.
+    stalled: CancellationToken,
+    writer: Option<tokio::task::JoinHandle<()>>,
+    _role: PhantomData<fn() -> (R, Wr)>,
 }
 
 impl<R: ServiceRole, Rd, Wr> std::fmt::Debug for LineTransport<R, Rd, Wr> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LineTransport")
             .field("max_message_bytes", &self.decoder.max_line())
-            .field("write_timeout", &self.write_timeout)
+            .field("stalled", &self.stalled.is_cancelled())
             .finish_non_exhaustive()
     }
 }
@@ -236,43 +250,66 @@ where
 {
     /// Frame `reader`/`writer` with `limits`.
     pub fn new(reader: Rd, writer: Wr, limits: StreamLimits) -> Self {
+        let (tx, rx) = mpsc::channel(WRITE_QUEUE);
+        let stalled = CancellationToken::new();
+        let task = tokio::spawn(write_loop(
+            writer,
+            rx,
+            limits.write_timeout,
+            stalled.clone(),
+        ));
         Self {
             read: BufReader::with_capacity(64 * 1024, reader),
             decoder: LineDecoder::new(limits.max_message_bytes),
-            write: Arc::new(Mutex::new(Some(writer))),
-            write_timeout: limits.write_timeout,
+            tx: Some(tx),
+            stalled,
+            writer: Some(task),
             _role: PhantomData,
         }
     }
 }
 
-async fn write_line<Wr: AsyncWrite + Unpin>(
-    write: &Mutex<Option<Wr>>,
-    bytes: Vec<u8>,
+async fn write_loop<Wr: AsyncWrite + Unpin>(
+    mut w: Wr,
+    mut rx: mpsc::Receiver<Vec<u8>>,
     timeout: Duration,
-) -> std::io::Result<()> {
-    let mut guard = write.lock().await;
-    let Some(w) = guard.as_mut() else {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::NotConnected,
-            "transport closed",
-        ));
-    };
-    let io = async {
-        w.write_all(&bytes).await?;
-        w.flush().await
-    };
-    match tokio::time::timeout(timeout, io).await {
-        Ok(r) => r,
-        Err(_) => {
-            // A peer that does not read: drop the writer so the connection ends.
-            *guard = None;
-            Err(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                "peer stalled: outgoing message not accepted within the write timeout",
-            ))
+    stalled: CancellationToken,
+) {
+    let mut batch = Vec::with_capacity(16 * 1024);
+    while let Some(first) = rx.recv().await {
+        batch.clear();
+        batch.extend_from_slice(&first);
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(more) => batch.extend_from_slice(&more),
+                Err(_) => break,
+            }
+        }
+        let io = async {
+            w.write_all(&batch).await?;
+            w.flush().await
+        };
+        match tokio::time::timeout(timeout, io).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "stream write failed");
+                stalled.cancel();
+                return;
+            }
+            Err(_) => {
+                // A peer that does not read: stop writing and reading, so the
+                // connection ends and its resources are released.
+                tracing::warn!("closing connection: peer stopped reading");
+                stalled.cancel();
+                return;
+            }
         }
     }
+    let _ = w.shutdown().await;
+}
+
+fn closed() -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::NotConnected, "transport closed")
 }
 
 impl<R, Rd, Wr> rmcp::transport::Transport<R> for LineTransport<R, Rd, Wr>
@@ -287,12 +324,12 @@ where
         &mut self,
         item: TxJsonRpcMessage<R>,
     ) -> impl Future<Output = Result<(), Self::Error>> + Send + 'static {
-        let write = self.write.clone();
-        let timeout = self.write_timeout;
+        let tx = self.tx.clone();
         async move {
+            let tx = tx.ok_or_else(closed)?;
             let mut bytes = serde_json::to_vec(&item).map_err(std::io::Error::other)?;
             bytes.push(b'\n');
-            write_line(&write, bytes, timeout).await
+            tx.send(bytes).await.map_err(|_| closed())
         }
     }
 
@@ -301,7 +338,12 @@ where
             // Cancellation safety: `fill_buf` consumes nothing if dropped, and the
             // decoder step plus `consume` run with no await in between.
             let (consumed, frame) = {
-                let available = match self.read.fill_buf().await {
+                let filled = tokio::select! {
+                    biased;
+                    () = self.stalled.cancelled() => return None,
+                    r = self.read.fill_buf() => r,
+                };
+                let available = match filled {
                     Ok(a) => a,
                     Err(e) => {
                         tracing::debug!(error = %e, "stream read failed");
@@ -340,17 +382,18 @@ where
                     }
                 },
             };
-            let write = self.write.clone();
-            if write_line(&write, reply, self.write_timeout).await.is_err() {
+            let tx = self.tx.clone()?;
+            if tx.send(reply).await.is_err() {
                 return None;
             }
         }
     }
 
     async fn close(&mut self) -> Result<(), Self::Error> {
-        let mut guard = self.write.lock().await;
-        if let Some(mut w) = guard.take() {
-            let _ = w.shutdown().await;
+        // Dropping the sender lets the writer flush what is queued and shut down.
+        self.tx = None;
+        if let Some(task) = self.writer.take() {
+            let _ = task.await;
         }
         Ok(())
     }

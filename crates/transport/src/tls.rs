@@ -447,6 +447,29 @@ pub(crate) fn mismatch_in(err: &rustls::Error) -> Option<PeerMismatch> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn certificate_parsing_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
+            let cert = CertificateDer::from(bytes);
+            let _ = peer_id_from_cert(&cert);
+        }
+
+        #[test]
+        fn flipping_a_key_bit_changes_or_breaks_the_identity(at in 0usize..32, bit in 0u8..8) {
+            let kp = Keypair::from_secret_bytes([7; 32]);
+            let (cert, _) = certificate(&kp).unwrap();
+            let mut bytes = cert.as_ref().to_vec();
+            let spki = bytes
+                .windows(ED25519_SPKI_PREFIX.len())
+                .position(|w| w == ED25519_SPKI_PREFIX)
+                .unwrap();
+            bytes[spki + 12 + at] ^= 1 << bit;
+            let got = peer_id_from_cert(&CertificateDer::from(bytes)).ok();
+            prop_assert_ne!(got, Some(kp.peer_id()));
+        }
+    }
 
     #[test]
     fn certificate_carries_the_identity_key() {

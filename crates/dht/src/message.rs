@@ -9,6 +9,8 @@ use serde::{Deserialize, Serialize};
 use crate::DhtError;
 use crate::record::{ProviderRecord, Record};
 
+/// Protocol id under which stream transports (QUIC) carry DHT frames.
+pub const PROTOCOL_ID: &str = "/p2pf/kad/1";
 /// Version byte carried by every frame.
 pub const PROTOCOL_VERSION: u8 = 1;
 /// Default largest frame, header included.

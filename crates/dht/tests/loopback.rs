@@ -141,3 +141,48 @@ async fn memory_network_providers_and_snapshot_reload() {
     .await
     .expect("hang guard");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn udp_replays_and_forgeries_are_dropped() {
+    use p2p_foundation_dht::Message;
+    use p2p_foundation_dht::driver::encode_udp_datagram;
+    tokio::time::timeout(GUARD, async {
+        let b = keypair(9001);
+        let (transport, mut inbound) =
+            UdpTransport::bind(SocketAddr::from(([127, 0, 0, 1], 0)), b.clone())
+                .await
+                .unwrap();
+        let a = keypair(9002);
+        let frame = Message::Request {
+            id: p2p_foundation_dht::RequestId(1),
+            body: p2p_foundation_dht::Request::Ping,
+        }
+        .encode(1024)
+        .unwrap();
+        let datagram = encode_udp_datagram(&a, b.peer_id(), 42, false, frame).unwrap();
+        let misaddressed =
+            encode_udp_datagram(&a, keypair(9003).peer_id(), 43, false, vec![1]).unwrap();
+        let mut forged = datagram.clone();
+        let n = forged.len();
+        forged[n - 1] ^= 1;
+        let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        for d in [&datagram, &datagram, &misaddressed, &forged, &datagram] {
+            sock.send_to(d, transport.local_addr()).await.unwrap();
+        }
+        let first = inbound.recv().await.unwrap();
+        assert_eq!(first.from, a.peer_id());
+        // Wait (bounded by the guard) until all five datagrams were processed.
+        while transport.stats().received < 5 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let s = transport.stats();
+        assert_eq!(
+            (s.replayed, s.misaddressed, s.bad_signature),
+            (2, 1, 1),
+            "{s:?}"
+        );
+        assert!(inbound.try_recv().is_err(), "only the first copy is served");
+    })
+    .await
+    .expect("hang guard");
+}

@@ -61,6 +61,8 @@ pub struct UdpStats {
     pub unmatched: u64,
     /// Requests dropped because the driver's inbound queue was full.
     pub overflow: u64,
+    /// Requests dropped as replays of one already received (same signer and nonce).
+    pub replayed: u64,
 }
 
 #[derive(Default)]
@@ -71,6 +73,36 @@ struct Counters {
     misaddressed: AtomicU64,
     unmatched: AtomicU64,
     overflow: AtomicU64,
+    replayed: AtomicU64,
+}
+
+/// Most recent request (signer, nonce) pairs remembered to drop replays.
+const REPLAY_CACHE: usize = 65_536;
+
+/// Requests seen within the replay window: a replayed datagram is dropped while its entry
+/// is held (for the whole 60-second window unless more than 65,536 requests arrived since).
+#[derive(Default)]
+struct ReplayCache {
+    seen: std::collections::HashSet<(PeerId, u64)>,
+    order: std::collections::VecDeque<(std::time::Instant, PeerId, u64)>,
+}
+
+impl ReplayCache {
+    /// Records a request; false if it was seen already.
+    fn first_time(&mut self, now: std::time::Instant, from: PeerId, nonce: u64) -> bool {
+        while let Some((at, p, n)) = self.order.front().copied() {
+            if now.duration_since(at) <= DATAGRAM_TTL && self.order.len() < REPLAY_CACHE {
+                break;
+            }
+            self.order.pop_front();
+            self.seen.remove(&(p, n));
+        }
+        if !self.seen.insert((from, nonce)) {
+            return false;
+        }
+        self.order.push_back((now, from, nonce));
+        true
+    }
 }
 
 type PendingMap = Arc<Mutex<HashMap<(PeerId, u64), oneshot::Sender<Vec<u8>>>>>;
@@ -155,6 +187,7 @@ impl UdpTransport {
             misaddressed: c.misaddressed.load(Ordering::Relaxed),
             unmatched: c.unmatched.load(Ordering::Relaxed),
             overflow: c.overflow.load(Ordering::Relaxed),
+            replayed: c.replayed.load(Ordering::Relaxed),
         }
     }
 }
@@ -294,6 +327,7 @@ async fn receive_loop(
 ) {
     let local = keypair.peer_id();
     let mut buf = vec![0u8; MAX_DATAGRAM];
+    let mut replays = ReplayCache::default();
     loop {
         let (len, from_addr) = match socket.recv_from(&mut buf).await {
             Ok(x) => x,
@@ -326,6 +360,10 @@ async fn receive_loop(
                     counters.unmatched.fetch_add(1, Ordering::Relaxed);
                 }
             }
+            continue;
+        }
+        if !replays.first_time(std::time::Instant::now(), from, payload.nonce) {
+            counters.replayed.fetch_add(1, Ordering::Relaxed);
             continue;
         }
         let (reply, rx) = oneshot::channel();

@@ -55,3 +55,127 @@ async fn binds_loopback_and_validates_origin() {
         .expect("hang guard");
     http.shutdown();
 }
+
+/// The gateway lists network tools namespaced by provider and routes calls over
+/// peer streams (loopback TCP here), with failover for `any.<tool>`.
+#[tokio::test]
+async fn network_tools_are_namespaced_and_routed() {
+    use std::sync::Arc;
+
+    use common::obj;
+    use p2p_foundation_mcp::{
+        CallOptions, Discovery, Era, McpClient, McpServer, MemoryRegistry, NetworkTools, Query,
+        Router, ServicePublisher, StreamLimits, Tool, framing::LineTransport, tcp, tool_result,
+    };
+    use serde_json::json;
+
+    let registry = Arc::new(MemoryRegistry::new());
+    let me = Keypair::generate();
+    let connector = Arc::new(tcp::TcpConnector::new(me.peer_id()));
+    let mut providers = Vec::new();
+    for label in ["alpha", "beta"] {
+        let k = Keypair::generate();
+        let s = McpServer::new(k.peer_id());
+        s.register_tool(
+            Tool::new("generate_text")
+                .with_tags(["text-generation"])
+                .handler(
+                    move |_call| async move { Ok(tool_result::structured(json!({"by": label}))) },
+                ),
+        )
+        .expect("reg");
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        connector.add(k.peer_id(), l.local_addr().expect("addr"));
+        ServicePublisher::new(k.clone(), s.clone(), registry.clone())
+            .register_service("llm", &["generate_text"])
+            .await
+            .expect("publish");
+        let task = tokio::spawn(tcp::serve_tcp(s, l, StreamLimits::default()));
+        providers.push((k.peer_id(), label, task));
+    }
+    // A ghost: a published provider whose address no longer listens.
+    let ghost_key = Keypair::generate();
+    let ghost = ghost_key.peer_id();
+    let ghost_server = McpServer::new(ghost);
+    ghost_server
+        .register_tool(
+            Tool::new("generate_text")
+                .with_tags(["text-generation"])
+                .handler(|_call| async move { Ok(tool_result::text("unreachable")) }),
+        )
+        .expect("reg");
+    ServicePublisher::new(ghost_key, ghost_server, registry.clone())
+        .register_service("llm", &["generate_text"])
+        .await
+        .expect("publish");
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    connector.add(ghost, closed.local_addr().expect("addr"));
+    drop(closed);
+    let router = Arc::new(Router::new(Discovery::new(registry), connector));
+    let gw = Gateway::new(demo_server(me.peer_id())).with_network(NetworkTools::new(
+        router,
+        vec![Query::tag("text-generation")],
+    ));
+
+    // Serve the gateway session to a local client over an in-memory pipe (as stdio would).
+    let (a, b) = tokio::io::duplex(256 * 1024);
+    let (ar, aw) = tokio::io::split(a);
+    let session = gw.session();
+    tokio::spawn(async move {
+        let t = LineTransport::<p2p_foundation_mcp::rmcp::RoleServer, _, _>::new(
+            ar,
+            aw,
+            StreamLimits::default(),
+        );
+        if let Ok(running) = p2p_foundation_mcp::rmcp::serve_server(session, t).await {
+            let _ = running.waiting().await;
+        }
+    });
+    let (br, bw) = tokio::io::split(b);
+    let run = async {
+        let client = McpClient::connect(br, bw, StreamLimits::default(), Era::Stateless2026)
+            .await
+            .expect("connect");
+        let names: Vec<String> = client
+            .list_tools()
+            .await
+            .expect("list")
+            .iter()
+            .map(|t| t.name.to_string())
+            .collect();
+        assert!(
+            names.contains(&"echo".to_owned()),
+            "own tools listed: {names:?}"
+        );
+        assert!(names.contains(&"any.generate_text".to_owned()), "{names:?}");
+        for (peer, label, _task) in &providers {
+            let pinned = format!("{}.generate_text", peer.short());
+            assert!(names.contains(&pinned), "{pinned} in {names:?}");
+            let r = client
+                .call(&pinned, obj(json!({})), CallOptions::default())
+                .await
+                .expect("pinned call");
+            assert_eq!(r.structured_content, Some(json!({"by": label})));
+        }
+        // A provider that is gone (published, but nothing listens): its pinned name
+        // fails with an error saying so; `any.` still answers from a live provider.
+        let ghost_pinned = format!("{}.generate_text", ghost.short());
+        assert!(names.contains(&ghost_pinned), "{names:?}");
+        let e = client
+            .call(&ghost_pinned, obj(json!({})), CallOptions::default())
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("routing failed"), "{e}");
+        for _ in 0..4 {
+            let r = client
+                .call("any.generate_text", obj(json!({})), CallOptions::default())
+                .await;
+            assert!(r.is_ok(), "routed call must avoid the dead provider: {r:?}");
+        }
+    };
+    tokio::time::timeout(HANG_GUARD, run)
+        .await
+        .expect("hang guard");
+}

@@ -66,13 +66,14 @@ pub(crate) struct ConnState {
     bi: Mutex<mpsc::Receiver<Box<IncomingBi>>>,
     uni: Mutex<mpsc::Receiver<Box<IncomingUni>>>,
     task: AbortHandle,
+    remote_close: Arc<RemoteClose>,
 }
 
 impl Drop for ConnState {
     fn drop(&mut self) {
         self.task.abort();
         if let Inner::Mux(m) = &self.inner {
-            m.close();
+            m.close(None);
         }
     }
 }
@@ -95,6 +96,38 @@ impl std::fmt::Debug for Connection {
 }
 
 const QUEUE: usize = 64;
+
+/// Reserved protocol id of the stream that carries a TCP-path close code and reason.
+pub const CLOSE_PROTOCOL: &str = "/p2pf/close/1";
+
+/// Close reason received on the TCP path, and the header reads still in flight (so
+/// `closed()` reports the peer's reason even when it arrives with the shutdown).
+#[derive(Default)]
+pub(crate) struct RemoteClose {
+    reason: std::sync::Mutex<Option<String>>,
+    pending: std::sync::atomic::AtomicUsize,
+    notify: tokio::sync::Notify,
+}
+
+impl RemoteClose {
+    fn done(&self) {
+        self.pending.fetch_sub(1, Relaxed);
+        self.notify.notify_waiters();
+    }
+
+    async fn settled(&self) -> Option<String> {
+        loop {
+            let wait = self.notify.notified();
+            tokio::pin!(wait);
+            wait.as_mut().enable();
+            if self.pending.load(Relaxed) == 0 {
+                break;
+            }
+            wait.await;
+        }
+        self.reason.lock().ok().and_then(|r| r.clone())
+    }
+}
 
 /// Error code used by [`Connection`] when the application closes without one.
 pub const CLOSE_NORMAL: u32 = 0;
@@ -128,9 +161,11 @@ impl Connection {
         let (bi_tx, bi_rx) = mpsc::channel(QUEUE);
         let (uni_tx, uni_rx) = mpsc::channel(QUEUE);
         let span = tracing::debug_span!("mux", peer = %peer.short(), %remote);
+        let remote_close = Arc::new(RemoteClose::default());
         let task = tokio::spawn({
             slot.establish(path);
-            let loop_ = mux_accept_loop(inbound, shared.clone(), bi_tx, uni_tx);
+            let loop_ =
+                mux_accept_loop(inbound, shared.clone(), bi_tx, uni_tx, remote_close.clone());
             // The loop ends when the session ends; the slot goes with it.
             async move {
                 loop_.await;
@@ -151,6 +186,7 @@ impl Connection {
                 bi: Mutex::new(bi_rx),
                 uni: Mutex::new(uni_rx),
                 task,
+                remote_close,
             }),
         }
     }
@@ -188,6 +224,9 @@ impl Connection {
     }
 
     fn check_protocol(&self, protocol: &str) -> Result<()> {
+        if protocol == CLOSE_PROTOCOL {
+            return Err(TransportError::InvalidProtocol("reserved for closing"));
+        }
         header::validate_protocol(protocol, self.state.shared.config.max_protocol_len)
     }
 
@@ -318,7 +357,14 @@ impl Connection {
     pub fn close(&self, code: u32, reason: &[u8]) {
         match &self.state.inner {
             Inner::Quic(c) => c.close(quinn::VarInt::from_u32(code), reason),
-            Inner::Mux(m) => m.close(),
+            Inner::Mux(m) => {
+                let mut msg = header::encode(StreamKind::Uni, CLOSE_PROTOCOL);
+                msg.extend_from_slice(&code.to_be_bytes());
+                let reason = &reason[..reason.len().min(255)];
+                msg.push(reason.len() as u8);
+                msg.extend_from_slice(reason);
+                m.close(Some(msg));
+            }
         }
     }
 
@@ -326,7 +372,10 @@ impl Connection {
     pub async fn closed(&self) -> String {
         match &self.state.inner {
             Inner::Quic(c) => c.closed().await.to_string(),
-            Inner::Mux(m) => m.closed().await,
+            Inner::Mux(m) => {
+                let local = m.closed().await;
+                self.state.remote_close.settled().await.unwrap_or(local)
+            }
         }
     }
 
@@ -407,6 +456,7 @@ impl QuicStart {
                 bi: Mutex::new(self.bi),
                 uni: Mutex::new(self.uni),
                 task: self.task,
+                remote_close: Arc::new(RemoteClose::default()),
             }),
         }
     }
@@ -511,9 +561,12 @@ async fn mux_accept_loop(
     shared: Arc<Shared>,
     bi: mpsc::Sender<Box<IncomingBi>>,
     uni: mpsc::Sender<Box<IncomingUni>>,
+    remote_close: Arc<RemoteClose>,
 ) {
     while let Some(stream) = inbound.recv().await {
         let (shared, bi, uni) = (shared.clone(), bi.clone(), uni.clone());
+        let remote_close = remote_close.clone();
+        remote_close.pending.fetch_add(1, Relaxed);
         tokio::spawn(async move {
             let cfg = &shared.config;
             let (mut r, mut w) = split(stream.compat());
@@ -523,6 +576,20 @@ async fn mux_accept_loop(
             )
             .await;
             let metrics = shared.metrics.clone();
+            if let Ok(Ok((StreamKind::Uni, p))) = &head {
+                if p == CLOSE_PROTOCOL {
+                    let read =
+                        tokio::time::timeout(cfg.stream_header_timeout, read_close(&mut r)).await;
+                    if let Ok(Some(reason)) = read {
+                        if let Ok(mut slot) = remote_close.reason.lock() {
+                            *slot = Some(reason);
+                        }
+                    }
+                    remote_close.done();
+                    return;
+                }
+            }
+            remote_close.done();
             match head {
                 Ok(Ok((StreamKind::Bi, protocol))) => {
                     let send = SendStream {
@@ -559,4 +626,18 @@ async fn mux_accept_loop(
             }
         });
     }
+}
+
+/// Reads a close stream's body: `code: u32`, `len: u8`, `reason: len bytes`.
+async fn read_close<R: tokio::io::AsyncRead + Unpin>(r: &mut R) -> Option<String> {
+    use tokio::io::AsyncReadExt;
+    let mut head = [0u8; 5];
+    r.read_exact(&mut head).await.ok()?;
+    let code = u32::from_be_bytes([head[0], head[1], head[2], head[3]]);
+    let mut reason = vec![0u8; usize::from(head[4])];
+    r.read_exact(&mut reason).await.ok()?;
+    Some(format!(
+        "closed by peer: code {code}: {}",
+        String::from_utf8_lossy(&reason)
+    ))
 }

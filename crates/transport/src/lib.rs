@@ -16,7 +16,7 @@ mod tls;
 
 pub use config::{Config, Listen};
 pub use connection::{
-    CLOSE_NORMAL, Connection, IncomingBi, IncomingUni, PathKind, STREAM_BAD_HEADER,
+    CLOSE_NORMAL, CLOSE_PROTOCOL, Connection, IncomingBi, IncomingUni, PathKind, STREAM_BAD_HEADER,
     STREAM_NOT_REPLAY_SAFE,
 };
 pub use endpoint::{EarlyConnect, Endpoint};

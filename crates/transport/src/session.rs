@@ -19,7 +19,17 @@ use crate::error::TransportError;
 /// Commands from connection handles to the session driver.
 pub(crate) enum Command {
     Open(oneshot::Sender<Result<yamux::Stream, TransportError>>),
-    Close,
+    /// Close; with a farewell message (a complete close stream: header, code, reason) that
+    /// is sent on its own stream before the session shuts down.
+    Close(Option<Vec<u8>>),
+}
+
+/// Sending the farewell stream before closing.
+enum Farewell {
+    Idle,
+    Opening(Vec<u8>),
+    Writing(yamux::Stream, Vec<u8>, usize),
+    Finishing(yamux::Stream),
 }
 
 /// Handle to a running session driver.
@@ -33,7 +43,7 @@ impl std::fmt::Debug for Command {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             Self::Open(_) => "Open",
-            Self::Close => "Close",
+            Self::Close(_) => "Close",
         })
     }
 }
@@ -161,13 +171,18 @@ where
     let mut pending: VecDeque<oneshot::Sender<Result<yamux::Stream, TransportError>>> =
         VecDeque::new();
     let mut closing: Option<String> = None;
+    let mut farewell = Farewell::Idle;
     let mut idle = idle_timeout.map(|t| Box::pin(tokio::time::sleep(t)));
     poll_fn(|cx| {
-        if closing.is_none() {
+        if closing.is_none() && matches!(farewell, Farewell::Idle) {
             loop {
                 match commands.poll_recv(cx) {
                     Poll::Ready(Some(Command::Open(tx))) => pending.push_back(tx),
-                    Poll::Ready(Some(Command::Close)) => {
+                    Poll::Ready(Some(Command::Close(Some(msg)))) => {
+                        farewell = Farewell::Opening(msg);
+                        break;
+                    }
+                    Poll::Ready(Some(Command::Close(None))) => {
                         closing = Some("closed locally".into());
                         break;
                     }
@@ -188,6 +203,43 @@ where
                 } else {
                     sleep.as_mut().reset((Instant::now() + (t - since)).into());
                     let _ = sleep.as_mut().poll(cx);
+                }
+            }
+        }
+        // The farewell stream's frames are queued before the session closes, and yamux
+        // drains queued frames before its GoAway; any failure just skips the farewell.
+        loop {
+            match std::mem::replace(&mut farewell, Farewell::Idle) {
+                Farewell::Idle => break,
+                Farewell::Opening(msg) => match conn.poll_new_outbound(cx) {
+                    Poll::Ready(Ok(stream)) => farewell = Farewell::Writing(stream, msg, 0),
+                    Poll::Ready(Err(_)) => closing = Some("closed locally".into()),
+                    Poll::Pending => {
+                        farewell = Farewell::Opening(msg);
+                        break;
+                    }
+                },
+                Farewell::Writing(mut stream, msg, off) => {
+                    match futures::AsyncWrite::poll_write(Pin::new(&mut stream), cx, &msg[off..]) {
+                        Poll::Ready(Ok(n)) if off + n >= msg.len() => {
+                            farewell = Farewell::Finishing(stream)
+                        }
+                        Poll::Ready(Ok(n)) => farewell = Farewell::Writing(stream, msg, off + n),
+                        Poll::Ready(Err(_)) => closing = Some("closed locally".into()),
+                        Poll::Pending => {
+                            farewell = Farewell::Writing(stream, msg, off);
+                            break;
+                        }
+                    }
+                }
+                Farewell::Finishing(mut stream) => {
+                    match futures::AsyncWrite::poll_close(Pin::new(&mut stream), cx) {
+                        Poll::Ready(_) => closing = Some("closed locally".into()),
+                        Poll::Pending => {
+                            farewell = Farewell::Finishing(stream);
+                            break;
+                        }
+                    }
                 }
             }
         }
@@ -253,8 +305,8 @@ impl MuxHandle {
             .map_err(|_| TransportError::Closed("session ended".into()))?
     }
 
-    pub(crate) fn close(&self) {
-        let _ = self.commands.send(Command::Close);
+    pub(crate) fn close(&self, farewell: Option<Vec<u8>>) {
+        let _ = self.commands.send(Command::Close(farewell));
     }
 
     pub(crate) async fn closed(&self) -> String {

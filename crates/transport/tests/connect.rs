@@ -232,9 +232,17 @@ async fn close_with_reason_reaches_the_peer() {
             .unwrap();
         let accepted = server.accept().await.unwrap();
         assert_eq!(accepted.path(), PathKind::Tcp);
-        tcp.close(0, b"bye");
+        tcp.close(9, b"bye over tcp");
         let why = accepted.closed().await;
-        assert!(!why.is_empty());
+        assert_eq!(why, "closed by peer: code 9: bye over tcp");
+        // The closing side reports a local close; the reserved id cannot be opened by hand.
+        assert_eq!(tcp.closed().await, "closed locally");
+        assert!(matches!(
+            accepted
+                .open_uni(p2p_foundation_transport::CLOSE_PROTOCOL)
+                .await,
+            Err(TransportError::InvalidProtocol(_))
+        ));
         assert!(accepted.accept_bi().await.is_err());
     })
     .await;

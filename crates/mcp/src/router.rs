@@ -455,3 +455,38 @@ impl Router {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use p2p_foundation_identity::Keypair;
+
+    #[test]
+    fn ranking_prefers_fast_unloaded_reliable_providers() {
+        let stats = ProviderStats::default();
+        let now = Instant::now();
+        let fast = Keypair::generate().peer_id();
+        let slow = Keypair::generate().peer_id();
+        let flaky = Keypair::generate().peer_id();
+        let unknown = Keypair::generate().peer_id();
+        for _ in 0..10 {
+            stats.success(fast, Duration::from_micros(200));
+            stats.success(slow, Duration::from_millis(20));
+            stats.success(flaky, Duration::from_micros(200));
+        }
+        for _ in 0..10 {
+            stats.failure(flaky, now - FAILURE_PENALTY_WINDOW * 2);
+        }
+        // RTT: faster first.
+        assert!(stats.score(fast, 0, now) < stats.score(slow, 0, now));
+        // Load: the same RTT with a high load hint ranks lower.
+        assert!(stats.score(fast, 0, now) < stats.score(fast, 64, now));
+        // History: frequent failures rank lower, even with the same RTT.
+        assert!(stats.score(fast, 0, now) < stats.score(flaky, 0, now));
+        // A recent failure sends a provider to the back, behind unknown ones.
+        stats.failure(fast, now);
+        assert!(stats.score(unknown, 0, now) < stats.score(fast, 0, now));
+        // A provider never called ranks behind one measured as slow-but-working.
+        assert!(stats.score(slow, 0, now) < stats.score(unknown, 0, now));
+    }
+}

@@ -3,6 +3,7 @@
 //! ```text
 //! cargo xtask ci                          the whole check (the README's test command)
 //! cargo xtask bench [SUITE ...] [--record]  benchmark suites -> target/bench-results/<suite>.json
+//! cargo xtask record [SUITE ...]         append results already measured to docs/benchmarks.md
 //! cargo xtask fuzz TARGET [--seconds N]   run one cargo-fuzz target
 //! ```
 #![forbid(unsafe_code)]
@@ -21,9 +22,11 @@ fn main() -> ExitCode {
         Some("ci") => ci(&args[1..]),
         Some("bench") => bench(&args[1..]),
         Some("fuzz") => fuzz(&args[1..]),
+        Some("record") => record(&args[1..]),
         _ => {
             eprintln!(
                 "usage:\n  cargo xtask ci [--skip-slow-checks]\n  cargo xtask bench [SUITE ...] [--record]\n  \
+                 cargo xtask record [SUITE ...]\n  \
                  cargo xtask fuzz TARGET [--seconds N]\n\nsuites: {}",
                 suites()
                     .map(|s| s.into_iter().map(|s| s.name).collect::<Vec<_>>().join(", "))
@@ -259,24 +262,50 @@ fn bench(args: &[String]) -> Result<()> {
         );
     }
     if record {
-        let path = root().join("docs").join("benchmarks.md");
-        let mut doc = std::fs::read_to_string(&path).unwrap_or_default();
-        let date = Command::new("date")
-            .args(["-u", "+%Y-%m-%d %H:%M UTC"])
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
-            .unwrap_or_default();
-        for report in &reports {
-            doc.push_str(&format!(
-                "\n### `{}` — {date}, {}\n\n{}",
-                report.suite,
-                report.machine,
-                report.to_markdown()
-            ));
-        }
-        std::fs::write(&path, doc).map_err(|e| format!("{}: {e}", path.display()))?;
-        println!("recorded in {}", path.display());
+        record_reports(&reports)?;
     }
+    Ok(())
+}
+
+/// `cargo xtask record [SUITE ...]`: appends results already in `target/bench-results` (from an
+/// earlier `cargo xtask bench`) to docs/benchmarks.md without running anything again.
+fn record(args: &[String]) -> Result<()> {
+    let results = root().join("target").join("bench-results");
+    let mut names: Vec<String> = args.iter().filter(|a| !a.starts_with("--")).cloned().collect();
+    if names.is_empty() {
+        names = suites()?.into_iter().map(|s| s.name).collect();
+        names.retain(|n| results.join(format!("{n}.json")).exists());
+    }
+    let mut reports = Vec::new();
+    for name in names {
+        let path = results.join(format!("{name}.json"));
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| format!("{}: {e} (run `cargo xtask bench {name}` first)", path.display()))?;
+        let report: Report =
+            serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        reports.push(report);
+    }
+    record_reports(&reports)
+}
+
+fn record_reports(reports: &[Report]) -> Result<()> {
+    let path = root().join("docs").join("benchmarks.md");
+    let mut doc = std::fs::read_to_string(&path).unwrap_or_default();
+    let date = Command::new("date")
+        .args(["-u", "+%Y-%m-%d %H:%M UTC"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default();
+    for report in reports {
+        doc.push_str(&format!(
+            "\n### `{}` — {date}, {}\n\n{}",
+            report.suite,
+            report.machine,
+            report.to_markdown()
+        ));
+    }
+    std::fs::write(&path, doc).map_err(|e| format!("{}: {e}", path.display()))?;
+    println!("recorded {} suite(s) in {}", reports.len(), path.display());
     Ok(())
 }
 

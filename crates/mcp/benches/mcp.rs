@@ -16,8 +16,8 @@ use std::{
 use p2p_foundation_benchkit::{Better, Suite, percentile};
 use p2p_foundation_identity::Keypair;
 use p2p_foundation_mcp::{
-    CallOptions, Caller, Era, JsonObject, McpClient, McpServer, Progress, StreamLimits, Tool,
-    stream::Connector, tcp, tool_result,
+    CallOptions, Caller, Discovery, Era, JsonObject, McpClient, McpServer, MemoryRegistry,
+    Progress, Router, ServicePublisher, StreamLimits, Tool, stream::Connector, tcp, tool_result,
 };
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
@@ -53,7 +53,7 @@ fn main() {
 
     // Four sessions (streams) to the same remote node; the first is the one the
     // latency and single-session figures use.
-    let clients: Vec<Arc<McpClient>> = rt.block_on(async {
+    let (clients, addr): (Vec<Arc<McpClient>>, std::net::SocketAddr) = rt.block_on(async {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -74,7 +74,7 @@ fn main() {
                     .expect("client"),
             ));
         }
-        clients
+        (clients, addr)
     });
     let client = clients[0].clone();
 
@@ -194,6 +194,49 @@ fn main() {
         "remote.calls_per_s_64",
         per_s[1],
     );
+    // The full routed path: 64 callers through `Router::call` (discovery in a
+    // registry, ranking, a pool of 4 streams to the provider).
+    let routed_per_s = rt.block_on(async {
+        let registry = Arc::new(MemoryRegistry::new());
+        let publisher = ServicePublisher::new(owner.clone(), server.clone(), registry.clone());
+        publisher
+            .register_service("bench", &["echo"])
+            .await
+            .expect("publish");
+        let connector = tcp::TcpConnector::new(Keypair::generate().peer_id());
+        connector.add(owner.peer_id(), addr);
+        let router = Arc::new(Router::new(Discovery::new(registry), Arc::new(connector)));
+        let callers = 64;
+        let per_caller = total / callers;
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let t = Instant::now();
+        let mut tasks = Vec::new();
+        for _ in 0..callers {
+            let r = router.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut done = 0usize;
+                while done < per_caller && Instant::now() < deadline {
+                    r.call("echo", args()).await.expect("routed call");
+                    done += 1;
+                }
+                done
+            }));
+        }
+        let mut done = 0;
+        for task in tasks {
+            done += task.await.expect("task");
+        }
+        done as f64 / t.elapsed().as_secs_f64()
+    });
+    suite.record_vs(
+        "remote.router_calls_per_s_64",
+        routed_per_s,
+        "calls/s",
+        Better::Higher,
+        "remote.calls_per_s_64",
+        per_s[1],
+    );
+
     // CPU time (both nodes, user + system) per call with 64 callers: the figure
     // that does not depend on what else the shared machine is doing.
     // calls/s on an idle machine is about (cores / this).

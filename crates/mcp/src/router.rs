@@ -144,7 +144,23 @@ pub struct Discovery {
     registry: Arc<dyn Registry>,
     stats: Arc<ProviderStats>,
     exclude: Option<PeerId>,
+    cache: Arc<Mutex<DiscoveryCache>>,
+    cache_ttl: Duration,
 }
+
+/// Verified answers by registry key, with when they were fetched.
+type DiscoveryCache = HashMap<p2p_foundation_identity::Key, (Instant, Arc<Vec<Verified>>)>;
+
+/// A record whose signature was checked.
+#[derive(Debug)]
+struct Verified {
+    provider: PeerId,
+    record: crate::records::ServiceRecord,
+    expires_at_ms: u64,
+}
+
+/// Default time verified registry answers are reused before asking again.
+pub const DEFAULT_DISCOVERY_CACHE: Duration = Duration::from_secs(5);
 
 impl std::fmt::Debug for Discovery {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -159,7 +175,15 @@ impl Discovery {
             registry,
             stats: Arc::new(ProviderStats::default()),
             exclude: None,
+            cache: Arc::new(Mutex::new(HashMap::new())),
+            cache_ttl: DEFAULT_DISCOVERY_CACHE,
         }
+    }
+
+    /// Reuse verified registry answers for `ttl` (zero: always ask the registry).
+    pub fn with_cache_ttl(mut self, ttl: Duration) -> Self {
+        self.cache_ttl = ttl;
+        self
     }
 
     /// Leave `peer` (normally this node itself) out of results.
@@ -177,16 +201,33 @@ impl Discovery {
     /// verification (forged, expired, oversized) are skipped.
     pub async fn find(&self, query: &Query) -> Result<Vec<Candidate>, McpError> {
         let key = query_key(query)?;
-        let records = self.registry.find(key).await?;
-        Ok(self.rank(query, records))
+        let cached = {
+            let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+            cache
+                .get(&key)
+                .filter(|(at, _)| at.elapsed() < self.cache_ttl)
+                .map(|(_, v)| v.clone())
+        };
+        let verified = match cached {
+            Some(v) => v,
+            None => {
+                let records = self.registry.find(key).await?;
+                let v = Arc::new(verify_all(records));
+                if !self.cache_ttl.is_zero() {
+                    let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+                    if cache.len() > 4096 {
+                        cache.clear();
+                    }
+                    cache.insert(key, (Instant::now(), v.clone()));
+                }
+                v
+            }
+        };
+        Ok(self.rank(query, &verified))
     }
 
-    fn rank(
-        &self,
-        query: &Query,
-        records: Vec<crate::records::SignedServiceRecord>,
-    ) -> Vec<Candidate> {
-        let now = SystemTime::now();
+    fn rank(&self, query: &Query, records: &[Verified]) -> Vec<Candidate> {
+        let now_ms = p2p_foundation_identity::unix_millis(SystemTime::now());
         let instant = Instant::now();
         let sample = query
             .sample_arguments
@@ -194,15 +235,12 @@ impl Discovery {
             .map(serde_json::Value::Object);
         let mut seen = HashSet::new();
         let mut out = Vec::new();
-        for record in records {
-            if record.as_bytes().len() > MAX_RECORD_BYTES {
+        for v in records {
+            if v.expires_at_ms <= now_ms {
                 continue;
             }
-            let Ok(payload) = record.verify(now) else {
-                tracing::debug!(signer = %record.signer(), "skipping unverifiable service record");
-                continue;
-            };
-            let provider = record.signer();
+            let payload = &v.record;
+            let provider = v.provider;
             if Some(provider) == self.exclude {
                 continue;
             }
@@ -239,6 +277,27 @@ impl Discovery {
     }
 }
 
+/// Verify records (size, signature, expiry), dropping the bad ones.
+fn verify_all(records: Vec<crate::records::SignedServiceRecord>) -> Vec<Verified> {
+    let now = SystemTime::now();
+    let mut out = Vec::with_capacity(records.len());
+    for record in records {
+        if record.as_bytes().len() > MAX_RECORD_BYTES {
+            continue;
+        }
+        if record.verify(now).is_err() {
+            tracing::debug!(signer = %record.signer(), "skipping unverifiable service record");
+            continue;
+        }
+        out.push(Verified {
+            provider: record.signer(),
+            expires_at_ms: record.expires_at_ms(),
+            record: record.into_payload(),
+        });
+    }
+    out
+}
+
 fn keep_only(candidates: &mut Vec<Candidate>, only: PeerId) {
     candidates.retain(|c| c.provider == only);
 }
@@ -252,6 +311,10 @@ fn query_key(query: &Query) -> Result<p2p_foundation_identity::Key, McpError> {
         )),
     }
 }
+
+/// Default sessions (streams) per provider: measured on 2 cores, 64 concurrent
+/// callers reach ~1.35x the calls/s over 4 streams than over one.
+pub const DEFAULT_STREAMS_PER_PEER: usize = 4;
 
 /// Options of a routed call.
 #[derive(Debug, Clone)]
@@ -295,7 +358,9 @@ pub struct Routed {
 pub struct Router {
     discovery: Discovery,
     connector: Arc<dyn Connector>,
-    sessions: tokio::sync::Mutex<HashMap<PeerId, Arc<McpClient>>>,
+    sessions: tokio::sync::Mutex<HashMap<PeerId, Vec<Option<Arc<McpClient>>>>>,
+    streams_per_peer: usize,
+    next: std::sync::atomic::AtomicUsize,
     limits: StreamLimits,
     era: Era,
 }
@@ -315,9 +380,19 @@ impl Router {
             discovery,
             connector,
             sessions: tokio::sync::Mutex::new(HashMap::new()),
+            streams_per_peer: DEFAULT_STREAMS_PER_PEER,
+            next: std::sync::atomic::AtomicUsize::new(0),
             limits: StreamLimits::default(),
             era: Era::default(),
         }
+    }
+
+    /// How many sessions (streams) to keep per provider; calls are spread over
+    /// them round-robin. Each session is served by one task on each side, so
+    /// several let concurrent calls to one provider use several cores.
+    pub fn with_streams_per_peer(mut self, n: usize) -> Self {
+        self.streams_per_peer = n.max(1);
+        self
     }
 
     /// Protocol lifecycle for new sessions.
@@ -332,16 +407,28 @@ impl Router {
     }
 
     async fn session(&self, peer: PeerId) -> Result<Arc<McpClient>, McpError> {
+        let slot =
+            self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % self.streams_per_peer;
         let existing = {
             let map = self.sessions.lock().await;
-            map.get(&peer).filter(|c| !c.is_closed()).cloned()
+            map.get(&peer)
+                .and_then(|v| v.get(slot))
+                .and_then(Option::as_ref)
+                .filter(|c| !c.is_closed())
+                .cloned()
         };
         if let Some(c) = existing {
             return Ok(c);
         }
         let (r, w) = self.connector.connect(peer).await?;
         let client = Arc::new(McpClient::connect(r, w, self.limits, self.era).await?);
-        self.sessions.lock().await.insert(peer, client.clone());
+        let mut map = self.sessions.lock().await;
+        let slots = map
+            .entry(peer)
+            .or_insert_with(|| vec![None; self.streams_per_peer]);
+        if let Some(s) = slots.get_mut(slot) {
+            *s = Some(client.clone());
+        }
         Ok(client)
     }
 

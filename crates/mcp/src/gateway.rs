@@ -42,6 +42,7 @@ pub struct NetworkTools {
     router: Arc<Router>,
     queries: Vec<Query>,
     names: Arc<RwLock<NameTable>>,
+    tokens: Arc<HashMap<PeerId, String>>,
 }
 
 /// Exposed name -> (pinned provider, tool name).
@@ -62,7 +63,15 @@ impl NetworkTools {
             router,
             queries,
             names: Arc::new(RwLock::new(HashMap::new())),
+            tokens: Arc::new(HashMap::new()),
         }
+    }
+
+    /// Present `token` (a capability token the provider's owner issued to this
+    /// node, see [`crate::access::issue_token`]) on calls routed to `provider`.
+    pub fn with_token(mut self, provider: PeerId, token: &crate::access::CapabilityToken) -> Self {
+        Arc::make_mut(&mut self.tokens).insert(provider, crate::access::encode_token(token));
+        self
     }
 
     async fn refresh(&self) -> Vec<rmcp::model::Tool> {
@@ -169,6 +178,7 @@ impl ExtraTools for NetworkTools {
             };
             let opts = RouteOptions {
                 only,
+                capabilities: this.tokens.clone(),
                 progress: Some(tx),
                 ..RouteOptions::default()
             };

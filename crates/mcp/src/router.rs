@@ -323,8 +323,10 @@ pub struct RouteOptions {
     pub deadline: Duration,
     /// Longest a single attempt (connect + call) may take before moving on.
     pub attempt_timeout: Duration,
-    /// Capability token (hex) to present.
+    /// Capability token (hex) to present to every provider.
     pub capability: Option<String>,
+    /// Capability tokens (hex) per provider; take precedence over `capability`.
+    pub capabilities: Arc<HashMap<PeerId, String>>,
     /// Progress sink.
     pub progress: Option<tokio::sync::mpsc::Sender<ProgressUpdate>>,
     /// Only these providers (e.g. a gateway's namespaced tool pins one).
@@ -337,6 +339,7 @@ impl Default for RouteOptions {
             deadline: Duration::from_secs(30),
             attempt_timeout: Duration::from_secs(10),
             capability: None,
+            capabilities: Arc::new(HashMap::new()),
             progress: None,
             only: None,
         }
@@ -499,7 +502,11 @@ impl Router {
             let peer = candidate.provider;
             let t0 = Instant::now();
             let call_opts = CallOptions {
-                capability: options.capability.clone(),
+                capability: options
+                    .capabilities
+                    .get(&peer)
+                    .cloned()
+                    .or_else(|| options.capability.clone()),
                 progress: options.progress.clone(),
                 timeout: None,
             };

@@ -341,3 +341,56 @@ async fn republish_refreshes_records() {
     .expect("republished");
     task.abort();
 }
+
+#[tokio::test]
+async fn capability_tokens_travel_with_routed_calls() {
+    use p2p_foundation_mcp::{Policy, access};
+    let registry = Arc::new(MemoryRegistry::new());
+    let owner = Keypair::generate();
+    let server = McpServer::new(owner.peer_id());
+    server
+        .register_tool(echo_tool("paid").with_policy(Policy::Capability))
+        .expect("reg");
+    let node = spawn_node(server, owner.clone()).await;
+    publish_with_load(&registry, &node.keypair, &node.server, 0).await;
+    let me = Keypair::generate();
+    let connector = tcp::TcpConnector::new(me.peer_id());
+    connector.add(owner.peer_id(), node.addr);
+    let router = Router::new(Discovery::new(registry), Arc::new(connector));
+
+    // Without a token: the provider's denial comes back as it is (not retried).
+    let e = router
+        .call("generate_text", obj(json!({"prompt": "x"})))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&e, McpError::Remote { code, message } if *code == access::ACCESS_DENIED && message.contains("requires a capability token")),
+        "{e:?}"
+    );
+    // With a token the owner issued to this node.
+    let token = access::issue_token(
+        &owner,
+        me.peer_id(),
+        ["generate_text"],
+        SystemTime::now() + Duration::from_secs(60),
+    )
+    .expect("token");
+    let mut tokens = std::collections::HashMap::new();
+    tokens.insert(owner.peer_id(), access::encode_token(&token));
+    let opts = RouteOptions {
+        capabilities: Arc::new(tokens),
+        ..Default::default()
+    };
+    let routed = router
+        .call_with(
+            Query::tool("generate_text"),
+            obj(json!({"prompt": "x"})),
+            opts,
+        )
+        .await
+        .expect("allowed with token");
+    assert_eq!(
+        routed.result.structured_content,
+        Some(json!({"by": "paid", "prompt": "x"}))
+    );
+}

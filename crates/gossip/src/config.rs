@@ -88,7 +88,9 @@ impl Default for TopicScoreParams {
             mesh_message_deliveries_window: Duration::from_millis(400),
             mesh_message_deliveries_activation: Duration::from_secs(5),
             mesh_failure_penalty_weight: -4.0,
-            mesh_failure_penalty_decay: 0.995,
+            // Slow: a peer that dropped everything while in our mesh stays below the graylist
+            // threshold for minutes (-100 decays to -80 in about 220 s).
+            mesh_failure_penalty_decay: 0.999,
             invalid_message_deliveries_weight: -100.0,
             invalid_message_deliveries_decay: 0.99,
         }

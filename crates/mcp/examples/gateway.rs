@@ -1,8 +1,8 @@
 //! A node's MCP gateway, for ordinary MCP clients and the interop tests.
 //!
 //! ```text
-//! cargo run -p p2p-foundation-mcp --example gateway -- --stdio
-//! cargo run -p p2p-foundation-mcp --example gateway -- --http 127.0.0.1:8080 --network
+//! cargo run -p p2p-foundation-mcp --bin p2pf-mcp-gateway -- --stdio
+//! cargo run -p p2p-foundation-mcp --bin p2pf-mcp-gateway -- --http 127.0.0.1:8080 --network
 //! ```
 //!
 //! It serves the node's own tools (a demo set, plus the fixtures the official

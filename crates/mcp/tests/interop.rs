@@ -41,17 +41,9 @@ fn tool(rel: &str) -> Option<PathBuf> {
     None
 }
 
-/// The `gateway` example, built by `cargo test`/`cargo nextest` beside the test binaries.
+/// The gateway binary (`examples/gateway.rs`), built by cargo for these tests.
 fn gateway_exe() -> PathBuf {
-    let exe = std::env::current_exe().expect("current exe");
-    let debug_dir = exe.parent().and_then(Path::parent).expect("target dir");
-    let p = debug_dir.join("examples").join("gateway");
-    assert!(
-        p.exists(),
-        "{} missing: build it with `cargo build -p p2p-foundation-mcp --examples`",
-        p.display()
-    );
-    p
+    PathBuf::from(env!("CARGO_BIN_EXE_p2pf-mcp-gateway"))
 }
 
 /// A child process killed on drop.

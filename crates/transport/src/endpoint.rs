@@ -422,24 +422,38 @@ impl Endpoint {
             .inner
             .quic
             .connect_with(cfg, addr, &tls::server_name(&peer))?;
+        let conn = self.await_handshake(connecting, addr, peer, &seen).await?;
+        self.finish_quic(conn, peer, false, slot)
+    }
+
+    /// Waits for a QUIC handshake within the configured timeout; a failure becomes a counted
+    /// dial error.
+    async fn await_handshake(
+        &self,
+        connecting: quinn::Connecting,
+        addr: SocketAddr,
+        peer: PeerId,
+        seen: &PeerClient,
+    ) -> Result<quinn::Connection> {
         let timeout = self.inner.shared.config.handshake_timeout;
-        let conn = match tokio::time::timeout(timeout, connecting).await {
-            Ok(Ok(c)) => c,
+        match tokio::time::timeout(timeout, connecting).await {
+            Ok(Ok(c)) => Ok(c),
             Ok(Err(e)) => {
                 let reason = classify_quic(&e);
-                return Err(self.dial_failed(addr, peer, &seen, e.into(), reason));
+                Err(self.dial_failed(addr, peer, seen, e.into(), reason))
             }
-            Err(_) => {
-                return Err(self.dial_failed(
-                    addr,
-                    peer,
-                    &seen,
-                    TransportError::HandshakeTimeout { addr },
-                    FailureReason::Timeout,
-                ));
-            }
-        };
-        self.finish_quic(conn, peer, false, slot)
+            Err(_) => Err(self.handshake_timed_out(addr, peer, seen)),
+        }
+    }
+
+    fn handshake_timed_out(
+        &self,
+        addr: SocketAddr,
+        peer: PeerId,
+        seen: &PeerClient,
+    ) -> TransportError {
+        let err = TransportError::HandshakeTimeout { addr };
+        self.dial_failed(addr, peer, seen, err, FailureReason::Timeout)
     }
 
     fn finish_quic(
@@ -528,33 +542,13 @@ impl Endpoint {
                 match tokio::time::timeout(timeout, accepted).await {
                     Ok(true) => (conn, Some((s, r))),
                     Ok(false) => (conn, None),
-                    Err(_) => {
-                        return Err(self.dial_failed(
-                            addr,
-                            peer,
-                            &seen,
-                            TransportError::HandshakeTimeout { addr },
-                            FailureReason::Timeout,
-                        ));
-                    }
+                    Err(_) => return Err(self.handshake_timed_out(addr, peer, &seen)),
                 }
             }
-            Err(connecting) => match tokio::time::timeout(timeout, connecting).await {
-                Ok(Ok(c)) => (c, None),
-                Ok(Err(e)) => {
-                    let reason = classify_quic(&e);
-                    return Err(self.dial_failed(addr, peer, &seen, e.into(), reason));
-                }
-                Err(_) => {
-                    return Err(self.dial_failed(
-                        addr,
-                        peer,
-                        &seen,
-                        TransportError::HandshakeTimeout { addr },
-                        FailureReason::Timeout,
-                    ));
-                }
-            },
+            Err(connecting) => (
+                self.await_handshake(connecting, addr, peer, &seen).await?,
+                None,
+            ),
         };
         if let Some(reason) = conn.close_reason() {
             let r = classify_quic(&reason);

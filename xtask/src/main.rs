@@ -271,7 +271,11 @@ fn bench(args: &[String]) -> Result<()> {
 /// earlier `cargo xtask bench`) to docs/benchmarks.md without running anything again.
 fn record(args: &[String]) -> Result<()> {
     let results = root().join("target").join("bench-results");
-    let mut names: Vec<String> = args.iter().filter(|a| !a.starts_with("--")).cloned().collect();
+    let mut names: Vec<String> = args
+        .iter()
+        .filter(|a| !a.starts_with("--"))
+        .cloned()
+        .collect();
     if names.is_empty() {
         names = suites()?.into_iter().map(|s| s.name).collect();
         names.retain(|n| results.join(format!("{n}.json")).exists());
@@ -279,8 +283,12 @@ fn record(args: &[String]) -> Result<()> {
     let mut reports = Vec::new();
     for name in names {
         let path = results.join(format!("{name}.json"));
-        let text = std::fs::read_to_string(&path)
-            .map_err(|e| format!("{}: {e} (run `cargo xtask bench {name}` first)", path.display()))?;
+        let text = std::fs::read_to_string(&path).map_err(|e| {
+            format!(
+                "{}: {e} (run `cargo xtask bench {name}` first)",
+                path.display()
+            )
+        })?;
         let report: Report =
             serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
         reports.push(report);

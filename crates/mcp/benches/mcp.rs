@@ -1,11 +1,11 @@
 //! `cargo xtask bench mcp`: remote tool calls against in-process calls.
 //!
-//! The "remote" node is a second `McpServer` reached over a real TCP
-//! connection on loopback (this crate must not depend on the transport crate,
-//! so QUIC is the facade's to measure; TCP loopback through the same stream
-//! trait is the closest stand-in and carries the full MCP framing, JSON-RPC
-//! engine and task hand-offs). The baseline is the same echo tool called
-//! in-process through `McpServer::call` (validation, policy, handler).
+//! The "remote" node is a second `McpServer` on another QUIC endpoint on loopback
+//! (`p2p-foundation-transport`, a dev-dependency only: the crate itself runs over any
+//! byte stream), one `/p2pf/mcp/1` stream per MCP session, mutually authenticated, the
+//! caller's PeerId handed to the server by the transport. The same figures over plain TCP
+//! on loopback (`tcp.*`) show what the QUIC stack costs. The baseline is the same echo tool
+//! called in-process through `McpServer::call` (validation, policy, handler).
 #![allow(missing_docs)]
 
 use std::{
@@ -17,8 +17,10 @@ use p2p_foundation_benchkit::{Better, Suite, percentile};
 use p2p_foundation_identity::Keypair;
 use p2p_foundation_mcp::{
     CallOptions, Caller, Discovery, Era, JsonObject, McpClient, McpServer, MemoryRegistry,
-    Progress, Router, ServicePublisher, StreamLimits, Tool, stream::Connector, tcp, tool_result,
+    Progress, Router, ServicePublisher, StreamLimits, Tool, serve_stream, stream::Connector, tcp,
+    tool_result,
 };
+use p2p_foundation_transport::{Config, Endpoint, Listen};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
@@ -76,19 +78,69 @@ fn main() {
         }
         (clients, addr)
     });
+    let tcp_clients = clients;
+    // The client endpoint and connection live as long as the benchmark (dropping them
+    // closes every stream on them).
+    let (clients, _quic_endpoint, _quic_conn) = rt.block_on(async {
+        let node = Endpoint::bind(&owner, Config::with_listen(Listen::loopback_v4()))
+            .await
+            .expect("bind quic");
+        let node_addr = node.local_addr().expect("quic addr");
+        let serving = server.clone();
+        tokio::spawn(async move {
+            while let Some(conn) = node.accept().await {
+                let serving = serving.clone();
+                tokio::spawn(async move {
+                    while let Ok(stream) = conn.accept_bi().await {
+                        let serving = serving.clone();
+                        let caller = Caller::Peer(conn.peer_id());
+                        tokio::spawn(async move {
+                            let limits = StreamLimits::default();
+                            let _ =
+                                serve_stream(&serving, caller, stream.recv, stream.send, limits)
+                                    .await;
+                        });
+                    }
+                });
+            }
+        });
+        let me = Endpoint::bind(
+            &Keypair::generate(),
+            Config::with_listen(Listen::loopback_v4()),
+        )
+        .await
+        .expect("bind quic client");
+        let conn = me
+            .connect(owner.peer_id(), &[node_addr])
+            .await
+            .expect("quic connect");
+        let mut clients = Vec::new();
+        for _ in 0..4 {
+            let (send, recv) = conn.open_bi("/p2pf/mcp/1").await.expect("open stream");
+            clients.push(Arc::new(
+                McpClient::connect(recv, send, StreamLimits::default(), Era::Initialize2025)
+                    .await
+                    .expect("quic client"),
+            ));
+        }
+        (clients, me, conn)
+    });
     let client = clients[0].clone();
+    let tcp_client = tcp_clients[0].clone();
 
     // Latency: sequential calls, remote and local interleaved in rounds.
     let n = suite.scale(20_000, 200);
     let warm = suite.scale(2_000, 20);
-    let (mut remote, mut local) = rt.block_on(async {
+    let (mut remote, mut tcp_remote, mut local) = rt.block_on(async {
         for _ in 0..warm {
-            client
-                .call("echo", args(), CallOptions::default())
-                .await
-                .expect("warm");
+            for c in [&client, &tcp_client] {
+                c.call("echo", args(), CallOptions::default())
+                    .await
+                    .expect("warm");
+            }
         }
         let mut remote = Vec::with_capacity(n);
+        let mut tcp_remote = Vec::with_capacity(n);
         let mut local = Vec::with_capacity(n);
         for _ in 0..n {
             let t = Instant::now();
@@ -97,6 +149,13 @@ fn main() {
                 .await
                 .expect("remote call");
             remote.push(t.elapsed().as_secs_f64() * 1e6);
+            assert!(r.structured_content.is_some());
+            let t = Instant::now();
+            let r = tcp_client
+                .call("echo", args(), CallOptions::default())
+                .await
+                .expect("tcp remote call");
+            tcp_remote.push(t.elapsed().as_secs_f64() * 1e6);
             assert!(r.structured_content.is_some());
             let t = Instant::now();
             let r = server
@@ -113,7 +172,7 @@ fn main() {
             local.push(t.elapsed().as_secs_f64() * 1e6);
             assert!(r.structured_content.is_some());
         }
-        (remote, local)
+        (remote, tcp_remote, local)
     });
     let local_p50 = percentile(&mut local, 50.0);
     let remote_p50 = percentile(&mut remote, 50.0);
@@ -136,6 +195,14 @@ fn main() {
         "local.call_us_p99",
         local_p99,
     );
+    suite.record_vs(
+        "tcp.remote.call_us_p50",
+        percentile(&mut tcp_remote, 50.0),
+        "us",
+        Better::Lower,
+        "remote.call_us_p50",
+        remote_p50,
+    );
 
     // Throughput: C concurrent callers sharing one session (as the router does),
     // and 64 callers spread over 4 sessions (streams) to the same node,
@@ -143,7 +210,13 @@ fn main() {
     let total = suite.scale(100_000, 1_000);
     let mut per_s = Vec::new();
     let mut cpu_per_call = Vec::new();
-    for (callers, sessions) in [(1usize, 1usize), (64, 1), (64, 4)] {
+    for (callers, sessions, over_tcp) in [
+        (1usize, 1usize, false),
+        (64, 1, false),
+        (64, 4, false),
+        (64, 1, true),
+    ] {
+        let clients = if over_tcp { &tcp_clients } else { &clients };
         let rate = rt.block_on(async {
             let deadline = Instant::now() + Duration::from_secs(120);
             let per_caller = total / callers;
@@ -194,8 +267,17 @@ fn main() {
         "remote.calls_per_s_64",
         per_s[1],
     );
+    suite.record_vs(
+        "tcp.remote.calls_per_s_64",
+        per_s[3],
+        "calls/s",
+        Better::Higher,
+        "remote.calls_per_s_64",
+        per_s[1],
+    );
     // The full routed path: 64 callers through `Router::call` (discovery in a
-    // registry, ranking, a pool of 4 streams to the provider).
+    // registry, ranking, a pool of 4 streams to the provider), over the TCP connector
+    // (a QUIC `Connector` is the facade's).
     let routed_per_s = rt.block_on(async {
         let registry = Arc::new(MemoryRegistry::new());
         let publisher = ServicePublisher::new(owner.clone(), server.clone(), registry.clone());
@@ -229,7 +311,7 @@ fn main() {
         done as f64 / t.elapsed().as_secs_f64()
     });
     suite.record_vs(
-        "remote.router_calls_per_s_64",
+        "tcp.remote.router_calls_per_s_64",
         routed_per_s,
         "calls/s",
         Better::Higher,

@@ -98,6 +98,42 @@ fn quinn_client(client: Arc<rustls::ClientConfig>) -> quinn::Endpoint {
     ep
 }
 
+/// One plain-quinn connection on loopback, both ends, with the endpoints that carry it
+/// (kept alive by the caller for as long as the connection is used).
+struct RawQuinnPair {
+    client: quinn::Connection,
+    server: quinn::Connection,
+    _endpoints: (quinn::Endpoint, quinn::Endpoint),
+}
+
+async fn raw_quinn_pair() -> RawQuinnPair {
+    let p = plain();
+    let raw_server = quinn_server(&p);
+    let raw_client = quinn_client(p.client.clone());
+    let accept = tokio::spawn({
+        let raw_server = raw_server.clone();
+        async move {
+            raw_server
+                .accept()
+                .await
+                .expect("incoming")
+                .await
+                .expect("raw accept")
+        }
+    });
+    let client = raw_client
+        .connect(raw_server.local_addr().expect("addr"), "localhost")
+        .expect("connect")
+        .await
+        .expect("raw");
+    let server = accept.await.expect("accept");
+    RawQuinnPair {
+        client,
+        server,
+        _endpoints: (raw_client, raw_server),
+    }
+}
+
 /// Writes `total` bytes in 1 MiB chunks, then ends the stream.
 async fn send_bulk<W: AsyncWrite + Unpin>(w: &mut W, total: u64) {
     let chunk = vec![0x5au8; 1 << 20];
@@ -437,30 +473,13 @@ async fn bulk(suite: &mut Suite) {
         .await
         .expect("tcp");
     let t_server = server.accept().await.expect("accept");
+    let raw = raw_quinn_pair().await;
+    let (rq_client, rq_server) = (&raw.client, &raw.server);
     let p = plain();
-    let raw_server = quinn_server(&p);
-    let raw_client = quinn_client(p.client.clone());
-    let accept = tokio::spawn({
-        let raw_server = raw_server.clone();
-        async move {
-            raw_server
-                .accept()
-                .await
-                .expect("incoming")
-                .await
-                .expect("raw accept")
-        }
-    });
-    let rq_client = raw_client
-        .connect(raw_server.local_addr().expect("addr"), "localhost")
-        .expect("connect")
-        .await
-        .expect("raw");
-    let rq_server = accept.await.expect("accept");
     let (mut q, mut rq, mut t, mut rt) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     // Alternate ours and baseline so both see the same machine state.
     for _ in 0..rounds {
-        rq.push(bulk_raw_quinn(&rq_client, &rq_server, total).await);
+        rq.push(bulk_raw_quinn(rq_client, rq_server, total).await);
         q.push(bulk_ours(&q_client, &q_server, total).await);
         rt.push(bulk_raw_tls(&p, total).await);
         t.push(bulk_ours(&t_client, &t_server, total).await);
@@ -569,27 +588,9 @@ async fn fairness(suite: &mut Suite) {
         .await
         .expect("quic");
     let s = server.accept().await.expect("accept");
-    let p = plain();
-    let raw_server = quinn_server(&p);
-    let raw_client = quinn_client(p.client.clone());
-    let accept = tokio::spawn({
-        let raw_server = raw_server.clone();
-        async move {
-            raw_server
-                .accept()
-                .await
-                .expect("incoming")
-                .await
-                .expect("raw accept")
-        }
-    });
-    let rc = raw_client
-        .connect(raw_server.local_addr().expect("addr"), "localhost")
-        .expect("connect")
-        .await
-        .expect("raw");
-    let rs = accept.await.expect("accept");
-    let raw = fairness_raw(&rc, &rs, 64, each).await;
+    let pair = raw_quinn_pair().await;
+    let (rc, rs) = (&pair.client, &pair.server);
+    let raw = fairness_raw(rc, rs, 64, each).await;
     let ours = fairness_ours(&c, &s, 64, each).await;
     suite.record_vs(
         "quic.streams64_fairness",

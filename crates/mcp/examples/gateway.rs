@@ -14,13 +14,24 @@
 //!
 //! In HTTP mode it prints `MCP_GATEWAY_URL=<url>` on stdout once listening.
 
-use std::{sync::Arc, time::Duration};
+#![allow(deprecated)] // sampling and logging are deprecated by SEP-2577 in 2026-07-28; served for 2025-11-25 clients.
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
 
 use p2p_foundation_identity::Keypair;
 use p2p_foundation_mcp::{
     Discovery, Gateway, HttpConfig, McpServer, MemoryRegistry, NetworkTools, Prompt, Query,
-    Resource, ResourceTemplate, Router, ServicePublisher, StreamLimits, Tool,
-    rmcp::model::{ContentBlock, GetPromptResult, PromptMessage, ResourceContents, Role},
+    Resource, ResourceTemplate, Router, ServicePublisher, StreamLimits, Tool, complete_from,
+    rmcp::model::{
+        ContentBlock, CreateMessageRequestParams, GetPromptResult, PromptMessage, ResourceContents,
+        Role, SamplingMessage,
+    },
     tcp, tool_result,
 };
 use serde_json::{Value, json};
@@ -83,6 +94,41 @@ fn demo_tools(server: &McpServer) -> Result<(), Box<dyn std::error::Error>> {
         Resource::text("p2pf://readme", "readme", "hello from a p2p node")
             .with_description("A text resource"),
     );
+    // A resource that changes: `bump` increments it and notifies subscribers.
+    let counter = Arc::new(AtomicU64::new(0));
+    let c = counter.clone();
+    server.register_resource(
+        Resource::dynamic("p2pf://counter", "counter", move |_caller| {
+            let n = c.load(Ordering::Relaxed);
+            async move {
+                Ok(vec![ResourceContents::text(
+                    n.to_string(),
+                    "p2pf://counter",
+                )])
+            }
+        })
+        .with_mime_type("text/plain")
+        .with_description("A counter; subscribe to hear when `bump` changes it"),
+    );
+    // The handler holds the server to publish the update (a reference cycle
+    // that lives as long as the process, as the server does here).
+    let publisher = server.clone();
+    server.register_tool(
+        Tool::new("bump")
+            .with_description("Increments p2pf://counter and notifies its subscribers")
+            .handler(move |call| {
+                let counter = counter.clone();
+                let publisher = publisher.clone();
+                async move {
+                    let n = counter.fetch_add(1, Ordering::Relaxed) + 1;
+                    let notified = publisher.notify_resource_updated("p2pf://counter").await;
+                    call.log.info(format!("counter is now {n}")).await;
+                    Ok(tool_result::structured(
+                        json!({"counter": n, "notified": notified}),
+                    ))
+                }
+            }),
+    )?;
     server.register_prompt(
         Prompt::new("greet", "Greets someone", |args| {
             let who = args
@@ -95,7 +141,8 @@ fn demo_tools(server: &McpServer) -> Result<(), Box<dyn std::error::Error>> {
                 format!("Say hello to {who}"),
             )]))
         })
-        .with_argument("name", "Who to greet", true),
+        .with_argument("name", "Who to greet", true)
+        .with_completion(|req| complete_from(&["alice", "alan", "bob"], &req.value)),
     );
     Ok(())
 }
@@ -174,6 +221,144 @@ fn conformance_fixtures(server: &McpServer) -> Result<(), Box<dyn std::error::Er
                 Ok(tool_result::text("Progress test completed"))
             }),
     )?;
+    // Logs three `info` messages ~50 ms apart (tools-call-with-logging); the
+    // library sends them only at the level the client asked for.
+    server.register_tool(
+        Tool::new("test_tool_with_logging")
+            .with_description("Sends log messages during execution")
+            .handler(|call| async move {
+                call.log.info("Tool execution started").await;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                call.log.info("Tool processing data").await;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                call.log.info("Tool execution completed").await;
+                Ok(tool_result::text("Logging test completed"))
+            }),
+    )?;
+    // The 2026-07-28 diagnostic: it always tries to log; a request without
+    // `_meta["io.modelcontextprotocol/logLevel"]` must see no message.
+    server.register_tool(
+        Tool::new("test_logging_tool")
+            .with_description("Logs at every level; the caller's log level decides what is sent")
+            .handler(|call| async move {
+                call.log.debug("debug message from test_logging_tool").await;
+                call.log.info("info message from test_logging_tool").await;
+                call.log.error("error message from test_logging_tool").await;
+                Ok(tool_result::text("Logging tool completed"))
+            }),
+    )?;
+    // Server-to-client requests through the call context (2025-11-25).
+    server.register_tool(
+        Tool::new("test_sampling")
+            .with_description("Asks the client's LLM to answer a prompt (sampling/createMessage)")
+            .with_schema(json!({
+                "type": "object",
+                "properties": {"prompt": {"type": "string"}},
+                "required": ["prompt"]
+            }))
+            .handler(|call| async move {
+                let prompt = call.arguments["prompt"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned();
+                let params =
+                    CreateMessageRequestParams::new(vec![SamplingMessage::user_text(prompt)], 100);
+                let answer = call.client.create_message(params).await?;
+                let text = serde_json::to_value(&answer.message)
+                    .ok()
+                    .and_then(|m| m["content"]["text"].as_str().map(str::to_owned))
+                    .unwrap_or_default();
+                Ok(tool_result::text(format!("LLM response: {text}")))
+            }),
+    )?;
+    let elicit_tool =
+        |name: &str, description: &str, message: Option<&'static str>, schema: Value| {
+            Tool::new(name)
+                .with_description(description)
+                .with_schema(if message.is_some() {
+                    json!({"type": "object"})
+                } else {
+                    json!({
+                        "type": "object",
+                        "properties": {"message": {"type": "string"}},
+                        "required": ["message"]
+                    })
+                })
+                .handler(move |call| {
+                    let schema = schema.clone();
+                    async move {
+                        let message = message.map(str::to_owned).unwrap_or_else(|| {
+                            call.arguments["message"]
+                                .as_str()
+                                .unwrap_or_default()
+                                .to_owned()
+                        });
+                        let r = call.client.elicit(message, schema).await?;
+                        let action = serde_json::to_value(r.action).unwrap_or_default();
+                        let content = r.content.clone().unwrap_or_default();
+                        Ok(tool_result::text(format!(
+                            "Elicitation completed: action={}, content={content}",
+                            action.as_str().unwrap_or_default()
+                        )))
+                    }
+                })
+        };
+    server.register_tool(elicit_tool(
+        "test_elicitation",
+        "Asks the user for a username and email (elicitation/create)",
+        None,
+        json!({
+            "type": "object",
+            "properties": {
+                "username": {"type": "string", "description": "User's response"},
+                "email": {"type": "string", "description": "User's email address"}
+            },
+            "required": ["username", "email"]
+        }),
+    ))?;
+    server.register_tool(elicit_tool(
+        "test_elicitation_sep1034_defaults",
+        "Elicitation with a default for every primitive type (SEP-1034)",
+        Some("Please review and update the form fields with defaults"),
+        json!({
+            "type": "object",
+            "properties": {
+                "name": {"type": "string", "description": "User name", "default": "John Doe"},
+                "age": {"type": "integer", "description": "User age", "default": 30},
+                "score": {"type": "number", "description": "User score", "default": 95.5},
+                "status": {"type": "string", "description": "User status",
+                    "enum": ["active", "inactive", "pending"], "default": "active"},
+                "verified": {"type": "boolean", "description": "Verification status", "default": true}
+            },
+            "required": []
+        }),
+    ))?;
+    server.register_tool(elicit_tool(
+        "test_elicitation_sep1330_enums",
+        "Elicitation with the five enum forms (SEP-1330)",
+        Some("Please select options from the enum fields"),
+        json!({
+            "type": "object",
+            "properties": {
+                "untitledSingle": {"type": "string", "description": "Untitled single-select",
+                    "enum": ["option1", "option2", "option3"]},
+                "titledSingle": {"type": "string", "description": "Titled single-select",
+                    "oneOf": [{"const": "value1", "title": "First Option"},
+                              {"const": "value2", "title": "Second Option"},
+                              {"const": "value3", "title": "Third Option"}]},
+                "legacyEnum": {"type": "string", "description": "Legacy titled enum",
+                    "enum": ["opt1", "opt2", "opt3"],
+                    "enumNames": ["Option One", "Option Two", "Option Three"]},
+                "untitledMulti": {"type": "array", "description": "Untitled multi-select",
+                    "items": {"type": "string", "enum": ["option1", "option2", "option3"]}},
+                "titledMulti": {"type": "array", "description": "Titled multi-select",
+                    "items": {"anyOf": [{"const": "value1", "title": "First Choice"},
+                                        {"const": "value2", "title": "Second Choice"},
+                                        {"const": "value3", "title": "Third Choice"}]}}
+            },
+            "required": []
+        }),
+    ))?;
     server.register_tool(
         Tool::new("json_schema_2020_12_tool")
             .with_description("Tool with JSON Schema 2020-12 features")
@@ -234,7 +419,8 @@ fn conformance_fixtures(server: &McpServer) -> Result<(), Box<dyn std::error::Er
             },
         )
         .with_description("A resource template with an id parameter")
-        .with_mime_type("application/json"),
+        .with_mime_type("application/json")
+        .with_completion(|req| complete_from(&["123", "124", "200"], &req.value)),
     );
     server.register_prompt(Prompt::new(
         "test_simple_prompt",
@@ -268,7 +454,20 @@ fn conformance_fixtures(server: &McpServer) -> Result<(), Box<dyn std::error::Er
             },
         )
         .with_argument("arg1", "First test argument", true)
-        .with_argument("arg2", "Second test argument", true),
+        .with_argument("arg2", "Second test argument", true)
+        .with_completion(|req| {
+            let words = ["paris", "park", "party", "test", "testing", "tested"];
+            complete_from(&words, &req.value)
+        }),
+    );
+    // A resource clients subscribe to (resources-subscribe / -unsubscribe).
+    server.register_resource(
+        Resource::text(
+            "test://watched-resource",
+            "watched-resource",
+            "A resource whose updates can be subscribed to.",
+        )
+        .with_description("A resource for subscription tests"),
     );
     server.register_prompt(
         Prompt::new(

@@ -4,6 +4,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 pub mod access;
+pub mod context;
 mod error;
 pub mod framing;
 pub mod gateway;
@@ -16,14 +17,15 @@ pub mod stream;
 pub mod tcp;
 
 pub use access::{Caller, CapabilityToken, Grant, Policy, RateLimit};
+pub use context::{ClientLink, LogMessage, Logger};
 pub use error::McpError;
 pub use framing::StreamLimits;
 pub use gateway::{Gateway, HttpConfig, HttpGateway, NetworkTools};
 pub use records::{MemoryRegistry, Registry, ServicePublisher, ServiceRecord, ToolRecord};
 pub use router::{Candidate, Discovery, Query, RouteOptions, Routed, Router};
 pub use server::{
-    JsonObject, McpServer, Progress, ProgressUpdate, Prompt, Resource, ResourceTemplate,
-    ServerSettings, Tool, ToolCall, tool_result,
+    CallContext, CompletionRequest, JsonObject, McpServer, Progress, ProgressUpdate, Prompt,
+    Resource, ResourceTemplate, ServerSettings, Tool, ToolCall, complete_from, tool_result,
 };
 pub use stream::{CallOptions, Connector, Era, McpClient, serve_stream};
 

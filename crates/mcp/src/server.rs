@@ -1,6 +1,8 @@
 //! The node-local MCP server: user-registered tools, resources and prompts,
 //! served through rmcp's engine to any transport, with per-tool access
-//! control, per-peer rate limits, argument validation, progress and cancellation.
+//! control, per-peer rate limits, argument validation, progress and cancellation,
+//! logging, argument completion and resource subscriptions.
+#![allow(deprecated)] // rmcp marks logging (SEP-2577) and resources/subscribe deprecated.
 
 use std::{
     collections::BTreeMap,
@@ -17,14 +19,17 @@ use p2p_foundation_identity::PeerId;
 use rmcp::{
     ErrorData, RoleServer, ServerHandler,
     model::{
-        CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock as Content,
-        ErrorCode, GetPromptRequestParams, GetPromptResponse, GetPromptResult, Implementation,
-        ListPromptsResult, ListResourceTemplatesResult, ListResourcesResult, ListToolsResult,
+        CallToolRequestParams, CallToolResponse, CallToolResult, CompleteRequestParams,
+        CompleteResult, CompletionInfo, ContentBlock as Content, ErrorCode, GetPromptRequestParams,
+        GetPromptResponse, GetPromptResult, Implementation, ListPromptsResult,
+        ListResourceTemplatesResult, ListResourcesResult, ListToolsResult, LoggingLevel,
         PaginatedRequestParams, ProgressNotificationParam, ProgressToken, PromptArgument,
-        ReadResourceRequestParams, ReadResourceResponse, ReadResourceResult, ResourceContents,
-        ServerCapabilities, ServerConfig,
+        ReadResourceRequestParams, ReadResourceResponse, ReadResourceResult, Reference,
+        ResourceContents, ServerCapabilities, ServerConfig, SetLevelRequestMethod,
+        SetLevelRequestParams, SubscribeRequestParams, SubscriptionFilter,
+        UnsubscribeRequestParams,
     },
-    service::{Peer, RequestContext},
+    service::{Peer, RequestContext, SubscriptionContext, SubscriptionSink},
 };
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
@@ -32,6 +37,7 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     McpError,
     access::{self, CAPABILITY_META_KEY, Caller, Policy, RateLimit, RateLimiter},
+    context::{ClientLink, Logger},
     schema,
 };
 
@@ -54,6 +60,42 @@ type TemplateFn = Arc<
         + Sync,
 >;
 type PromptFn = Arc<dyn Fn(JsonObject) -> Result<GetPromptResult, ErrorData> + Send + Sync>;
+type CompleteFn = Arc<dyn Fn(&CompletionRequest) -> Vec<String> + Send + Sync>;
+
+/// One `completion/complete` request for an argument of a prompt or of a
+/// resource template, as a completion provider sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompletionRequest {
+    /// The argument (prompt argument or template variable) being completed.
+    pub argument: String,
+    /// What the user typed so far.
+    pub value: String,
+    /// Arguments the user already filled in (`context.arguments`).
+    pub context: BTreeMap<String, String>,
+}
+
+/// The `values` that start with `partial` (case-insensitively), in their order:
+/// the usual completion provider over a fixed list.
+pub fn complete_from<S: AsRef<str>>(values: &[S], partial: &str) -> Vec<String> {
+    let partial = partial.to_lowercase();
+    values
+        .iter()
+        .map(AsRef::as_ref)
+        .filter(|v| v.to_lowercase().starts_with(&partial))
+        .map(str::to_owned)
+        .collect()
+}
+
+fn completion_result(values: Vec<String>) -> CompleteResult {
+    let total = values.len();
+    let mut values = values;
+    values.truncate(CompletionInfo::MAX_VALUES);
+    let mut info = CompletionInfo::default();
+    info.has_more = Some(total > values.len());
+    info.total = Some(u32::try_from(total).unwrap_or(u32::MAX));
+    info.values = values;
+    CompleteResult::new(info)
+}
 
 /// Reports progress of one tool call to its caller (a no-op when the caller
 /// did not ask for progress). Crosses peers: the notification travels back
@@ -141,6 +183,23 @@ pub struct ToolCall {
     /// Progress reporter for this call.
     pub progress: Progress,
     /// Cancelled when the caller cancels the call (or disconnects).
+    pub cancel: CancellationToken,
+    /// Log messages to the caller (`notifications/message`), at the level it asked for.
+    pub log: Logger,
+    /// Requests back to the calling client (sampling, elicitation).
+    pub client: ClientLink,
+}
+
+/// The caller-side channels of one call, for [`McpServer::call_with`].
+#[derive(Debug, Clone, Default)]
+pub struct CallContext {
+    /// Progress reporter.
+    pub progress: Progress,
+    /// Log listener.
+    pub log: Logger,
+    /// Link back to the calling client.
+    pub client: ClientLink,
+    /// Cancellation of the call.
     pub cancel: CancellationToken,
 }
 
@@ -426,6 +485,7 @@ impl Resource {
 pub struct ResourceTemplate {
     def: rmcp::model::ResourceTemplate,
     read: TemplateFn,
+    complete: Option<CompleteFn>,
 }
 
 impl std::fmt::Debug for ResourceTemplate {
@@ -446,7 +506,23 @@ impl ResourceTemplate {
         Self {
             def: rmcp::model::ResourceTemplate::new(uri_template, name),
             read: Arc::new(move |u, v, c| Box::pin(read(u, v, c))),
+            complete: None,
         }
+    }
+
+    /// Set the completion provider for the template's variables
+    /// (`completion/complete` with a `ref/resource` reference).
+    pub fn with_completion<F>(mut self, provider: F) -> Self
+    where
+        F: Fn(&CompletionRequest) -> Vec<String> + Send + Sync + 'static,
+    {
+        self.complete = Some(Arc::new(provider));
+        self
+    }
+
+    /// The URI template.
+    pub fn uri_template(&self) -> &str {
+        &self.def.uri_template
     }
 
     /// Set the description.
@@ -502,6 +578,7 @@ pub fn match_template(template: &str, uri: &str) -> Option<BTreeMap<String, Stri
 pub struct Prompt {
     def: rmcp::model::Prompt,
     render: PromptFn,
+    complete: Option<CompleteFn>,
 }
 
 impl std::fmt::Debug for Prompt {
@@ -521,7 +598,27 @@ impl Prompt {
         Self {
             def: rmcp::model::Prompt::new(name, Some(description), None),
             render: Arc::new(render),
+            complete: None,
         }
+    }
+
+    /// Set the completion provider for the prompt's arguments
+    /// (`completion/complete` with a `ref/prompt` reference). It is asked
+    /// only about declared arguments.
+    ///
+    /// ```
+    /// use p2p_foundation_mcp::{Prompt, complete_from};
+    /// let p = Prompt::new("travel", "Plan a trip", |_| Err(p2p_foundation_mcp::rmcp::ErrorData::internal_error("unused", None)))
+    ///     .with_argument("city", "Destination", true)
+    ///     .with_completion(|req| complete_from(&["paris", "park", "prague"], &req.value));
+    /// assert_eq!(p.name(), "travel");
+    /// ```
+    pub fn with_completion<F>(mut self, provider: F) -> Self
+    where
+        F: Fn(&CompletionRequest) -> Vec<String> + Send + Sync + 'static,
+    {
+        self.complete = Some(Arc::new(provider));
+        self
     }
 
     /// Declare an argument.
@@ -592,6 +689,32 @@ struct Inner {
     rate: Option<RateLimiter>,
     in_flight: AtomicU64,
     served: AtomicU64,
+    /// Resource URI -> who subscribed to its updates.
+    subscribers: std::sync::Mutex<BTreeMap<String, Vec<Subscriber>>>,
+    next_session: AtomicU64,
+}
+
+/// One subscription to a resource's updates.
+#[derive(Clone)]
+enum Subscriber {
+    /// `resources/subscribe` on a 2025-11-25 session.
+    Session {
+        session: u64,
+        peer: Peer<RoleServer>,
+    },
+    /// One `subscriptions/listen` stream (2026-07-28).
+    Listen {
+        session: u64,
+        sink: SubscriptionSink,
+    },
+}
+
+impl Subscriber {
+    fn session(&self) -> u64 {
+        match self {
+            Subscriber::Session { session, .. } | Subscriber::Listen { session, .. } => *session,
+        }
+    }
 }
 
 /// The node-local MCP server. Cheap to clone; every clone is the same server.
@@ -643,6 +766,8 @@ impl McpServer {
                 rate,
                 in_flight: AtomicU64::new(0),
                 served: AtomicU64::new(0),
+                subscribers: std::sync::Mutex::default(),
+                next_session: AtomicU64::new(1),
             }),
         }
     }
@@ -727,7 +852,113 @@ impl McpServer {
             server: self.clone(),
             caller,
             extra: None,
+            id: self.inner.next_session.fetch_add(1, Ordering::Relaxed),
+            log_level: Arc::new(RwLock::new(None)),
         }
+    }
+
+    /// Tell every client subscribed to `uri` that the resource changed
+    /// (`notifications/resources/updated`: `resources/subscribe` on 2025-11-25
+    /// sessions, `subscriptions/listen` on 2026-07-28). Returns how many
+    /// subscribers were notified; subscribers whose connection is gone are
+    /// dropped.
+    pub async fn notify_resource_updated(&self, uri: &str) -> usize {
+        let targets = self
+            .inner
+            .subscribers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(uri)
+            .cloned()
+            .unwrap_or_default();
+        let mut delivered = 0;
+        let mut gone = Vec::new();
+        for t in targets {
+            let ok = match &t {
+                Subscriber::Session { peer, .. } => peer
+                    .notify_resource_updated(rmcp::model::ResourceUpdatedNotificationParam::new(
+                        uri,
+                    ))
+                    .await
+                    .is_ok(),
+                Subscriber::Listen { sink, .. } => sink.notify_resource_updated(uri).await.is_ok(),
+            };
+            if ok {
+                delivered += 1;
+            } else {
+                gone.push(t.session());
+            }
+        }
+        if !gone.is_empty() {
+            let mut subs = self
+                .inner
+                .subscribers
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            if let Some(list) = subs.get_mut(uri) {
+                list.retain(|s| !gone.contains(&s.session()));
+                if list.is_empty() {
+                    subs.remove(uri);
+                }
+            }
+        }
+        delivered
+    }
+
+    /// How many subscriptions to `uri` are registered.
+    pub fn subscriber_count(&self, uri: &str) -> usize {
+        self.inner
+            .subscribers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(uri)
+            .map_or(0, Vec::len)
+    }
+
+    fn subscribe(&self, uri: &str, sub: Subscriber) {
+        let mut subs = self
+            .inner
+            .subscribers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let list = subs.entry(uri.to_owned()).or_default();
+        let session = sub.session();
+        let is_listen = matches!(sub, Subscriber::Listen { .. });
+        // One `resources/subscribe` per session and URI; listen streams are each their own.
+        if !is_listen
+            && list
+                .iter()
+                .any(|s| s.session() == session && matches!(s, Subscriber::Session { .. }))
+        {
+            return;
+        }
+        list.push(sub);
+    }
+
+    fn unsubscribe(&self, uri: &str, session: u64, listen: bool) -> bool {
+        let mut subs = self
+            .inner
+            .subscribers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let Some(list) = subs.get_mut(uri) else {
+            return false;
+        };
+        let before = list.len();
+        list.retain(|s| s.session() != session || matches!(s, Subscriber::Listen { .. }) != listen);
+        let removed = list.len() != before;
+        if list.is_empty() {
+            subs.remove(uri);
+        }
+        removed
+    }
+
+    /// Whether `uri` names a registered resource or matches a template.
+    pub fn has_resource(&self, uri: &str) -> bool {
+        read(&self.inner.resources).contains_key(uri)
+            || read(&self.inner.templates)
+                .iter()
+                .any(|t| t.matches(uri).is_some())
     }
 
     /// Call a tool in-process, with the same checks as a remote call.
@@ -740,6 +971,37 @@ impl McpServer {
         progress: Progress,
         cancel: CancellationToken,
     ) -> Result<CallToolResult, ErrorData> {
+        self.call_with(
+            caller,
+            name,
+            arguments,
+            capability,
+            CallContext {
+                progress,
+                log: Logger::none(),
+                client: ClientLink::none(),
+                cancel,
+            },
+        )
+        .await
+    }
+
+    /// Call a tool in-process with an explicit [`CallContext`] (progress,
+    /// log listener, client link, cancellation).
+    pub async fn call_with(
+        &self,
+        caller: Caller,
+        name: &str,
+        arguments: JsonObject,
+        capability: Option<&str>,
+        ctx: CallContext,
+    ) -> Result<CallToolResult, ErrorData> {
+        let CallContext {
+            progress,
+            log,
+            client,
+            cancel,
+        } = ctx;
         let tool = self
             .tool(name)
             .ok_or_else(|| ErrorData::invalid_params(format!("unknown tool '{name}'"), None))?;
@@ -770,6 +1032,8 @@ impl McpServer {
             arguments,
             progress,
             cancel: cancel.clone(),
+            log: log.named(name),
+            client,
         };
         // Biased: a handler that watches `cancel` gets to finish its own way
         // in the same poll; one that ignores it is dropped.
@@ -814,9 +1078,12 @@ impl McpServer {
 
     fn info(&self) -> ServerConfig {
         let caps = ServerCapabilities::builder()
-            .enable_tools()
-            .enable_resources()
+            .enable_logging()
+            .enable_completions()
             .enable_prompts()
+            .enable_resources()
+            .enable_resources_subscribe()
+            .enable_tools()
             .build();
         let mut cfg = ServerConfig::new(caps).with_server_info(Implementation::new(
             self.inner.settings.name.clone(),
@@ -835,6 +1102,10 @@ pub struct Session {
     server: McpServer,
     caller: Caller,
     extra: Option<Arc<dyn ExtraTools>>,
+    /// Distinguishes this session's subscriptions.
+    id: u64,
+    /// Level set by `logging/setLevel` (2025-11-25 sessions).
+    log_level: Arc<RwLock<Option<LoggingLevel>>>,
 }
 
 impl std::fmt::Debug for Session {
@@ -875,6 +1146,21 @@ fn capability_from(
         .or_else(|| from(&ctx.meta))
 }
 
+/// Whether this request follows the stateless 2026-07-28 revision.
+fn is_stateless(context: &RequestContext<RoleServer>) -> bool {
+    context
+        .protocol_version()
+        .is_some_and(|v| v.as_str() >= rmcp::model::ProtocolVersion::V_2026_07_28.as_str())
+}
+
+/// The variable names of a level-1 URI template.
+fn template_variables(template: &str) -> impl Iterator<Item = &str> {
+    template
+        .split('{')
+        .skip(1)
+        .filter_map(|part| part.split_once('}').map(|(name, _)| name))
+}
+
 impl ServerHandler for Session {
     fn get_info(&self) -> ServerConfig {
         self.server.info()
@@ -910,6 +1196,20 @@ impl ServerHandler for Session {
             Some(token) => Progress::to_peer(context.peer.clone(), token),
             None => Progress::none(),
         };
+        let stateless = is_stateless(&context);
+        let level = context.meta.log_level().or_else(|| {
+            if stateless {
+                None
+            } else {
+                *read(&self.log_level)
+            }
+        });
+        let log = Logger::to_peer(context.peer.clone(), level);
+        let client = ClientLink::to_peer(
+            context.peer.clone(),
+            context.client_capabilities(),
+            stateless,
+        );
         let arguments = request.arguments.clone().unwrap_or_default();
         if self.server.tool(&request.name).is_none()
             && let Some(extra) = &self.extra
@@ -924,16 +1224,173 @@ impl ServerHandler for Session {
         }
         let capability = capability_from(&request, &context);
         self.server
-            .call(
+            .call_with(
                 self.caller,
                 &request.name,
                 arguments,
                 capability.as_deref(),
-                progress,
-                context.ct.clone(),
+                CallContext {
+                    progress,
+                    log,
+                    client,
+                    cancel: context.ct.clone(),
+                },
             )
             .await
             .map(CallToolResponse::Complete)
+    }
+
+    async fn set_level(
+        &self,
+        request: SetLevelRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        // Removed in 2026-07-28: the level travels in each request's `_meta`.
+        if is_stateless(&context) {
+            return Err(ErrorData::method_not_found::<SetLevelRequestMethod>());
+        }
+        *write(&self.log_level) = Some(request.level);
+        Ok(())
+    }
+
+    async fn complete(
+        &self,
+        request: CompleteRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<CompleteResult, ErrorData> {
+        let req = CompletionRequest {
+            argument: request.argument.name.clone(),
+            value: request.argument.value.clone(),
+            context: request
+                .context
+                .and_then(|c| c.arguments)
+                .map(|a| a.into_iter().collect())
+                .unwrap_or_default(),
+        };
+        let provider = match &request.r#ref {
+            Reference::Prompt(p) => {
+                let prompt = read(&self.server.inner.prompts).get(&p.name).cloned();
+                let Some(prompt) = prompt else {
+                    return Err(ErrorData::invalid_params(
+                        format!("unknown prompt '{}'", p.name),
+                        None,
+                    ));
+                };
+                if !prompt
+                    .def
+                    .arguments
+                    .iter()
+                    .flatten()
+                    .any(|a| a.name == req.argument)
+                {
+                    return Err(ErrorData::invalid_params(
+                        format!("prompt '{}' has no argument '{}'", p.name, req.argument),
+                        None,
+                    ));
+                }
+                prompt.complete.clone()
+            }
+            Reference::Resource(r) => {
+                let template = read(&self.server.inner.templates)
+                    .iter()
+                    .find(|t| t.def.uri_template == r.uri)
+                    .cloned();
+                let Some(template) = template else {
+                    return Err(ErrorData::invalid_params(
+                        format!("unknown resource template '{}'", r.uri),
+                        None,
+                    ));
+                };
+                if !template_variables(&r.uri).any(|v| v == req.argument) {
+                    return Err(ErrorData::invalid_params(
+                        format!("template '{}' has no variable '{}'", r.uri, req.argument),
+                        None,
+                    ));
+                }
+                template.complete.clone()
+            }
+            other => {
+                return Err(ErrorData::invalid_params(
+                    format!("unsupported completion reference {other:?}"),
+                    None,
+                ));
+            }
+        };
+        let values = provider.map(|f| f(&req)).unwrap_or_default();
+        Ok(completion_result(values))
+    }
+
+    async fn subscribe(
+        &self,
+        request: SubscribeRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        if !self.server.has_resource(&request.uri) {
+            return Err(ErrorData::resource_not_found(
+                format!("resource '{}' not found", request.uri),
+                Some(serde_json::json!({"uri": request.uri})),
+            ));
+        }
+        self.server.subscribe(
+            &request.uri,
+            Subscriber::Session {
+                session: self.id,
+                peer: context.peer.clone(),
+            },
+        );
+        Ok(())
+    }
+
+    async fn unsubscribe(
+        &self,
+        request: UnsubscribeRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        // Unsubscribing from something not subscribed is not an error.
+        self.server.unsubscribe(&request.uri, self.id, false);
+        Ok(())
+    }
+
+    fn accepted_subscription_filter(
+        &self,
+        requested: &SubscriptionFilter,
+    ) -> Option<SubscriptionFilter> {
+        let mut accepted = SubscriptionFilter::default();
+        accepted.resource_subscriptions = requested.resource_subscriptions.as_ref().map(|uris| {
+            uris.iter()
+                .filter(|u| self.server.has_resource(u))
+                .cloned()
+                .collect()
+        });
+        Some(accepted)
+    }
+
+    async fn listen(&self, context: SubscriptionContext) -> Result<(), ErrorData> {
+        let uris = context
+            .accepted()
+            .resource_subscriptions
+            .clone()
+            .unwrap_or_default();
+        // Each listen stream is its own subscriber, removed when it ends.
+        let session = self
+            .server
+            .inner
+            .next_session
+            .fetch_add(1, Ordering::Relaxed);
+        for uri in &uris {
+            self.server.subscribe(
+                uri,
+                Subscriber::Listen {
+                    session,
+                    sink: context.sink().clone(),
+                },
+            );
+        }
+        context.cancelled().await;
+        for uri in &uris {
+            self.server.unsubscribe(uri, session, true);
+        }
+        Ok(())
     }
 
     async fn list_resources(

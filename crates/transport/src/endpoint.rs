@@ -19,6 +19,7 @@ use tracing::Instrument;
 use crate::config::Config;
 use crate::connection::{Connection, PathKind, QuicStart};
 use crate::error::{Result, TransportError};
+use crate::filter::{CidKey, Filter, FilteredSocket, KeyedCidGenerator};
 use crate::header::{self, StreamKind};
 use crate::limits::HandshakeLimiter;
 use crate::metrics::{FailureReason, Metrics, MetricsSnapshot};
@@ -100,6 +101,7 @@ struct EndpointInner {
     tcp_addr: Option<SocketAddr>,
     incoming: Mutex<mpsc::Receiver<Connection>>,
     tasks: Vec<AbortHandle>,
+    filter: Arc<Filter>,
 }
 
 impl Drop for EndpointInner {
@@ -224,10 +226,27 @@ impl Endpoint {
         server.max_incoming(4096);
         let (addr, v6only) = config.listen.socket_addr();
         let (udp, tcp) = bind_pair(addr, v6only, config.tcp_listener)?;
-        let quic = quinn::Endpoint::new(
-            quinn::EndpointConfig::default(),
+        let metrics = Arc::new(Metrics::default());
+        // Connection ids come from a keyed generator the receive filter can check, and the
+        // fixed bit is not greased, so a clear fixed bit is always junk (see filter.rs).
+        let cid_key = Arc::new(CidKey::new());
+        let mut endpoint_config = quinn::EndpointConfig::default();
+        endpoint_config.grease_quic_bit(false);
+        endpoint_config.cid_generator({
+            let key = cid_key.clone();
+            move || Box::new(KeyedCidGenerator(key.clone()))
+        });
+        let filter = Arc::new(Filter::new(
+            cid_key,
+            metrics.clone(),
+            config.max_connections.saturating_mul(2),
+        ));
+        let socket = FilteredSocket::wrap(udp, filter.clone())
+            .map_err(|source| TransportError::Bind { addr, source })?;
+        let quic = quinn::Endpoint::new_with_abstract_socket(
+            endpoint_config,
             Some(server),
-            udp,
+            socket,
             Arc::new(quinn::TokioRuntime),
         )
         .map_err(|source| TransportError::Bind { addr, source })?;
@@ -239,7 +258,7 @@ impl Endpoint {
             )),
             config,
             tls,
-            metrics: Arc::new(Metrics::default()),
+            metrics,
             open: AtomicUsize::new(0),
             transport,
         });
@@ -273,6 +292,7 @@ impl Endpoint {
                 tcp_addr,
                 incoming: Mutex::new(incoming_rx),
                 tasks,
+                filter,
             }),
         })
     }
@@ -315,11 +335,12 @@ impl Endpoint {
             SocketAddr::V6(a) if a.ip().is_unspecified() => Some(false),
             SocketAddr::V6(_) => Some(true),
         };
-        let sock =
-            udp_socket(addr, v6only).map_err(|source| TransportError::Bind { addr, source })?;
+        let sock = udp_socket(addr, v6only)
+            .and_then(|s| FilteredSocket::wrap(s, self.inner.filter.clone()))
+            .map_err(|source| TransportError::Bind { addr, source })?;
         self.inner
             .quic
-            .rebind(sock)
+            .rebind_abstract(sock)
             .map_err(|source| TransportError::Bind { addr, source })
     }
 

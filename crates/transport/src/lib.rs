@@ -7,6 +7,7 @@ mod config;
 mod connection;
 mod endpoint;
 mod error;
+pub mod filter;
 pub mod header;
 mod limits;
 mod metrics;
@@ -21,7 +22,7 @@ pub use connection::{
 };
 pub use endpoint::{EarlyConnect, Endpoint};
 pub use error::{Result, TransportError};
-pub use metrics::{FailureReason, MetricsSnapshot};
+pub use metrics::{FailureReason, JunkReason, MetricsSnapshot};
 pub use stream::{RecvStream, STREAM_CANCELLED, SendStream};
 pub use tls::ALPN;
 

@@ -20,6 +20,51 @@ pub enum FailureReason {
     Transport,
 }
 
+/// Why a received UDP datagram was refused before QUIC parsed it (see the receive filter in
+/// `docs/protocols/transport.md`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum JunkReason {
+    /// Empty, or ends before its QUIC header does (a short-header packet too small to carry
+    /// a packet number and the header-protection sample).
+    TooShort,
+    /// The QUIC fixed bit (`0x40`) is clear; this endpoint does not grease it (RFC 9287).
+    FixedBitClear,
+    /// A long header with a version we do not speak. Counted, then passed on so QUIC can
+    /// answer with Version Negotiation (RFC 9000 §6) when the datagram is large enough.
+    UnsupportedVersion,
+    /// An Initial packet in a datagram smaller than 1,200 bytes (RFC 9000 §14.1).
+    InitialTooSmall,
+    /// A short-header, Handshake or Retry packet whose destination connection id this
+    /// endpoint did not issue (its keyed tag does not verify).
+    UnknownConnectionId,
+    /// A long header with a connection id longer than 20 bytes.
+    Malformed,
+}
+
+impl JunkReason {
+    /// Every reason, in counter order.
+    pub const ALL: [JunkReason; 6] = [
+        JunkReason::TooShort,
+        JunkReason::FixedBitClear,
+        JunkReason::UnsupportedVersion,
+        JunkReason::InitialTooSmall,
+        JunkReason::UnknownConnectionId,
+        JunkReason::Malformed,
+    ];
+
+    fn index(self) -> usize {
+        match self {
+            JunkReason::TooShort => 0,
+            JunkReason::FixedBitClear => 1,
+            JunkReason::UnsupportedVersion => 2,
+            JunkReason::InitialTooSmall => 3,
+            JunkReason::UnknownConnectionId => 4,
+            JunkReason::Malformed => 5,
+        }
+    }
+}
+
 /// A point-in-time copy of an endpoint's counters.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -54,6 +99,20 @@ pub struct MetricsSnapshot {
     pub streams_refused_header: u64,
     /// 0-RTT streams refused because their protocol is not replay-safe.
     pub streams_refused_0rtt: u64,
+    /// Datagrams dropped as too short ([`JunkReason::TooShort`]).
+    pub junk_too_short: u64,
+    /// Datagrams dropped with the fixed bit clear ([`JunkReason::FixedBitClear`]).
+    pub junk_fixed_bit_clear: u64,
+    /// Datagrams with an unsupported QUIC version ([`JunkReason::UnsupportedVersion`]);
+    /// counted, not dropped.
+    pub junk_unsupported_version: u64,
+    /// Initial packets dropped in undersized datagrams ([`JunkReason::InitialTooSmall`]).
+    pub junk_initial_too_small: u64,
+    /// Datagrams dropped for a connection id we never issued
+    /// ([`JunkReason::UnknownConnectionId`]).
+    pub junk_unknown_connection_id: u64,
+    /// Datagrams dropped with a malformed long header ([`JunkReason::Malformed`]).
+    pub junk_malformed: u64,
 }
 
 impl MetricsSnapshot {
@@ -67,6 +126,23 @@ impl MetricsSnapshot {
             FailureReason::Tls => self.failed_tls,
             FailureReason::Transport => self.failed_transport,
         }
+    }
+
+    /// The count for one junk-datagram reason.
+    pub fn junk(&self, reason: JunkReason) -> u64 {
+        match reason {
+            JunkReason::TooShort => self.junk_too_short,
+            JunkReason::FixedBitClear => self.junk_fixed_bit_clear,
+            JunkReason::UnsupportedVersion => self.junk_unsupported_version,
+            JunkReason::InitialTooSmall => self.junk_initial_too_small,
+            JunkReason::UnknownConnectionId => self.junk_unknown_connection_id,
+            JunkReason::Malformed => self.junk_malformed,
+        }
+    }
+
+    /// Datagrams counted for any junk reason.
+    pub fn junk_total(&self) -> u64 {
+        JunkReason::ALL.iter().map(|r| self.junk(*r)).sum()
     }
 }
 
@@ -82,6 +158,7 @@ pub(crate) struct Metrics {
     failures: [AtomicU64; 6],
     pub(crate) refused_header: AtomicU64,
     pub(crate) refused_0rtt: AtomicU64,
+    junk: [AtomicU64; 6],
 }
 
 fn index(reason: FailureReason) -> usize {
@@ -100,8 +177,13 @@ impl Metrics {
         self.failures[index(reason)].fetch_add(1, Relaxed);
     }
 
+    pub(crate) fn junk(&self, reason: JunkReason) {
+        self.junk[reason.index()].fetch_add(1, Relaxed);
+    }
+
     pub(crate) fn snapshot(&self) -> MetricsSnapshot {
         let f = |r| self.failures[index(r)].load(Relaxed);
+        let j = |r: JunkReason| self.junk[r.index()].load(Relaxed);
         MetricsSnapshot {
             bytes_in: self.bytes_in.load(Relaxed),
             bytes_out: self.bytes_out.load(Relaxed),
@@ -118,6 +200,12 @@ impl Metrics {
             failed_transport: f(FailureReason::Transport),
             streams_refused_header: self.refused_header.load(Relaxed),
             streams_refused_0rtt: self.refused_0rtt.load(Relaxed),
+            junk_too_short: j(JunkReason::TooShort),
+            junk_fixed_bit_clear: j(JunkReason::FixedBitClear),
+            junk_unsupported_version: j(JunkReason::UnsupportedVersion),
+            junk_initial_too_small: j(JunkReason::InitialTooSmall),
+            junk_unknown_connection_id: j(JunkReason::UnknownConnectionId),
+            junk_malformed: j(JunkReason::Malformed),
         }
     }
 }

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use common::*;
-use p2p_foundation_transport::{Listen, PathKind, TransportError};
+use p2p_foundation_transport::{JunkReason, Listen, PathKind, TransportError};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn junk(seed: &mut u64, buf: &mut [u8]) {
@@ -18,6 +18,45 @@ fn junk(seed: &mut u64, buf: &mut [u8]) {
     }
 }
 
+/// One junk datagram of the given kind (see `JunkReason`), with pseudo-random contents.
+fn junk_datagram(reason: JunkReason, seed: &mut u64, i: usize) -> Vec<u8> {
+    let long = |first: u8, version: u32, dcid_len: u8, total: usize, seed: &mut u64| {
+        let mut p = vec![0u8; total];
+        junk(seed, &mut p);
+        p[0] = first;
+        p[1..5].copy_from_slice(&version.to_be_bytes());
+        p[5] = dcid_len;
+        p[6 + usize::from(dcid_len)] = 8;
+        p
+    };
+    match reason {
+        // A short header too small for a packet number and the header-protection sample.
+        JunkReason::TooShort => {
+            let mut p = vec![0u8; 1 + i % 20];
+            junk(seed, &mut p);
+            p[0] = 0x40 | (p[0] & 0x3f);
+            p
+        }
+        JunkReason::FixedBitClear => {
+            let mut p = vec![0u8; 1 + i % 1400];
+            junk(seed, &mut p);
+            p[0] &= !0x40;
+            p
+        }
+        JunkReason::UnsupportedVersion => long(0xc0, 0x1a2a_3a4a, 8, 1200, seed),
+        JunkReason::InitialTooSmall => long(0xc0, 1, 8, 40 + i % 1100, seed),
+        // A short header with a connection id we never issued (2^-40 odds of a forgery).
+        JunkReason::UnknownConnectionId => {
+            let mut p = vec![0u8; 40 + i % 1300];
+            junk(seed, &mut p);
+            p[0] = 0x40 | (p[0] & 0x3f);
+            p
+        }
+        JunkReason::Malformed => long(0xc0, 1, 21 + (i % 200) as u8, 1300, seed),
+        other => panic!("no junk for {other:?}"),
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn junk_datagram_flood_does_not_disturb_a_transfer() {
     guard(async {
@@ -26,20 +65,20 @@ async fn junk_datagram_flood_does_not_disturb_a_transfer() {
         let echo_task = spawn_echo(server.clone());
         let target = server.local_addr().unwrap();
         let conn = client.connect_quic(server.peer_id(), target).await.unwrap();
+        let before = server.metrics();
+        assert_eq!(
+            before.junk_total(),
+            0,
+            "a good handshake is not junk: {before:?}"
+        );
+        const PER_REASON: usize = 3000;
         let flood = tokio::spawn(async move {
             let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
             let mut seed = 0x9e37_79b9_7f4a_7c15u64;
-            let mut buf = [0u8; 1400];
-            for i in 0..20_000u32 {
-                let len = 1 + (i as usize * 37) % buf.len();
-                junk(&mut seed, &mut buf[..len]);
-                // Every other datagram looks like a QUIC long-header Initial (version 1).
-                if i % 2 == 0 && len > 8 {
-                    buf[0] = 0xc0 | (buf[0] & 0x0f);
-                    buf[1..5].copy_from_slice(&1u32.to_be_bytes());
-                    buf[5] = 8;
-                }
-                let _ = sock.send_to(&buf[..len], target).await;
+            for i in 0..PER_REASON * JunkReason::ALL.len() {
+                let reason = JunkReason::ALL[i % JunkReason::ALL.len()];
+                let d = junk_datagram(reason, &mut seed, i / JunkReason::ALL.len());
+                let _ = sock.send_to(&d, target).await;
                 if i % 64 == 0 {
                     tokio::task::yield_now().await;
                 }
@@ -51,10 +90,59 @@ async fn junk_datagram_flood_does_not_disturb_a_transfer() {
         let back = echo(&conn, "/t/bulk/1", &data).await;
         assert!(back == data, "transfer corrupted under junk flood");
         flood.await.unwrap();
+        // Every reason sent was counted (some datagrams may be lost in the kernel's socket
+        // buffer under the flood, never more than were sent), and nothing else was.
+        let m = wait_metrics(&server, |m| JunkReason::ALL.iter().all(|r| m.junk(*r) > 0)).await;
+        for r in JunkReason::ALL {
+            assert!(m.junk(r) <= PER_REASON as u64, "{r:?}: {m:?}");
+        }
+        // The client saw no junk at all: the server's packets all pass its filter.
+        assert_eq!(client.metrics().junk_total(), 0, "{:?}", client.metrics());
         // Still serving new peers after the flood.
         let other = endpoint(Listen::loopback_v4()).await;
         let c2 = other.connect_quic(server.peer_id(), target).await.unwrap();
         assert_eq!(echo(&c2, "/t/1", b"after").await, b"after");
+        assert_eq!(other.metrics().junk_total(), 0);
+        echo_task.abort();
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_junk_reason_is_counted_exactly() {
+    guard(async {
+        let server = endpoint(Listen::loopback_v4()).await;
+        let echo_task = spawn_echo(server.clone());
+        let target = server.local_addr().unwrap();
+        let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let mut seed = 42u64;
+        for (k, reason) in JunkReason::ALL.into_iter().enumerate() {
+            for i in 0..3 {
+                let d = junk_datagram(reason, &mut seed, i * 101 + k);
+                sock.send_to(&d, target).await.unwrap();
+                wait_metrics(&server, |m| m.junk(reason) == i as u64 + 1).await;
+            }
+        }
+        // An unsupported version in a full-size datagram is answered with Version
+        // Negotiation (version 0) listing the versions we speak.
+        let mut buf = [0u8; 2048];
+        let vn = loop {
+            let (n, _) = sock.recv_from(&mut buf).await.unwrap();
+            if buf[1..5] == [0, 0, 0, 0] {
+                break buf[..n].to_vec();
+            }
+        };
+        assert!(vn[0] & 0x80 != 0, "Version Negotiation has a long header");
+        let m = server.metrics();
+        for r in JunkReason::ALL {
+            assert_eq!(m.junk(r), 3, "{r:?}: {m:?}");
+        }
+        // No handshake was attempted by any of it, and the endpoint still serves.
+        assert_eq!(m.quic_connections_total, 0);
+        let client = endpoint(Listen::loopback_v4()).await;
+        let c = client.connect_quic(server.peer_id(), target).await.unwrap();
+        assert_eq!(echo(&c, "/t/1", b"ok").await, b"ok");
+        assert_eq!(server.metrics().junk_total(), 18);
         echo_task.abort();
     })
     .await;

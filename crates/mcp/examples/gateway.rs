@@ -26,11 +26,12 @@ use std::{
 
 use p2p_foundation_identity::Keypair;
 use p2p_foundation_mcp::{
-    Discovery, Gateway, HttpConfig, McpServer, MemoryRegistry, NetworkTools, Prompt, Query,
-    Resource, ResourceTemplate, Router, ServicePublisher, StreamLimits, Tool, complete_from,
+    Discovery, Gateway, HttpConfig, InputNeeded, InputRound, McpServer, MemoryRegistry,
+    NetworkTools, Outcome, Prompt, Query, Resource, ResourceTemplate, Router, ServicePublisher,
+    StreamLimits, Tool, complete_from,
     rmcp::model::{
-        ContentBlock, CreateMessageRequestParams, GetPromptResult, PromptMessage, ResourceContents,
-        Role, SamplingMessage,
+        ContentBlock, CreateMessageRequestParams, ElicitationAction, GetPromptResult,
+        PromptMessage, ResourceContents, Role, SamplingMessage,
     },
     tcp, tool_result,
 };
@@ -505,6 +506,287 @@ fn conformance_fixtures(server: &McpServer) -> Result<(), Box<dyn std::error::Er
     Ok(())
 }
 
+fn name_schema(field: &str) -> Value {
+    json!({"type": "object", "properties": {field: {"type": "string"}}, "required": [field]})
+}
+
+/// The accepted content of elicitation `key` in this round, if any.
+fn accepted(round: &InputRound, key: &str) -> Option<serde_json::Map<String, Value>> {
+    let r = round.elicitation(key)?;
+    (r.action == ElicitationAction::Accept)
+        .then(|| r.content.and_then(|c| c.as_object().cloned()))
+        .flatten()
+}
+
+fn sampled_text(round: &InputRound, key: &str) -> Option<String> {
+    let r = round.sampling(key)?;
+    let v = serde_json::to_value(&r.message).ok()?;
+    v["content"]["text"].as_str().map(str::to_owned)
+}
+
+/// Multi-round (SEP-2322) fixtures: each asks for client input with
+/// `InputNeeded` and finishes when a later round carries the answers. On a
+/// 2025-11-25 session the server asks the client itself and reruns them.
+fn multi_round_fixtures(server: &McpServer) -> Result<(), Box<dyn std::error::Error>> {
+    let tool =
+        |name: &str, description: &str| Tool::new(name).with_description(description.to_owned());
+    server.register_tool(
+        tool(
+            "test_input_required_result_elicitation",
+            "Asks the user's name, then greets them",
+        )
+        .handler(|call| async move {
+            Ok(match accepted(&call.input, "user_name") {
+                Some(c) => {
+                    let name = c.get("name").and_then(Value::as_str).unwrap_or("stranger");
+                    tool_result::text(format!("Hello, {name}!")).into()
+                }
+                None => Outcome::InputRequired(InputNeeded::new().elicit(
+                    "user_name",
+                    "What is your name?",
+                    name_schema("name"),
+                )),
+            })
+        }),
+    )?;
+    server.register_tool(
+        tool(
+            "test_input_required_result_sampling",
+            "Asks the client's LLM a question",
+        )
+        .handler(|call| async move {
+            Ok(match sampled_text(&call.input, "capital_question") {
+                Some(answer) => tool_result::text(format!("LLM said: {answer}")).into(),
+                None => Outcome::InputRequired(InputNeeded::new().sample(
+                    "capital_question",
+                    CreateMessageRequestParams::new(
+                        vec![SamplingMessage::user_text("What is the capital of France?")],
+                        100,
+                    ),
+                )),
+            })
+        }),
+    )?;
+    server.register_tool(
+        tool(
+            "test_input_required_result_list_roots",
+            "Lists the client's roots",
+        )
+        .handler(|call| async move {
+            Ok(match call.input.roots("client_roots") {
+                Some(r) => {
+                    let uris: Vec<String> = r.roots.iter().map(|r| r.uri.clone()).collect();
+                    tool_result::text(format!("Client roots: {}", uris.join(", "))).into()
+                }
+                None => Outcome::InputRequired(InputNeeded::new().list_roots("client_roots")),
+            })
+        }),
+    )?;
+    let confirm_schema =
+        json!({"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"]});
+    for (name, marker) in [
+        (
+            "test_input_required_result_request_state",
+            "confirm-request",
+        ),
+        ("test_input_required_result_tampered_state", "tamper-check"),
+    ] {
+        let schema = confirm_schema.clone();
+        server.register_tool(
+            tool(
+                name,
+                "Asks for confirmation, carrying sealed state to the next round",
+            )
+            .handler(move |call| {
+                let schema = schema.clone();
+                async move {
+                    let state_ok = call.input.state() == Some(&json!({"step": marker}));
+                    Ok(match accepted(&call.input, "confirm") {
+                        Some(c) if state_ok => tool_result::text(format!(
+                            "state-ok: confirmed={}",
+                            c.get("ok").and_then(Value::as_bool).unwrap_or(false)
+                        ))
+                        .into(),
+                        _ => Outcome::InputRequired(
+                            InputNeeded::new()
+                                .elicit("confirm", "Please confirm", schema)
+                                .with_state(json!({"step": marker})),
+                        ),
+                    })
+                }
+            }),
+        )?;
+    }
+    server.register_tool(
+        tool(
+            "test_input_required_result_multiple_inputs",
+            "Needs a name, a greeting and the roots",
+        )
+        .handler(|call| async move {
+            let name = accepted(&call.input, "user_name");
+            let greeting = sampled_text(&call.input, "greeting");
+            let roots = call.input.roots("client_roots");
+            if let (Some(n), Some(g), Some(r)) = (&name, &greeting, &roots) {
+                let who = n.get("name").and_then(Value::as_str).unwrap_or("stranger");
+                return Ok(
+                    tool_result::text(format!("{g} {who} ({} roots)", r.roots.len())).into(),
+                );
+            }
+            // Ask again for whatever is still missing.
+            let mut need = InputNeeded::new().with_state(json!({"step": "multiple"}));
+            if name.is_none() {
+                need = need.elicit("user_name", "What is your name?", name_schema("name"));
+            }
+            if greeting.is_none() {
+                need = need.sample(
+                    "greeting",
+                    CreateMessageRequestParams::new(
+                        vec![SamplingMessage::user_text("Generate a greeting")],
+                        50,
+                    ),
+                );
+            }
+            if roots.is_none() {
+                need = need.list_roots("client_roots");
+            }
+            Ok(Outcome::InputRequired(need))
+        }),
+    )?;
+    server.register_tool(
+        tool(
+            "test_input_required_result_multi_round",
+            "Asks two questions in two rounds",
+        )
+        .handler(|call| async move {
+            let state = call.input.state().cloned().unwrap_or_default();
+            if state["round"] == 2
+                && let Some(c) = accepted(&call.input, "step2")
+            {
+                let name = state["name"].as_str().unwrap_or("stranger");
+                let color = c
+                    .get("color")
+                    .and_then(Value::as_str)
+                    .unwrap_or("no colour");
+                return Ok(tool_result::text(format!("{name} likes {color}")).into());
+            }
+            if state["round"] == 1
+                && let Some(c) = accepted(&call.input, "step1")
+            {
+                let name = c.get("name").cloned().unwrap_or(Value::Null);
+                return Ok(Outcome::InputRequired(
+                    InputNeeded::new()
+                        .elicit(
+                            "step2",
+                            "Step 2: What is your favorite color?",
+                            name_schema("color"),
+                        )
+                        .with_state(json!({"round": 2, "name": name})),
+                ));
+            }
+            Ok(Outcome::InputRequired(
+                InputNeeded::new()
+                    .elicit("step1", "Step 1: What is your name?", name_schema("name"))
+                    .with_state(json!({"round": 1})),
+            ))
+        }),
+    )?;
+    server.register_tool(
+        tool(
+            "test_input_required_result_capabilities",
+            "Asks only for what the client declared it can do",
+        )
+        .handler(|call| async move {
+            if !call.input.is_empty() {
+                let keys: Vec<&str> = ["ask_llm", "ask_user", "roots"]
+                    .into_iter()
+                    .filter(|k| call.input.response(k).is_some())
+                    .collect();
+                return Ok(tool_result::text(format!("answered: {}", keys.join(", "))).into());
+            }
+            let mut need = InputNeeded::new();
+            if call.client.supports_sampling() {
+                need = need.sample(
+                    "ask_llm",
+                    CreateMessageRequestParams::new(vec![SamplingMessage::user_text("Say hi")], 20),
+                );
+            }
+            if call.client.supports_elicitation() {
+                need = need.elicit("ask_user", "Your name?", name_schema("name"));
+            }
+            if call
+                .client
+                .capabilities()
+                .is_some_and(|c| c.roots.is_some())
+            {
+                need = need.list_roots("roots");
+            }
+            Ok(if need.requests().is_empty() {
+                tool_result::text("the client declared nothing to ask").into()
+            } else {
+                Outcome::InputRequired(need)
+            })
+        }),
+    )?;
+    // Needs sampling: a client that did not declare it gets -32021.
+    server.register_tool(
+        tool(
+            "test_missing_capability",
+            "Needs the client's sampling capability",
+        )
+        .handler(|call| async move {
+            Ok(match sampled_text(&call.input, "llm") {
+                Some(t) => tool_result::text(format!("LLM said: {t}")).into(),
+                None => Outcome::InputRequired(InputNeeded::new().sample(
+                    "llm",
+                    CreateMessageRequestParams::new(vec![SamplingMessage::user_text("Hello?")], 20),
+                )),
+            })
+        }),
+    )?;
+    // Asks for input mid-call: on 2026-07-28 the answer is an
+    // InputRequiredResult, never a request on the response stream.
+    server.register_tool(
+        tool(
+            "test_streaming_elicitation",
+            "Reports progress, then asks the user",
+        )
+        .handler(|call| async move {
+            call.progress
+                .report(1.0, Some(2.0), Some("asking".into()))
+                .await;
+            Ok(match accepted(&call.input, "stream_input") {
+                Some(c) => tool_result::text(format!("received {}", Value::Object(c))).into(),
+                None => Outcome::InputRequired(InputNeeded::new().elicit(
+                    "stream_input",
+                    "Please provide a value",
+                    name_schema("value"),
+                )),
+            })
+        }),
+    )?;
+    server.register_prompt(Prompt::multi_round(
+        "test_input_required_result_prompt",
+        "A prompt that asks the user for context first",
+        |_args, round| {
+            Ok(match accepted(round, "user_context") {
+                Some(c) => {
+                    let context = c.get("context").and_then(Value::as_str).unwrap_or_default();
+                    Outcome::Complete(GetPromptResult::new(vec![PromptMessage::new_text(
+                        Role::User,
+                        format!("Use this context: {context}"),
+                    )]))
+                }
+                None => Outcome::InputRequired(InputNeeded::new().elicit(
+                    "user_context",
+                    "What context should the prompt use?",
+                    name_schema("context"),
+                )),
+            })
+        },
+    ));
+    Ok(())
+}
+
 /// Start `n` provider nodes on loopback, publishing `generate_text`.
 async fn network(
     registry: Arc<MemoryRegistry>,
@@ -562,6 +844,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let server = McpServer::new(me.peer_id());
     demo_tools(&server)?;
     conformance_fixtures(&server)?;
+    multi_round_fixtures(&server)?;
     let mut gateway = Gateway::new(server);
 
     let mut _providers = Vec::new();

@@ -9,6 +9,7 @@ mod error;
 pub mod framing;
 pub mod gateway;
 mod hex;
+pub mod mrtr;
 pub mod records;
 pub mod router;
 pub mod schema;
@@ -21,6 +22,7 @@ pub use context::{ClientLink, LogMessage, Logger};
 pub use error::McpError;
 pub use framing::StreamLimits;
 pub use gateway::{Gateway, HttpConfig, HttpGateway, NetworkTools};
+pub use mrtr::{InputNeeded, InputRound, Outcome};
 pub use records::{MemoryRegistry, Registry, ServicePublisher, ServiceRecord, ToolRecord};
 pub use router::{Candidate, Discovery, Query, RouteOptions, Routed, Router};
 pub use server::{

@@ -21,7 +21,7 @@ use rmcp::{
     model::{
         CallToolRequestParams, CallToolResponse, CallToolResult, CompleteRequestParams,
         CompleteResult, CompletionInfo, ContentBlock as Content, ErrorCode, GetPromptRequestParams,
-        GetPromptResponse, GetPromptResult, Implementation, ListPromptsResult,
+        GetPromptResponse, GetPromptResult, Implementation, InputRequiredResult, ListPromptsResult,
         ListResourceTemplatesResult, ListResourcesResult, ListToolsResult, LoggingLevel,
         PaginatedRequestParams, ProgressNotificationParam, ProgressToken, PromptArgument,
         ReadResourceRequestParams, ReadResourceResponse, ReadResourceResult, Reference,
@@ -38,6 +38,7 @@ use crate::{
     McpError,
     access::{self, CAPABILITY_META_KEY, Caller, Policy, RateLimit, RateLimiter},
     context::{ClientLink, Logger},
+    mrtr::{self, InputRound, Outcome, StateSealer},
     schema,
 };
 
@@ -47,7 +48,8 @@ pub type JsonObject = serde_json::Map<String, Value>;
 /// A boxed, sendable future.
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 
-type ToolFn = Arc<dyn Fn(ToolCall) -> BoxFuture<Result<CallToolResult, ErrorData>> + Send + Sync>;
+type ToolFn =
+    Arc<dyn Fn(ToolCall) -> BoxFuture<Result<Outcome<CallToolResult>, ErrorData>> + Send + Sync>;
 type ResourceFn =
     Arc<dyn Fn(Caller) -> BoxFuture<Result<Vec<ResourceContents>, ErrorData>> + Send + Sync>;
 type TemplateFn = Arc<
@@ -59,7 +61,9 @@ type TemplateFn = Arc<
         + Send
         + Sync,
 >;
-type PromptFn = Arc<dyn Fn(JsonObject) -> Result<GetPromptResult, ErrorData> + Send + Sync>;
+type PromptFn = Arc<
+    dyn Fn(JsonObject, &InputRound) -> Result<Outcome<GetPromptResult>, ErrorData> + Send + Sync,
+>;
 type CompleteFn = Arc<dyn Fn(&CompletionRequest) -> Vec<String> + Send + Sync>;
 
 /// One `completion/complete` request for an argument of a prompt or of a
@@ -188,6 +192,9 @@ pub struct ToolCall {
     pub log: Logger,
     /// Requests back to the calling client (sampling, elicitation).
     pub client: ClientLink,
+    /// Responses to the input this tool asked for in earlier rounds (see
+    /// [`crate::mrtr`]); empty on the first round.
+    pub input: InputRound,
 }
 
 /// The caller-side channels of one call, for [`McpServer::call_with`].
@@ -304,13 +311,19 @@ impl Tool {
         self
     }
 
-    /// Set the handler.
-    pub fn handler<F, Fut>(mut self, f: F) -> Self
+    /// Set the handler. It returns a [`CallToolResult`], or an
+    /// [`InputNeeded`](crate::mrtr::InputNeeded) when it needs the client's
+    /// help first (multi-round, see [`crate::mrtr`]).
+    pub fn handler<F, Fut, R>(mut self, f: F) -> Self
     where
         F: Fn(ToolCall) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<CallToolResult, ErrorData>> + Send + 'static,
+        Fut: Future<Output = Result<R, ErrorData>> + Send + 'static,
+        R: Into<Outcome<CallToolResult>> + 'static,
     {
-        self.handler = Some(Arc::new(move |call| Box::pin(f(call))));
+        self.handler = Some(Arc::new(move |call| {
+            let fut = f(call);
+            Box::pin(async move { fut.await.map(Into::into) })
+        }));
         self
     }
 
@@ -595,6 +608,24 @@ impl Prompt {
     where
         F: Fn(JsonObject) -> Result<GetPromptResult, ErrorData> + Send + Sync + 'static,
     {
+        Self::multi_round(name, description, move |args, _round| {
+            render(args).map(Outcome::Complete)
+        })
+    }
+
+    /// A prompt whose renderer may first ask the client for input
+    /// (multi-round, see [`crate::mrtr`]).
+    pub fn multi_round<F>(
+        name: impl Into<String>,
+        description: impl Into<String>,
+        render: F,
+    ) -> Self
+    where
+        F: Fn(JsonObject, &InputRound) -> Result<Outcome<GetPromptResult>, ErrorData>
+            + Send
+            + Sync
+            + 'static,
+    {
         Self {
             def: rmcp::model::Prompt::new(name, Some(description), None),
             render: Arc::new(render),
@@ -692,6 +723,8 @@ struct Inner {
     /// Resource URI -> who subscribed to its updates.
     subscribers: std::sync::Mutex<BTreeMap<String, Vec<Subscriber>>>,
     next_session: AtomicU64,
+    /// Seals multi-round `requestState`.
+    sealer: StateSealer,
 }
 
 /// One subscription to a resource's updates.
@@ -768,6 +801,7 @@ impl McpServer {
                 served: AtomicU64::new(0),
                 subscribers: std::sync::Mutex::default(),
                 next_session: AtomicU64::new(1),
+                sealer: StateSealer::new(),
             }),
         }
     }
@@ -987,7 +1021,9 @@ impl McpServer {
     }
 
     /// Call a tool in-process with an explicit [`CallContext`] (progress,
-    /// log listener, client link, cancellation).
+    /// log listener, client link, cancellation). A tool that asks for client
+    /// input fails here (an in-process caller cannot answer): use
+    /// [`McpServer::call_round`].
     pub async fn call_with(
         &self,
         caller: Caller,
@@ -996,6 +1032,35 @@ impl McpServer {
         capability: Option<&str>,
         ctx: CallContext,
     ) -> Result<CallToolResult, ErrorData> {
+        match self
+            .call_round(
+                caller,
+                name,
+                arguments,
+                capability,
+                ctx,
+                InputRound::first(),
+            )
+            .await?
+        {
+            Outcome::Complete(r) => Ok(r),
+            Outcome::InputRequired(_) => Err(ErrorData::invalid_request(
+                format!("tool '{name}' needs client input, which this caller cannot give"),
+                None,
+            )),
+        }
+    }
+
+    /// One round of a tool call: its result, or the input it needs first.
+    pub async fn call_round(
+        &self,
+        caller: Caller,
+        name: &str,
+        arguments: JsonObject,
+        capability: Option<&str>,
+        ctx: CallContext,
+        input: InputRound,
+    ) -> Result<Outcome<CallToolResult>, ErrorData> {
         let CallContext {
             progress,
             log,
@@ -1034,6 +1099,7 @@ impl McpServer {
             cancel: cancel.clone(),
             log: log.named(name),
             client,
+            input,
         };
         // Biased: a handler that watches `cancel` gets to finish its own way
         // in the same poll; one that ignores it is dropped.
@@ -1117,6 +1183,62 @@ impl std::fmt::Debug for Session {
 }
 
 impl Session {
+    /// Run a multi-round handler (`step`, one call per round) for one request:
+    /// on 2026-07-28 one round per request, answering `InputRequiredResult`
+    /// with sealed state; on 2025-11-25 asking the client directly and
+    /// running further rounds here.
+    async fn drive<T, F>(
+        &self,
+        context: &RequestContext<RoleServer>,
+        scope: &str,
+        responses: Option<rmcp::model::InputResponses>,
+        request_state: Option<String>,
+        mut step: F,
+    ) -> Result<Outcome<T, InputRequiredResult>, ErrorData>
+    where
+        F: FnMut(InputRound) -> BoxFuture<Result<Outcome<T>, ErrorData>>,
+    {
+        let sealer = &self.server.inner.sealer;
+        let responses = mrtr::validate_responses(responses)?;
+        let state = match request_state {
+            Some(token) => Some(sealer.open(scope, &token, SystemTime::now())?),
+            None => None,
+        };
+        let mut round = InputRound::new(responses, state);
+        let stateless = is_stateless(context);
+        let declared = context.client_capabilities();
+        for _ in 0..=mrtr::MAX_ROUNDS {
+            let needed = match step(round).await? {
+                Outcome::Complete(done) => return Ok(Outcome::Complete(done)),
+                Outcome::InputRequired(needed) => needed,
+            };
+            needed.check_capabilities(declared.as_ref())?;
+            let requests = needed.typed_requests()?;
+            if stateless {
+                let state = needed
+                    .state()
+                    .map(|s| sealer.seal(scope, s, SystemTime::now()));
+                let requests = (!requests.is_empty()).then_some(requests);
+                return Ok(Outcome::InputRequired(InputRequiredResult::new(
+                    requests, state,
+                )));
+            }
+            // 2025-11-25 has server-to-client requests: ask, then run again.
+            let mut answers = BTreeMap::new();
+            for (key, request) in requests {
+                answers.insert(key, mrtr::ask(&context.peer, request).await?);
+            }
+            round = InputRound::new(answers, needed.state().cloned());
+        }
+        Err(ErrorData::internal_error(
+            format!(
+                "the handler still needed client input after {} rounds",
+                mrtr::MAX_ROUNDS
+            ),
+            None,
+        ))
+    }
+
     /// Also serve `extra` tools (the gateway's network tools).
     pub fn with_extra_tools(mut self, extra: Arc<dyn ExtraTools>) -> Self {
         self.extra = Some(extra);
@@ -1144,6 +1266,14 @@ fn capability_from(
         .as_ref()
         .and_then(from)
         .or_else(|| from(&ctx.meta))
+}
+
+/// The caller, as bound into sealed request state.
+fn caller_scope(caller: Caller) -> String {
+    match caller {
+        Caller::Local => "local".to_owned(),
+        Caller::Peer(p) => p.to_string(),
+    }
 }
 
 /// Whether this request follows the stateless 2026-07-28 revision.
@@ -1223,21 +1353,42 @@ impl ServerHandler for Session {
             return fut.await.map(CallToolResponse::Complete);
         }
         let capability = capability_from(&request, &context);
-        self.server
-            .call_with(
-                self.caller,
-                &request.name,
-                arguments,
-                capability.as_deref(),
-                CallContext {
-                    progress,
-                    log,
-                    client,
-                    cancel: context.ct.clone(),
+        let ctx = CallContext {
+            progress,
+            log,
+            client,
+            cancel: context.ct.clone(),
+        };
+        let server = self.server.clone();
+        let caller = self.caller;
+        let name = request.name.to_string();
+        let scope = format!("tools/call\n{name}\n{}", caller_scope(caller));
+        let driven = self
+            .drive(
+                &context,
+                &scope,
+                request.input_responses.clone(),
+                request.request_state.clone(),
+                move |round| {
+                    let (server, name, arguments, capability, ctx) = (
+                        server.clone(),
+                        name.clone(),
+                        arguments.clone(),
+                        capability.clone(),
+                        ctx.clone(),
+                    );
+                    Box::pin(async move {
+                        server
+                            .call_round(caller, &name, arguments, capability.as_deref(), ctx, round)
+                            .await
+                    })
                 },
             )
-            .await
-            .map(CallToolResponse::Complete)
+            .await?;
+        Ok(match driven {
+            Outcome::Complete(r) => CallToolResponse::Complete(r),
+            Outcome::InputRequired(r) => CallToolResponse::InputRequired(r),
+        })
     }
 
     async fn set_level(
@@ -1463,7 +1614,7 @@ impl ServerHandler for Session {
     async fn get_prompt(
         &self,
         request: GetPromptRequestParams,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<GetPromptResponse, ErrorData> {
         let prompt = read(&self.server.inner.prompts).get(&request.name).cloned();
         let Some(prompt) = prompt else {
@@ -1494,7 +1645,27 @@ impl ServerHandler for Session {
                 ));
             }
         }
-        (prompt.render)(args).map(GetPromptResponse::Complete)
+        let scope = format!(
+            "prompts/get\n{}\n{}",
+            request.name,
+            caller_scope(self.caller)
+        );
+        let driven = self
+            .drive(
+                &context,
+                &scope,
+                request.input_responses.clone(),
+                request.request_state.clone(),
+                move |round| {
+                    let r = (prompt.render)(args.clone(), &round);
+                    Box::pin(async move { r })
+                },
+            )
+            .await?;
+        Ok(match driven {
+            Outcome::Complete(r) => GetPromptResponse::Complete(r),
+            Outcome::InputRequired(r) => GetPromptResponse::InputRequired(r),
+        })
     }
 }
 

@@ -8,8 +8,8 @@ mod common;
 use common::{HANG_GUARD, obj};
 use p2p_foundation_identity::Keypair;
 use p2p_foundation_mcp::{
-    CallContext, Caller, ClientLink, LogMessage, Logger, McpServer, Prompt, Resource,
-    ResourceTemplate, StreamLimits, Tool, complete_from,
+    CallContext, Caller, ClientLink, InputNeeded, LogMessage, Logger, McpServer, Outcome, Prompt,
+    Resource, ResourceTemplate, StreamLimits, Tool, complete_from,
     framing::LineTransport,
     rmcp::{
         self, ClientHandler, ErrorData, RoleClient,
@@ -72,6 +72,15 @@ impl ClientHandler for TestClient {
             SamplingMessage::assistant_text(format!("you asked: {text}")),
             "test-model".into(),
         ))
+    }
+
+    async fn list_roots(
+        &self,
+        _context: RequestContext<RoleClient>,
+    ) -> Result<rmcp::model::ListRootsResult, ErrorData> {
+        Ok(rmcp::model::ListRootsResult::new(vec![
+            rmcp::model::Root::new("file:///test-root"),
+        ]))
     }
 
     async fn create_elicitation(
@@ -638,4 +647,260 @@ async fn undeclared_client_capabilities_are_missing_capability_errors() {
         )
         .await;
     assert!(e.is_err());
+}
+
+/// A multi-round tool: asks the user's name (round 1, with sealed state),
+/// then their colour (round 2), then answers.
+fn multi_round_server() -> McpServer {
+    let server = McpServer::new(Keypair::generate().peer_id());
+    let ask = |key: &str, field: &str| {
+        InputNeeded::new().elicit(
+            key,
+            format!("{field}?"),
+            json!({"type": "object", "properties": {field: {"type": "string", "default": format!("my {field}")}}}),
+        )
+    };
+    server
+        .register_tool(Tool::new("survey").handler(move |call| async move {
+            let state = call.input.state().cloned().unwrap_or_default();
+            let answer = |key: &str, field: &str| {
+                call.input
+                    .elicitation(key)
+                    .and_then(|r| r.content)
+                    .and_then(|c| c[field].as_str().map(str::to_owned))
+            };
+            if state["round"] == 2
+                && let Some(colour) = answer("colour", "colour")
+            {
+                let name = state["name"].as_str().unwrap_or_default();
+                return Ok(tool_result::text(format!("{name} likes {colour}")).into());
+            }
+            if state["round"] == 1
+                && let Some(name) = answer("name", "name")
+            {
+                return Ok(Outcome::InputRequired(
+                    ask("colour", "colour").with_state(json!({"round": 2, "name": name})),
+                ));
+            }
+            Ok(Outcome::InputRequired(
+                ask("name", "name").with_state(json!({"round": 1})),
+            ))
+        }))
+        .expect("register");
+    server
+        .register_tool(Tool::new("where").handler(|call| async move {
+            Ok(match call.input.roots("roots") {
+                Some(r) => tool_result::text(r.roots[0].uri.clone()).into(),
+                None => Outcome::InputRequired(InputNeeded::new().list_roots("roots")),
+            })
+        }))
+        .expect("register");
+    server.register_prompt(Prompt::multi_round(
+        "briefing",
+        "Asks for a topic first",
+        |_args, round| {
+            Ok(
+                match round
+                    .elicitation("topic")
+                    .and_then(|r| r.content)
+                    .and_then(|c| c["topic"].as_str().map(str::to_owned))
+                {
+                    Some(t) => Outcome::Complete(rmcp::model::GetPromptResult::new(vec![
+                        rmcp::model::PromptMessage::new_text(
+                            rmcp::model::Role::User,
+                            format!("Brief me on {t}"),
+                        ),
+                    ])),
+                    None => Outcome::InputRequired(InputNeeded::new().elicit(
+                        "topic",
+                        "Topic?",
+                        json!({"type": "object", "properties": {"topic": {"type": "string", "default": "rust"}}}),
+                    )),
+                },
+            )
+        },
+    ));
+    server
+}
+
+fn accept(content: Value) -> Value {
+    json!({"action": "accept", "content": content})
+}
+
+#[tokio::test]
+async fn multi_round_tool_on_2026_round_by_round() {
+    let server = multi_round_server();
+    let c = connect(&server, json!({"elicitation": {}, "roots": {}}), true).await;
+    let peer = c.client.peer();
+    let once = |params: CallToolRequestParams| async {
+        match peer.call_tool_once(params).await.expect("call") {
+            rmcp::model::CallToolResponse::InputRequired(r) => Err(r),
+            rmcp::model::CallToolResponse::Complete(r) => Ok(r),
+            other => panic!("unexpected {other:?}"),
+        }
+    };
+    let r1 = once(CallToolRequestParams::new("survey"))
+        .await
+        .expect_err("round 1 asks");
+    let requests = r1.input_requests.clone().expect("requests");
+    assert!(requests.contains_key("name"));
+    let state1 = r1.request_state.clone().expect("sealed state");
+    assert!(!state1.contains("round"), "state is sealed, not plain JSON");
+
+    // Tampered, or replayed on another tool: rejected.
+    let mut tampered = state1.clone();
+    tampered.insert(
+        2,
+        if tampered.as_bytes()[2] == b'0' {
+            '1'
+        } else {
+            '0'
+        },
+    );
+    tampered.remove(3);
+    let e = peer
+        .call_tool_once(
+            CallToolRequestParams::new("survey")
+                .with_input_responses([("name".to_owned(), accept(json!({"name": "Ada"})))].into())
+                .with_request_state(tampered),
+        )
+        .await;
+    assert!(
+        matches!(&e, Err(rmcp::ServiceError::McpError(d)) if d.code == rmcp::model::ErrorCode::INVALID_PARAMS),
+        "{e:?}"
+    );
+    let e = peer
+        .call_tool_once(CallToolRequestParams::new("where").with_request_state(state1.clone()))
+        .await;
+    assert!(e.is_err(), "state bound to its tool: {e:?}");
+    // A response that is not a result object: invalid params.
+    let e = peer
+        .call_tool_once(
+            CallToolRequestParams::new("survey")
+                .with_input_responses([("name".to_owned(), json!(12345))].into()),
+        )
+        .await;
+    assert!(e.is_err(), "{e:?}");
+
+    let r2 = once(
+        CallToolRequestParams::new("survey")
+            .with_input_responses([("name".to_owned(), accept(json!({"name": "Ada"})))].into())
+            .with_request_state(state1.clone()),
+    )
+    .await
+    .expect_err("round 2 asks again");
+    assert!(r2.input_requests.expect("requests").contains_key("colour"));
+    let state2 = r2.request_state.expect("state");
+    assert_ne!(state2, state1);
+    let done = once(
+        CallToolRequestParams::new("survey")
+            .with_input_responses([("colour".to_owned(), accept(json!({"colour": "teal"})))].into())
+            .with_request_state(state2),
+    )
+    .await
+    .expect("round 3 completes");
+    let text = serde_json::to_value(&done.content[0]).expect("json");
+    assert_eq!(text["text"], "Ada likes teal");
+
+    // rmcp's own client drives the rounds through its handler.
+    let r = c
+        .client
+        .call_tool(CallToolRequestParams::new("survey"))
+        .await
+        .expect("driven by the client");
+    let text = serde_json::to_value(&r.content[0]).expect("json");
+    assert_eq!(text["text"], "my name likes my colour");
+    c.client.cancel().await.expect("close");
+}
+
+#[tokio::test]
+async fn multi_round_handlers_serve_2025_sessions_by_asking_directly() {
+    let server = multi_round_server();
+    let c = connect(&server, json!({"elicitation": {}, "roots": {}}), false).await;
+    let r = call(&c, "survey", json!({}), None).await.expect("survey");
+    let text = serde_json::to_value(&r.content[0]).expect("json");
+    assert_eq!(text["text"], "my name likes my colour");
+    let r = call(&c, "where", json!({}), None).await.expect("where");
+    let text = serde_json::to_value(&r.content[0]).expect("json");
+    assert_eq!(text["text"], "file:///test-root");
+    let p = c
+        .client
+        .peer()
+        .get_prompt(rmcp::model::GetPromptRequestParams::new("briefing"))
+        .await
+        .expect("prompt");
+    assert!(
+        serde_json::to_string(&p.messages)
+            .expect("json")
+            .contains("Brief me on rust")
+    );
+    c.client.cancel().await.expect("close");
+}
+
+#[tokio::test]
+async fn multi_round_prompt_and_capabilities_on_2026() {
+    let server = multi_round_server();
+    let c = connect(&server, json!({"elicitation": {}}), true).await;
+    let peer = c.client.peer();
+    match peer
+        .get_prompt_once(rmcp::model::GetPromptRequestParams::new("briefing"))
+        .await
+        .expect("prompt")
+    {
+        rmcp::model::GetPromptResponse::InputRequired(r) => {
+            assert!(r.input_requests.expect("requests").contains_key("topic"));
+        }
+        other => panic!("expected input required: {other:?}"),
+    }
+    let p = c
+        .client
+        .get_prompt(rmcp::model::GetPromptRequestParams::new("briefing"))
+        .await
+        .expect("driven");
+    assert!(
+        serde_json::to_string(&p.messages)
+            .expect("json")
+            .contains("Brief me on rust")
+    );
+    // `where` needs roots, which this client did not declare.
+    let e = peer
+        .call_tool_once(CallToolRequestParams::new("where"))
+        .await;
+    let Err(rmcp::ServiceError::McpError(d)) = &e else {
+        panic!("expected -32021: {e:?}");
+    };
+    assert_eq!(
+        d.code,
+        rmcp::model::ErrorCode::MISSING_REQUIRED_CLIENT_CAPABILITY
+    );
+    assert!(d.data.clone().unwrap_or_default()["requiredCapabilities"]["roots"].is_object());
+    c.client.cancel().await.expect("close");
+
+    // In process: one round at a time.
+    let out = server
+        .call_round(
+            Caller::Local,
+            "where",
+            obj(json!({})),
+            None,
+            CallContext::default(),
+            p2p_foundation_mcp::InputRound::first(),
+        )
+        .await
+        .expect("round");
+    assert!(matches!(out, Outcome::InputRequired(ref n) if n.requests().contains_key("roots")));
+    assert!(
+        server
+            .call(
+                Caller::Local,
+                "where",
+                obj(json!({})),
+                None,
+                Default::default(),
+                Default::default()
+            )
+            .await
+            .is_err(),
+        "an in-process caller cannot answer"
+    );
 }

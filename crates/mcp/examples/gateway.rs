@@ -222,6 +222,24 @@ fn conformance_fixtures(server: &McpServer) -> Result<(), Box<dyn std::error::Er
                 Ok(tool_result::text("Progress test completed"))
             }),
     )?;
+    // SEP-2243: `region` is mirrored into an `Mcp-Param-Region` HTTP header,
+    // which the Streamable HTTP server checks against the body.
+    server.register_tool(
+        Tool::new("test_custom_headers")
+            .with_description("Echoes a region that travels as an Mcp-Param header too")
+            .with_schema(json!({
+                "type": "object",
+                "properties": {
+                    "region": {"type": "string", "description": "Routing region", "x-mcp-header": "Region"},
+                    "query": {"type": "string", "description": "Not mirrored"}
+                },
+                "required": ["region"]
+            }))
+            .handler(|call| async move {
+                let region = call.arguments["region"].as_str().unwrap_or_default().to_owned();
+                Ok(tool_result::text(format!("region: {region}")))
+            }),
+    )?;
     // Logs three `info` messages ~50 ms apart (tools-call-with-logging); the
     // library sends them only at the level the client asked for.
     server.register_tool(

@@ -11,6 +11,8 @@ from mcp.client.session import ClientSession
 from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
 
+import mcp.types as types
+
 
 def check(cond, what):
     if not cond:
@@ -69,6 +71,45 @@ async def exercise(session, era, network):
     gp = await session.get_prompt("greet", {"name": "Ada"})
     check("Say hello to Ada" in gp.messages[0].content.text, "prompts/get renders the argument")
 
+    # completion/complete for a prompt argument.
+    c = await session.complete(types.PromptReference(type="ref/prompt", name="greet"), {"name": "name", "value": "al"})
+    check(c.completion.values == ["alice", "alan"], f"completion/complete values {c.completion.values}")
+
+    # Logging: `bump` logs at info; the counter resource changes.
+    before = len(LOGS)
+    if era == "initialize":
+        await session.set_logging_level("info")
+        await session.subscribe_resource("p2pf://counter")
+    r = await session.call_tool("bump", {})
+    check(not r.is_error, "bump succeeded")
+    check(any("counter is now" in str(m.data) for m in LOGS[before:]), f"notifications/message arrived ({LOGS[before:]})")
+    if era == "initialize":
+        with anyio.fail_after(30):  # hang guard: wait for the event, no fixed sleep
+            await UPDATED.wait()
+        check(True, "notifications/resources/updated arrived for p2pf://counter")
+        await session.unsubscribe_resource("p2pf://counter")
+
+    # Server-to-client requests (2025-11-25) and multi-round requests (2026-07-28).
+    if era == "initialize":
+        r = await session.call_tool("test_sampling", {"prompt": "2+2?"})
+        check(r.content[0].text == "LLM response: python says 4", f"sampling round trip ({r.content[0].text})")
+        r = await session.call_tool("test_elicitation", {"message": "Who are you?"})
+        check("Ada" in r.content[0].text, f"elicitation round trip ({r.content[0].text})")
+        r = await session.call_tool("test_input_required_result_elicitation", {})
+        check(r.content[0].text == "Hello, Ada!", f"multi-round tool served by asking directly ({r.content[0].text})")
+    else:
+        first = await session.call_tool("test_input_required_result_elicitation", {}, allow_input_required=True)
+        check(isinstance(first, types.InputRequiredResult), f"InputRequiredResult ({first})")
+        check("user_name" in first.input_requests, "input request user_name")
+        done = await session.call_tool(
+            "test_input_required_result_elicitation",
+            {},
+            allow_input_required=True,
+            input_responses={"user_name": {"action": "accept", "content": {"name": "Ada"}}},
+            request_state=first.request_state,
+        )
+        check(done.content[0].text == "Hello, Ada!", f"second round completes ({done})")
+
     if network:
         net = [n for n in names if n.endswith(".generate_text")]
         check("any.generate_text" in net, f"routed network tool listed ({sorted(net)})")
@@ -83,6 +124,45 @@ async def exercise(session, era, network):
     print("ALL CHECKS PASSED")
 
 
+LOGS = []
+UPDATED = anyio.Event()
+
+
+async def on_log(params):
+    LOGS.append(params)
+
+
+async def on_message(message):
+    root = getattr(message, "root", message)
+    if getattr(root, "method", None) == "notifications/resources/updated" and str(root.params.uri) == "p2pf://counter":
+        UPDATED.set()
+
+
+async def on_sampling(context, params):
+    return types.CreateMessageResult(
+        role="assistant",
+        content=types.TextContent(type="text", text="python says 4"),
+        model="python-test",
+        stop_reason="endTurn",
+    )
+
+
+async def on_elicitation(context, params):
+    return types.ElicitResult(action="accept", content={"username": "Ada", "email": "ada@example.org", "name": "Ada"})
+
+
+def session_for(streams, era):
+    return ClientSession(
+        streams[0],
+        streams[1],
+        sampling_callback=on_sampling,
+        elicitation_callback=on_elicitation,
+        logging_callback=on_log,
+        message_handler=on_message,
+        log_level="info" if era == "discover" else None,
+    )
+
+
 async def main():
     args = sys.argv[1:]
     era = args[args.index("--era") + 1]
@@ -92,12 +172,12 @@ async def main():
         cmd = [a for a in args[1:end]]
         params = StdioServerParameters(command=cmd[0], args=cmd[1:])
         async with stdio_client(params) as streams:
-            async with ClientSession(streams[0], streams[1]) as session:
+            async with session_for(streams, era) as session:
                 await exercise(session, era, network)
     else:
         url = args[1]
         async with streamable_http_client(url) as streams:
-            async with ClientSession(streams[0], streams[1]) as session:
+            async with session_for(streams, era) as session:
                 await exercise(session, era, network)
 
 

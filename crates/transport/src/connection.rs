@@ -16,7 +16,7 @@ use tracing::Instrument;
 use crate::endpoint::{ConnSlot, Shared};
 use crate::error::{Result, TransportError};
 use crate::header::{self, StreamKind};
-use crate::session::MuxHandle;
+use crate::session::{MuxHandle, MuxStream};
 use crate::stream::{RecvInner, RecvStream, SendInner, SendStream};
 
 /// Which transport a connection runs over.
@@ -106,6 +106,8 @@ pub const CLOSE_PROTOCOL: &str = "/p2pf/close/1";
 pub(crate) struct RemoteClose {
     reason: std::sync::Mutex<Option<String>>,
     pending: std::sync::atomic::AtomicUsize,
+    /// The accept loop has taken every stream the session delivered (it ended).
+    drained: std::sync::atomic::AtomicBool,
     notify: tokio::sync::Notify,
 }
 
@@ -115,12 +117,19 @@ impl RemoteClose {
         self.notify.notify_waiters();
     }
 
+    fn drained(&self) {
+        self.drained.store(true, Relaxed);
+        self.notify.notify_waiters();
+    }
+
     async fn settled(&self) -> Option<String> {
         loop {
             let wait = self.notify.notified();
             tokio::pin!(wait);
             wait.as_mut().enable();
-            if self.pending.load(Relaxed) == 0 {
+            // Streams still queued between the session and the accept loop may include the
+            // close stream: wait until the loop has taken them all and read their headers.
+            if self.drained.load(Relaxed) && self.pending.load(Relaxed) == 0 {
                 break;
             }
             wait.await;
@@ -150,7 +159,7 @@ impl Connection {
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn from_mux(
         handle: MuxHandle,
-        inbound: mpsc::UnboundedReceiver<yamux::Stream>,
+        inbound: mpsc::UnboundedReceiver<MuxStream>,
         peer: PeerId,
         remote: SocketAddr,
         path: PathKind,
@@ -557,7 +566,7 @@ async fn quic_stream(
 }
 
 async fn mux_accept_loop(
-    mut inbound: mpsc::UnboundedReceiver<yamux::Stream>,
+    mut inbound: mpsc::UnboundedReceiver<MuxStream>,
     shared: Arc<Shared>,
     bi: mpsc::Sender<Box<IncomingBi>>,
     uni: mpsc::Sender<Box<IncomingUni>>,
@@ -626,6 +635,7 @@ async fn mux_accept_loop(
             }
         });
     }
+    remote_close.drained();
 }
 
 /// Reads a close stream's body: `code: u32`, `len: u8`, `reason: len bytes`.

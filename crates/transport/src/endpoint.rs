@@ -710,7 +710,8 @@ impl Endpoint {
                 },
             });
         }
-        let (handle, inbound) = session::spawn(tls, true, self.mux_settings());
+        let (handle, inbound) =
+            session::spawn(tls, true, self.mux_settings(), shared.metrics.clone());
         Ok(Connection::from_mux(
             handle,
             inbound,
@@ -970,7 +971,12 @@ where
         });
     };
     let rtt = start.elapsed();
-    let (handle, inbound) = session::spawn(tls, false, mux_settings(&shared.config));
+    let (handle, inbound) = session::spawn(
+        tls,
+        false,
+        mux_settings(&shared.config),
+        shared.metrics.clone(),
+    );
     tracing::debug!(%remote, peer = %peer.short(), "TCP connection accepted");
     Ok(Connection::from_mux(
         handle, inbound, peer, remote, path, rtt, shared, slot,

@@ -99,6 +99,10 @@ pub struct MetricsSnapshot {
     pub streams_refused_header: u64,
     /// 0-RTT streams refused because their protocol is not replay-safe.
     pub streams_refused_0rtt: u64,
+    /// Inbound TCP-path streams reset because the connection already had
+    /// `max_streams_per_connection` inbound streams open (over QUIC the peer's stream credit
+    /// makes this impossible).
+    pub streams_refused_limit: u64,
     /// Datagrams dropped as too short ([`JunkReason::TooShort`]).
     pub junk_too_short: u64,
     /// Datagrams dropped with the fixed bit clear ([`JunkReason::FixedBitClear`]).
@@ -158,6 +162,7 @@ pub(crate) struct Metrics {
     failures: [AtomicU64; 6],
     pub(crate) refused_header: AtomicU64,
     pub(crate) refused_0rtt: AtomicU64,
+    pub(crate) refused_limit: AtomicU64,
     junk: [AtomicU64; 6],
 }
 
@@ -200,6 +205,7 @@ impl Metrics {
             failed_transport: f(FailureReason::Transport),
             streams_refused_header: self.refused_header.load(Relaxed),
             streams_refused_0rtt: self.refused_0rtt.load(Relaxed),
+            streams_refused_limit: self.refused_limit.load(Relaxed),
             junk_too_short: j(JunkReason::TooShort),
             junk_fixed_bit_clear: j(JunkReason::FixedBitClear),
             junk_unsupported_version: j(JunkReason::UnsupportedVersion),

@@ -11,10 +11,11 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch};
 use tokio_util::compat::TokioAsyncReadCompatExt;
 
 use crate::error::TransportError;
+use crate::metrics::Metrics;
 
 /// Commands from connection handles to the session driver.
 pub(crate) enum Command {
@@ -37,22 +38,95 @@ enum Farewell {
 pub(crate) struct MuxHandle {
     pub(crate) commands: mpsc::UnboundedSender<Command>,
     pub(crate) closed: watch::Receiver<Option<String>>,
+    /// One permit per stream we may have open (`max_streams`); closed with the session.
+    outbound: Arc<Semaphore>,
 }
 
-impl std::fmt::Debug for Command {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Self::Open(_) => "Open",
-            Self::Close(_) => "Close",
-        })
+/// A multiplexed stream holding one of the connection's stream slots (of its direction:
+/// opened by us or by the peer). The slot is freed when the stream is closed both ways (we
+/// read its end and finished our side) or when both halves are dropped, whichever is
+/// first. Freeing it when our FIN is queued, before the peer can see it, means a peer that
+/// opens a new stream after seeing our FIN always finds our slot free.
+pub(crate) struct MuxStream {
+    inner: yamux::Stream,
+    slot: Option<OwnedSemaphorePermit>,
+    read_end: bool,
+    write_end: bool,
+}
+
+impl MuxStream {
+    fn new(inner: yamux::Stream, slot: OwnedSemaphorePermit) -> Self {
+        Self {
+            inner,
+            slot: Some(slot),
+            read_end: false,
+            write_end: false,
+        }
+    }
+
+    fn release_if_done(&mut self) {
+        if self.read_end && self.write_end {
+            self.slot = None;
+        }
     }
 }
 
-/// Wraps the byte stream to note the time of the last byte in either direction.
+impl futures::AsyncRead for MuxStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = &mut *self;
+        let r = Pin::new(&mut this.inner).poll_read(cx, buf);
+        if matches!(r, Poll::Ready(Ok(0))) && !buf.is_empty() {
+            this.read_end = true;
+            this.release_if_done();
+        }
+        r
+    }
+}
+
+impl futures::AsyncWrite for MuxStream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        let r = Pin::new(&mut this.inner).poll_close(cx);
+        if matches!(r, Poll::Ready(Ok(()))) {
+            this.write_end = true;
+            this.release_if_done();
+        }
+        r
+    }
+}
+
+/// How long a closing session keeps reading (and discarding) after its shutdown, waiting
+/// for the peer to close too.
+const LINGER: Duration = Duration::from_secs(2);
+
+/// Wraps the byte stream to note the time of the last byte in either direction, and to
+/// linger on shutdown.
+///
+/// Lingering: closing a TCP socket with unread bytes in its receive buffer makes the kernel
+/// send RST instead of FIN, and an RST makes the peer's kernel discard everything the peer
+/// has not read yet, such as our last frames (the close stream with its reason). So after
+/// our TLS close_notify and FIN, shutdown keeps reading until the peer closes (EOF or
+/// error), for at most [`LINGER`].
 pub(crate) struct ActivityIo<T> {
     inner: T,
     epoch: Instant,
     last_ms: Arc<AtomicU64>,
+    shut_down: bool,
+    linger: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl<T> ActivityIo<T> {
@@ -77,7 +151,7 @@ impl<T: AsyncRead + Unpin> AsyncRead for ActivityIo<T> {
     }
 }
 
-impl<T: AsyncWrite + Unpin> AsyncWrite for ActivityIo<T> {
+impl<T: AsyncRead + AsyncWrite + Unpin> AsyncWrite for ActivityIo<T> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -94,7 +168,35 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for ActivityIo<T> {
         Pin::new(&mut self.get_mut().inner).poll_flush(cx)
     }
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+        let this = self.get_mut();
+        if !this.shut_down {
+            std::task::ready!(Pin::new(&mut this.inner).poll_shutdown(cx))?;
+            this.shut_down = true;
+        }
+        let linger = this
+            .linger
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(LINGER)));
+        let mut scratch = [0u8; 4096];
+        // Bounded: at most 64 reads per poll, then yield (woken at once).
+        for _ in 0..64 {
+            let mut buf = ReadBuf::new(&mut scratch);
+            match Pin::new(&mut this.inner).poll_read(cx, &mut buf) {
+                Poll::Ready(Ok(())) if buf.filled().is_empty() => return Poll::Ready(Ok(())),
+                Poll::Ready(Ok(())) => continue,
+                Poll::Ready(Err(_)) => return Poll::Ready(Ok(())),
+                Poll::Pending => {
+                    return match linger.as_mut().poll(cx) {
+                        Poll::Ready(()) => Poll::Ready(Ok(())),
+                        Poll::Pending => Poll::Pending,
+                    };
+                }
+            }
+        }
+        if linger.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Ok(()));
+        }
+        cx.waker().wake_by_ref();
+        Poll::Pending
     }
 }
 
@@ -110,12 +212,20 @@ pub(crate) struct MuxSettings {
     pub(crate) idle_timeout: Option<Duration>,
 }
 
+/// yamux has no stream credit: each side only caps its own live stream handles (both
+/// directions together) and kills the session when a new inbound stream would exceed that
+/// cap. We enforce `max_streams` per direction ourselves (outbound: opening waits for a
+/// slot; inbound: excess streams are reset one by one) and give yamux room for both
+/// directions plus this slack, so a peer with the same limit never trips yamux's cap.
+const YAMUX_SLACK: usize = 16;
+
 /// Starts a session driver over `io`; inbound streams arrive on the returned receiver.
 pub(crate) fn spawn<T>(
     io: T,
     client: bool,
     settings: MuxSettings,
-) -> (MuxHandle, mpsc::UnboundedReceiver<yamux::Stream>)
+    metrics: Arc<Metrics>,
+) -> (MuxHandle, mpsc::UnboundedReceiver<MuxStream>)
 where
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -126,9 +236,12 @@ where
         inner: tokio::io::BufWriter::with_capacity(WRITE_BUFFER, io),
         epoch: Instant::now(),
         last_ms: last_ms.clone(),
+        shut_down: false,
+        linger: None,
     };
     let mut cfg = yamux::Config::default();
-    let streams = settings.max_streams.max(1);
+    let per_direction = settings.max_streams.max(1);
+    let streams = per_direction.saturating_mul(2).saturating_add(YAMUX_SLACK);
     // Per-stream windows start at 256 KiB; the total is bounded to that times the stream count.
     cfg.set_max_connection_receive_window(None);
     cfg.set_max_num_streams(streams);
@@ -143,24 +256,44 @@ where
     let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
     let (in_tx, in_rx) = mpsc::unbounded_channel();
     let (closed_tx, closed_rx) = watch::channel(None);
-    tokio::spawn(async move {
-        let reason = drive(conn, cmd_rx, in_tx, settings.idle_timeout, last_ms).await;
-        tracing::debug!(%reason, "multiplexed session ended");
-        let _ = closed_tx.send(Some(reason));
+    let outbound = Arc::new(Semaphore::new(per_direction));
+    let inbound_slots = Arc::new(Semaphore::new(per_direction));
+    tokio::spawn({
+        let outbound = outbound.clone();
+        async move {
+            let inbound = Inbound {
+                tx: in_tx,
+                slots: inbound_slots,
+                metrics,
+            };
+            let reason = drive(conn, cmd_rx, inbound, settings.idle_timeout, last_ms).await;
+            tracing::debug!(%reason, "multiplexed session ended");
+            // Openers waiting for a slot learn that the session is gone.
+            outbound.close();
+            let _ = closed_tx.send(Some(reason));
+        }
     });
     (
         MuxHandle {
             commands: cmd_tx,
             closed: closed_rx,
+            outbound,
         },
         in_rx,
     )
 }
 
+/// Where the driver hands inbound streams, each with one of `slots`.
+struct Inbound {
+    tx: mpsc::UnboundedSender<MuxStream>,
+    slots: Arc<Semaphore>,
+    metrics: Arc<Metrics>,
+}
+
 async fn drive<T>(
     mut conn: yamux::Connection<T>,
     mut commands: mpsc::UnboundedReceiver<Command>,
-    inbound: mpsc::UnboundedSender<yamux::Stream>,
+    inbound: Inbound,
     idle_timeout: Option<Duration>,
     last_ms: Arc<AtomicU64>,
 ) -> String
@@ -271,10 +404,17 @@ where
         }
         loop {
             match conn.poll_next_inbound(cx) {
-                Poll::Ready(Some(Ok(stream))) => {
-                    // Bounded by the multiplexer's stream limit.
-                    let _ = inbound.send(stream);
-                }
+                Poll::Ready(Some(Ok(stream))) => match inbound.slots.clone().try_acquire_owned() {
+                    Ok(slot) => {
+                        let _ = inbound.tx.send(MuxStream::new(stream, slot));
+                    }
+                    Err(_) => {
+                        // Over the limit: dropping the stream resets it (yamux RST).
+                        inbound.metrics.refused_limit.fetch_add(1, Relaxed);
+                        tracing::debug!("refusing inbound stream: stream limit");
+                        drop(stream);
+                    }
+                },
                 Poll::Ready(Some(Err(e))) => {
                     let reason = e.to_string();
                     for tx in pending.drain(..) {
@@ -296,13 +436,23 @@ where
 }
 
 impl MuxHandle {
-    pub(crate) async fn open(&self) -> Result<yamux::Stream, TransportError> {
+    /// Opens a stream, first waiting for one of the connection's `max_streams` outbound
+    /// slots (freed when an earlier stream's halves are both dropped).
+    pub(crate) async fn open(&self) -> Result<MuxStream, TransportError> {
+        let slot = self
+            .outbound
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| TransportError::Closed("session ended".into()))?;
         let (tx, rx) = oneshot::channel();
         self.commands
             .send(Command::Open(tx))
             .map_err(|_| TransportError::Closed("session ended".into()))?;
-        rx.await
-            .map_err(|_| TransportError::Closed("session ended".into()))?
+        let inner = rx
+            .await
+            .map_err(|_| TransportError::Closed("session ended".into()))??;
+        Ok(MuxStream::new(inner, slot))
     }
 
     pub(crate) fn close(&self, farewell: Option<Vec<u8>>) {

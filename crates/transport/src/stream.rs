@@ -12,7 +12,7 @@ use tokio_util::compat::Compat;
 use crate::error::{Result, TransportError};
 use crate::metrics::Metrics;
 
-pub(crate) type MuxIo = Compat<yamux::Stream>;
+pub(crate) type MuxIo = Compat<crate::session::MuxStream>;
 
 pub(crate) enum SendInner {
     Quic(quinn::SendStream),

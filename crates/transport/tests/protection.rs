@@ -501,3 +501,139 @@ async fn idle_connections_close_without_keep_alive() {
     })
     .await;
 }
+
+/// Writes `msg` on a held stream and reads the echo back (the echo server copies as it reads).
+async fn round_trip(
+    send: &mut p2p_foundation_transport::SendStream,
+    recv: &mut p2p_foundation_transport::RecvStream,
+    msg: &[u8],
+) {
+    send.write_all(msg).await.unwrap();
+    send.flush().await.unwrap();
+    let mut back = vec![0u8; msg.len()];
+    recv.read_exact(&mut back).await.unwrap();
+    assert_eq!(back, msg);
+}
+
+/// Opens streams up to `max_streams_per_connection`; the next open does not complete until
+/// an earlier stream is finished, and finishing one lets it through.
+async fn stream_limit(path: PathKind) {
+    const LIMIT: u32 = 4;
+    let limited = |c: &mut p2p_foundation_transport::Config| c.max_streams_per_connection = LIMIT;
+    let server = endpoint_with(Listen::loopback_v4(), limited).await;
+    let client = endpoint_with(Listen::loopback_v4(), limited).await;
+    let echo_task = spawn_echo(server.clone());
+    let conn = match path {
+        PathKind::Quic => client
+            .connect_quic(server.peer_id(), server.local_addr().unwrap())
+            .await
+            .unwrap(),
+        _ => client
+            .connect_tcp(server.peer_id(), server.tcp_local_addr().unwrap())
+            .await
+            .unwrap(),
+    };
+    let mut held = Vec::new();
+    for i in 0..LIMIT {
+        let (mut s, mut r) = conn.open_bi("/t/limit/1").await.unwrap();
+        round_trip(&mut s, &mut r, &[i as u8; 10]).await;
+        held.push((s, r));
+    }
+    // One more: it waits for a slot. A round trip on a held stream completes meanwhile.
+    let mut next = Box::pin(conn.open_bi("/t/limit/1"));
+    {
+        let (s, r) = &mut held[1];
+        tokio::select! {
+            biased;
+            r = &mut next => panic!("stream {} opened beyond the limit ({})", LIMIT + 1, r.is_ok()),
+            () = round_trip(s, r, b"held streams still work") => {}
+        }
+    }
+    // Finishing the first stream (our FIN, the echo's FIN) frees its slot.
+    let (mut s0, mut r0) = held.remove(0);
+    let finish_first = async move {
+        s0.finish().await.unwrap();
+        let rest = r0.read_to_end(1024).await.unwrap();
+        drop((s0, r0));
+        rest
+    };
+    tokio::select! {
+        biased;
+        rest = finish_first => assert!(rest.is_empty()),
+        r = &mut next => panic!("opened before any stream finished ({})", r.is_ok()),
+    }
+    let (mut s, mut r) = next.await.expect("a slot was freed");
+    round_trip(&mut s, &mut r, b"the fifth").await;
+    held.push((s, r));
+    // Full again: the next open waits until another stream is finished.
+    let mut again = Box::pin(conn.open_bi("/t/limit/1"));
+    {
+        let (s, r) = &mut held[0];
+        tokio::select! {
+            biased;
+            r = &mut again => panic!("opened beyond the limit again ({})", r.is_ok()),
+            () = round_trip(s, r, b"full again") => {}
+        }
+    }
+    let (mut s1, mut r1) = held.remove(0);
+    s1.finish().await.unwrap();
+    assert!(r1.read_to_end(1024).await.unwrap().is_empty());
+    let (mut s, mut r) = again.await.expect("a slot was freed again");
+    round_trip(&mut s, &mut r, b"the sixth").await;
+    assert_eq!(server.metrics().streams_refused_limit, 0);
+    echo_task.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stream_limit_quic() {
+    guard(stream_limit(PathKind::Quic)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stream_limit_tcp() {
+    guard(stream_limit(PathKind::Tcp)).await;
+}
+
+/// Over TCP (yamux has no stream credit) a peer with a higher limit can open more streams
+/// than we allow: the excess ones are reset and counted, the connection keeps working.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tcp_streams_over_the_peer_limit_are_reset_and_counted() {
+    guard(async {
+        let server =
+            endpoint_with(Listen::loopback_v4(), |c| c.max_streams_per_connection = 2).await;
+        let client =
+            endpoint_with(Listen::loopback_v4(), |c| c.max_streams_per_connection = 8).await;
+        let echo_task = spawn_echo(server.clone());
+        let conn = client
+            .connect_tcp(server.peer_id(), server.tcp_local_addr().unwrap())
+            .await
+            .unwrap();
+        let mut held = Vec::new();
+        for i in 0..2u8 {
+            let (mut s, mut r) = conn.open_bi("/t/limit/1").await.unwrap();
+            round_trip(&mut s, &mut r, &[i; 10]).await;
+            held.push((s, r));
+        }
+        let (mut s, mut r) = conn.open_bi("/t/limit/1").await.unwrap();
+        let _ = s.write_all(b"over the limit").await;
+        let _ = s.finish().await;
+        // Reset: an error or an empty stream, never an echo.
+        if let Ok(v) = r.read_to_end(1024).await {
+            assert!(v.is_empty(), "a refused stream must not be echoed");
+        }
+        let m = wait_metrics(&server, |m| m.streams_refused_limit >= 1).await;
+        assert_eq!(m.streams_refused_limit, 1);
+        for (i, (s, r)) in held.iter_mut().enumerate() {
+            round_trip(s, r, &[i as u8 + 10; 10]).await;
+        }
+        // Finishing one frees a slot on both sides.
+        let (mut s0, mut r0) = held.remove(0);
+        s0.finish().await.unwrap();
+        assert!(r0.read_to_end(1024).await.unwrap().is_empty());
+        let (mut s, mut r) = conn.open_bi("/t/limit/1").await.unwrap();
+        round_trip(&mut s, &mut r, b"fits again").await;
+        assert_eq!(server.metrics().streams_refused_limit, 1);
+        echo_task.abort();
+    })
+    .await;
+}

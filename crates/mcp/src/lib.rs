@@ -22,7 +22,7 @@ pub use context::{ClientLink, LogMessage, Logger};
 pub use error::McpError;
 pub use framing::StreamLimits;
 pub use gateway::{Gateway, HttpConfig, HttpGateway, NetworkTools};
-pub use mrtr::{InputNeeded, InputRound, Outcome};
+pub use mrtr::{InputNeeded, InputRound, Outcome, StateSealer};
 pub use records::{MemoryRegistry, Registry, ServicePublisher, ServiceRecord, ToolRecord};
 pub use router::{Candidate, Discovery, Query, RouteOptions, Routed, Router};
 pub use server::{

@@ -244,9 +244,16 @@ impl From<rmcp::model::GetPromptResult> for Outcome<rmcp::model::GetPromptResult
     }
 }
 
-/// Seals and opens `requestState` with a key only this server holds.
-pub(crate) struct StateSealer {
+/// Seals and opens `requestState` with a key only this server holds (the
+/// format is in `docs/protocols/mcp.md`). Every [`crate::McpServer`] has one.
+pub struct StateSealer {
     key: Keypair,
+}
+
+impl Default for StateSealer {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl std::fmt::Debug for StateSealer {
@@ -263,14 +270,15 @@ fn tampered(why: &str) -> ErrorData {
 }
 
 impl StateSealer {
-    pub(crate) fn new() -> Self {
+    /// A sealer with a fresh random key.
+    pub fn new() -> Self {
         Self {
             key: Keypair::generate(),
         }
     }
 
     /// `hex(payload) "." hex(signature)`, the payload binding scope and expiry.
-    pub(crate) fn seal(&self, scope: &str, state: &Value, now: SystemTime) -> String {
+    pub fn seal(&self, scope: &str, state: &Value, now: SystemTime) -> String {
         let exp = unix_millis(now + STATE_TTL);
         let payload = json!({"scope": scope, "exp": exp, "state": state}).to_string();
         let sig = self.key.sign(payload.as_bytes());
@@ -281,12 +289,10 @@ impl StateSealer {
         )
     }
 
-    pub(crate) fn open(
-        &self,
-        scope: &str,
-        token: &str,
-        now: SystemTime,
-    ) -> Result<Value, ErrorData> {
+    /// The state sealed in `token` for `scope`, if the token is intact, was
+    /// sealed by this sealer for this scope, and has not expired; otherwise
+    /// an `invalid params` error saying why.
+    pub fn open(&self, scope: &str, token: &str, now: SystemTime) -> Result<Value, ErrorData> {
         if token.len() > MAX_STATE_LEN {
             return Err(tampered("longer than this server ever issues"));
         }
@@ -395,6 +401,32 @@ mod tests {
         );
         assert!(s.open("x", "nonsense", now).is_err());
         assert!(s.open("x", &"a".repeat(MAX_STATE_LEN + 1), now).is_err());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn opening_arbitrary_text_never_panics_nor_verifies(text in "\\PC{0,300}", hexish in "[0-9a-f.]{0,300}") {
+            let s = StateSealer::new();
+            let now = SystemTime::now();
+            proptest::prop_assert!(s.open("scope", &text, now).is_err());
+            proptest::prop_assert!(s.open("scope", &hexish, now).is_err());
+        }
+
+        #[test]
+        fn any_changed_digit_breaks_the_seal(state in "\\PC{0,40}", pos in 0usize..10_000, digit in 0u8..16) {
+            let s = StateSealer::new();
+            let now = SystemTime::now();
+            let token = s.seal("scope", &json!(state), now);
+            proptest::prop_assert_eq!(s.open("scope", &token, now).unwrap(), json!(state));
+            let mut bytes = token.into_bytes();
+            let i = pos % bytes.len();
+            let new = b"0123456789abcdef"[usize::from(digit)];
+            if bytes[i] != b'.' && bytes[i] != new {
+                bytes[i] = new;
+                let changed = String::from_utf8(bytes).unwrap();
+                proptest::prop_assert!(s.open("scope", &changed, now).is_err());
+            }
+        }
     }
 
     #[test]

@@ -888,6 +888,7 @@ impl McpServer {
             extra: None,
             id: self.inner.next_session.fetch_add(1, Ordering::Relaxed),
             log_level: Arc::new(RwLock::new(None)),
+            subscriptions: Arc::default(),
         }
     }
 
@@ -949,13 +950,31 @@ impl McpServer {
             .map_or(0, Vec::len)
     }
 
-    fn subscribe(&self, uri: &str, sub: Subscriber) {
+    fn is_subscribed(&self, uri: &str, session: u64) -> bool {
+        self.inner
+            .subscribers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(uri)
+            .is_some_and(|l| {
+                l.iter()
+                    .any(|s| s.session() == session && matches!(s, Subscriber::Session { .. }))
+            })
+    }
+
+    /// Add `sub`; false if that session already watches `uri`.
+    fn subscribe(&self, uri: &str, sub: Subscriber) -> bool {
         let mut subs = self
             .inner
             .subscribers
             .lock()
             .unwrap_or_else(|p| p.into_inner());
         let list = subs.entry(uri.to_owned()).or_default();
+        // Sessions whose connection is gone leave here, not only on the next update.
+        list.retain(|s| match s {
+            Subscriber::Session { peer, .. } => !peer.is_transport_closed(),
+            Subscriber::Listen { .. } => true,
+        });
         let session = sub.session();
         let is_listen = matches!(sub, Subscriber::Listen { .. });
         // One `resources/subscribe` per session and URI; listen streams are each their own.
@@ -964,9 +983,10 @@ impl McpServer {
                 .iter()
                 .any(|s| s.session() == session && matches!(s, Subscriber::Session { .. }))
         {
-            return;
+            return false;
         }
         list.push(sub);
+        true
     }
 
     fn unsubscribe(&self, uri: &str, session: u64, listen: bool) -> bool {
@@ -1172,7 +1192,12 @@ pub struct Session {
     id: u64,
     /// Level set by `logging/setLevel` (2025-11-25 sessions).
     log_level: Arc<RwLock<Option<LoggingLevel>>>,
+    /// `resources/subscribe` subscriptions held by this session.
+    subscriptions: Arc<std::sync::atomic::AtomicUsize>,
 }
+
+/// Most resources one session (or one `subscriptions/listen` stream) may watch.
+pub const MAX_SUBSCRIPTIONS_PER_SESSION: usize = 1024;
 
 impl std::fmt::Debug for Session {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -1482,13 +1507,28 @@ impl ServerHandler for Session {
                 Some(serde_json::json!({"uri": request.uri})),
             ));
         }
-        self.server.subscribe(
+        if self.server.is_subscribed(&request.uri, self.id) {
+            return Ok(());
+        }
+        if self.subscriptions.fetch_add(1, Ordering::Relaxed) >= MAX_SUBSCRIPTIONS_PER_SESSION {
+            self.subscriptions.fetch_sub(1, Ordering::Relaxed);
+            return Err(ErrorData::invalid_request(
+                format!(
+                    "this session already watches {MAX_SUBSCRIPTIONS_PER_SESSION} resources: unsubscribe from some first"
+                ),
+                None,
+            ));
+        }
+        let added = self.server.subscribe(
             &request.uri,
             Subscriber::Session {
                 session: self.id,
                 peer: context.peer.clone(),
             },
         );
+        if !added {
+            self.subscriptions.fetch_sub(1, Ordering::Relaxed);
+        }
         Ok(())
     }
 
@@ -1498,7 +1538,9 @@ impl ServerHandler for Session {
         _context: RequestContext<RoleServer>,
     ) -> Result<(), ErrorData> {
         // Unsubscribing from something not subscribed is not an error.
-        self.server.unsubscribe(&request.uri, self.id, false);
+        if self.server.unsubscribe(&request.uri, self.id, false) {
+            self.subscriptions.fetch_sub(1, Ordering::Relaxed);
+        }
         Ok(())
     }
 
@@ -1510,6 +1552,7 @@ impl ServerHandler for Session {
         accepted.resource_subscriptions = requested.resource_subscriptions.as_ref().map(|uris| {
             uris.iter()
                 .filter(|u| self.server.has_resource(u))
+                .take(MAX_SUBSCRIPTIONS_PER_SESSION)
                 .cloned()
                 .collect()
         });

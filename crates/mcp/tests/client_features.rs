@@ -517,6 +517,35 @@ async fn resource_subscriptions_on_a_2025_session() {
 }
 
 #[tokio::test]
+async fn subscriptions_per_session_are_bounded() {
+    let server = watched_server();
+    let c = connect(&server, json!({}), false).await;
+    let peer = c.client.peer();
+    let max = p2p_foundation_mcp::server::MAX_SUBSCRIPTIONS_PER_SESSION;
+    for i in 0..max {
+        peer.subscribe(SubscribeRequestParams::new(format!("test://doc/{i}")))
+            .await
+            .expect("within the limit");
+    }
+    // Re-subscribing to a watched URI is not a new subscription.
+    peer.subscribe(SubscribeRequestParams::new("test://doc/0"))
+        .await
+        .expect("already watched");
+    let e = peer
+        .subscribe(SubscribeRequestParams::new("test://watched"))
+        .await;
+    assert!(e.is_err(), "over the limit: {e:?}");
+    peer.unsubscribe(UnsubscribeRequestParams::new("test://doc/0"))
+        .await
+        .expect("unsubscribe");
+    peer.subscribe(SubscribeRequestParams::new("test://watched"))
+        .await
+        .expect("room again");
+    assert_eq!(server.subscriber_count("test://watched"), 1);
+    c.client.cancel().await.expect("close");
+}
+
+#[tokio::test]
 async fn resource_subscriptions_through_listen_on_2026() {
     let server = watched_server();
     let c = connect(&server, json!({}), true).await;

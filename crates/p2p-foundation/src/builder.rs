@@ -1,0 +1,352 @@
+//! [`NodeBuilder`]: identity, listen address, bootstrap peers and each layer's configuration.
+
+use std::net::{Ipv6Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use p2p_foundation_dht::{Contact, DhtNode};
+use p2p_foundation_identity::{Keypair, PeerId};
+use p2p_foundation_mcp::{Discovery, McpServer, Router, ServicePublisher, StreamLimits};
+use p2p_foundation_transport::{Endpoint, Listen};
+use tokio::sync::mpsc;
+
+use crate::error::{Error, Result};
+use crate::kad::QuicKad;
+use crate::mcp::{DhtRegistry, NodeMcp, QuicConnector};
+use crate::net::{Layers, Net};
+use crate::pubsub::Pubsub;
+use crate::{P2PNode, parse_peer_addr};
+
+/// Inbound DHT requests queued for the DHT task before new ones are refused.
+const KAD_INBOUND_QUEUE: usize = 1024;
+/// Gossip events queued for the dispatcher before new ones are dropped (and counted).
+const GOSSIP_EVENT_QUEUE: usize = 4096;
+
+/// Builds a [`P2PNode`]; from [`P2PNode::builder`].
+#[must_use = "a builder does nothing until .build().await"]
+pub struct NodeBuilder {
+    keypair: Option<Keypair>,
+    identity_file: Option<PathBuf>,
+    listen: SocketAddr,
+    advertise: Option<Vec<SocketAddr>>,
+    bootstrap: Vec<(PeerId, SocketAddr)>,
+    mcp_server: bool,
+    transport: p2p_foundation_transport::Config,
+    dht: p2p_foundation_dht::Config,
+    gossip: p2p_foundation_gossip::Config,
+    mcp_limits: StreamLimits,
+    mcp_record_ttl: Duration,
+    dial_timeout: Duration,
+    seed: Option<u64>,
+}
+
+impl std::fmt::Debug for NodeBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeBuilder")
+            .field("identity_file", &self.identity_file)
+            .field("listen", &self.listen)
+            .field("advertise", &self.advertise)
+            .field("bootstrap", &self.bootstrap)
+            .field("mcp_server", &self.mcp_server)
+            .field("transport", &self.transport)
+            .field("dht", &self.dht)
+            .field("mcp_record_ttl", &self.mcp_record_ttl)
+            .field("dial_timeout", &self.dial_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for NodeBuilder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The facade's DHT defaults: the DHT crate's, with records large enough for MCP service
+/// records carrying JSON Schemas (32 KiB; frames stay at the 64 KiB default).
+pub fn default_dht_config() -> p2p_foundation_dht::Config {
+    let mut c = p2p_foundation_dht::Config::default();
+    c.max_record_len = 32 * 1024;
+    c
+}
+
+impl NodeBuilder {
+    /// Defaults: a fresh identity, listening on `[::]:0` (dual-stack, any port), no
+    /// bootstrap peers, no MCP server, each layer's default configuration.
+    pub fn new() -> Self {
+        Self {
+            keypair: None,
+            identity_file: None,
+            listen: SocketAddr::from((Ipv6Addr::UNSPECIFIED, 0)),
+            advertise: None,
+            bootstrap: Vec::new(),
+            mcp_server: false,
+            transport: p2p_foundation_transport::Config::default(),
+            dht: default_dht_config(),
+            gossip: p2p_foundation_gossip::Config::default(),
+            mcp_limits: StreamLimits::default(),
+            mcp_record_ttl: p2p_foundation_mcp::records::DEFAULT_RECORD_TTL,
+            dial_timeout: Duration::from_secs(15),
+            seed: None,
+        }
+    }
+
+    /// Uses this identity.
+    pub fn keypair(mut self, keypair: Keypair) -> Self {
+        self.keypair = Some(keypair);
+        self
+    }
+
+    /// Loads the identity from `path`, or generates one and saves it there (owner-only
+    /// permissions) if the file does not exist.
+    pub fn identity_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.identity_file = Some(path.into());
+        self
+    }
+
+    /// Where to listen: `[::]:port` is dual-stack (IPv6 and IPv4), an IPv4 address is
+    /// IPv4 only, any other IPv6 address IPv6 only. Default `[::]:0`.
+    pub fn listen(mut self, addr: SocketAddr) -> Self {
+        self.listen = addr;
+        self
+    }
+
+    /// Addresses announced in this node's DHT provider records (MCP services). Default:
+    /// the listen address when it is a specific one, none when listening on `[::]` (peers
+    /// then find the node's address with a DHT lookup of its id).
+    pub fn advertise(mut self, addrs: Vec<SocketAddr>) -> Self {
+        self.advertise = Some(addrs);
+        self
+    }
+
+    /// Peers to join the network through. [`NodeBuilder::build`] fails if none of them
+    /// can be reached, or if a peer at the address proves another identity than the one
+    /// given.
+    pub fn bootstrap(mut self, peers: Vec<(PeerId, SocketAddr)>) -> Self {
+        self.bootstrap.extend(peers);
+        self
+    }
+
+    /// A bootstrap peer written `<peer id>@<socket address>`, e.g.
+    /// `b5lq…@[2001:db8::1]:9000` (see [`parse_peer_addr`]).
+    pub fn bootstrap_str(mut self, peer: &str) -> Result<Self> {
+        self.bootstrap.push(parse_peer_addr(peer)?);
+        Ok(self)
+    }
+
+    /// Serves an MCP server on inbound `/p2pf/mcp/1` streams, so tools registered with
+    /// [`NodeMcp::register_tool`] can be published and called by peers.
+    pub fn with_mcp_server(mut self) -> Self {
+        self.mcp_server = true;
+        self
+    }
+
+    /// Transport configuration (its `listen` field is replaced by [`NodeBuilder::listen`]).
+    pub fn transport_config(mut self, config: p2p_foundation_transport::Config) -> Self {
+        self.transport = config;
+        self
+    }
+
+    /// DHT configuration (default [`default_dht_config`]).
+    pub fn dht_config(mut self, config: p2p_foundation_dht::Config) -> Self {
+        self.dht = config;
+        self
+    }
+
+    /// Gossip configuration.
+    pub fn gossip_config(mut self, config: p2p_foundation_gossip::Config) -> Self {
+        self.gossip = config;
+        self
+    }
+
+    /// Per-stream limits of MCP sessions (served and opened).
+    pub fn mcp_limits(mut self, limits: StreamLimits) -> Self {
+        self.mcp_limits = limits;
+        self
+    }
+
+    /// Lifetime of published MCP service records (republished at half of it). Default 30
+    /// minutes.
+    pub fn mcp_record_ttl(mut self, ttl: Duration) -> Self {
+        self.mcp_record_ttl = ttl;
+        self
+    }
+
+    /// Longest a dial may take before it fails (default 15 s).
+    pub fn dial_timeout(mut self, timeout: Duration) -> Self {
+        self.dial_timeout = timeout;
+        self
+    }
+
+    /// Seed of the DHT's and gossip's random choices (default: from the OS).
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = Some(seed);
+        self
+    }
+
+    fn listen_config(addr: SocketAddr) -> Listen {
+        match addr {
+            SocketAddr::V6(a) if a.ip().is_unspecified() => Listen::DualStack { port: a.port() },
+            SocketAddr::V6(a) => Listen::Ipv6(a),
+            SocketAddr::V4(a) => Listen::Ipv4(a),
+        }
+    }
+
+    /// Binds the endpoint, starts the DHT, gossip and MCP, and joins the network through
+    /// the bootstrap peers.
+    pub async fn build(self) -> Result<P2PNode> {
+        let keypair = match (self.keypair, &self.identity_file) {
+            (Some(k), _) => k,
+            (None, Some(path)) => Keypair::load_or_generate(path)?,
+            (None, None) => Keypair::generate(),
+        };
+        let local = keypair.peer_id();
+        let seed = match self.seed {
+            Some(s) => s,
+            None => {
+                let mut b = [0u8; 8];
+                b.copy_from_slice(&Keypair::generate().secret_bytes()[..8]);
+                u64::from_le_bytes(b)
+            }
+        };
+        let mut transport = self.transport;
+        transport.listen = Self::listen_config(self.listen);
+        let endpoint = Endpoint::bind(&keypair, transport).await?;
+        let local_addr = endpoint.local_addr()?;
+        let net = Net::new(endpoint, self.dial_timeout);
+        let span = tracing::info_span!("p2pf.node", node = %local.short());
+        let _enter = span.enter();
+
+        // DHT over QUIC streams.
+        let kad_timeout = self.dht.request_timeout;
+        let kad_max_frame = self.dht.max_frame_len;
+        let max_ttl = self.dht.max_record_ttl;
+        let (kad_tx, kad_rx) = mpsc::channel(KAD_INBOUND_QUEUE);
+        let kad = Arc::new(QuicKad {
+            net: Arc::downgrade(&net),
+            max_frame: kad_max_frame,
+            timeout: kad_timeout,
+        });
+        let dht = DhtNode::spawn(local, self.dht, seed, kad, kad_rx);
+
+        // Gossip on one stream per connection.
+        let (gossip, events) = p2p_foundation_gossip::spawn(
+            keypair.clone(),
+            self.gossip,
+            seed.wrapping_add(1),
+            GOSSIP_EVENT_QUEUE,
+        )?;
+        let (pubsub, dispatch) = Pubsub::new(gossip.clone(), events);
+        net.spawn(dispatch);
+
+        // MCP: the local server, service records on the DHT, routing over QUIC.
+        let server = self.mcp_server.then(|| McpServer::new(local));
+        let advertise = self.advertise.unwrap_or_else(|| {
+            if local_addr.ip().is_unspecified() {
+                Vec::new()
+            } else {
+                vec![local_addr]
+            }
+        });
+        let registry = Arc::new(DhtRegistry::new(
+            dht.clone(),
+            keypair.clone(),
+            Arc::downgrade(&net),
+            advertise,
+            max_ttl,
+        ));
+        let publisher = server.as_ref().map(|s| {
+            Arc::new(
+                ServicePublisher::new(keypair.clone(), s.clone(), registry.clone())
+                    .with_ttl(self.mcp_record_ttl),
+            )
+        });
+        let connector = Arc::new(QuicConnector {
+            net: Arc::downgrade(&net),
+        });
+        let router = Arc::new(Router::new(
+            Discovery::new(registry.clone()).excluding(local),
+            connector,
+        ));
+        let mcp = NodeMcp {
+            server: server.clone(),
+            publisher,
+            registry,
+            router,
+            net: Arc::clone(&net),
+            ttl: self.mcp_record_ttl,
+            republishing: Mutex::new(Default::default()),
+        };
+
+        net.set_layers(
+            Layers {
+                kad_inbound: kad_tx,
+                kad_max_frame,
+                kad_timeout,
+                gossip: gossip.clone(),
+                mcp: server.map(|s| (s, self.mcp_limits)),
+            },
+            dht.clone(),
+        );
+        net.start_accepting();
+        drop(_enter);
+
+        let node = P2PNode {
+            keypair,
+            dht: crate::NodeDht::new(dht, &net),
+            net,
+            pubsub,
+            mcp,
+            span,
+        };
+        if !self.bootstrap.is_empty() {
+            if let Err(e) = node.bootstrap(self.bootstrap).await {
+                node.shutdown().await;
+                return Err(e);
+            }
+        }
+        Ok(node)
+    }
+}
+
+/// Dials each seed, then joins the DHT through those that answered.
+pub(crate) async fn bootstrap(
+    net: &Arc<Net>,
+    dht: &DhtNode,
+    seeds: Vec<(PeerId, SocketAddr)>,
+) -> Result<usize> {
+    let tried = seeds.len();
+    let mut first_failure = None;
+    let mut contacts = Vec::new();
+    for (peer, addr) in seeds {
+        match net.connect(peer, &[addr]).await {
+            Ok(conn) => contacts.push(Contact::new(
+                peer,
+                crate::net::canonical(if conn.path() == p2p_foundation_transport::PathKind::Quic {
+                    conn.remote_address()
+                } else {
+                    addr
+                }),
+            )),
+            Err(e) => {
+                tracing::warn!(peer = %peer.short(), %addr, error = %e, "bootstrap peer failed");
+                if first_failure.is_none() {
+                    first_failure = Some((peer, addr, e));
+                }
+            }
+        }
+    }
+    if contacts.is_empty() {
+        return match first_failure {
+            Some((peer, addr, source)) => Err(Error::Bootstrap {
+                tried,
+                peer,
+                addr,
+                source: Box::new(source),
+            }),
+            None => Ok(0),
+        };
+    }
+    Ok(dht.bootstrap(contacts).await?)
+}

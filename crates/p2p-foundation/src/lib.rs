@@ -1,0 +1,292 @@
+#![doc = include_str!("../README.md")]
+#![forbid(unsafe_code)]
+#![deny(missing_docs, rustdoc::broken_intra_doc_links, unreachable_pub)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
+
+mod builder;
+mod error;
+mod kad;
+pub mod mcp;
+mod net;
+mod pubsub;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+pub use builder::{NodeBuilder, default_dht_config};
+pub use error::{Error, Result};
+pub use mcp::{DhtRegistry, NodeMcp};
+pub use net::{
+    CLOSE_DUPLICATE, CLOSE_SHUTDOWN, GOSSIP_PROTOCOL, KAD_PROTOCOL, MCP_PROTOCOL, NodeStats,
+};
+pub use pubsub::{GossipMessage, Subscription};
+
+/// The DHT crate (records, provider records, configuration).
+pub use p2p_foundation_dht as dht;
+/// The gossip crate (topics, configuration).
+pub use p2p_foundation_gossip as gossip;
+/// The identity crate.
+pub use p2p_foundation_identity as identity;
+pub use p2p_foundation_identity::{Key, Keypair, PeerId};
+/// The MCP crate (tools, servers, routing).
+pub use p2p_foundation_mcp as mcp_crate;
+/// The transport crate (QUIC endpoint configuration).
+pub use p2p_foundation_transport as transport;
+
+use p2p_foundation_dht::{Contact, DhtNode, ProviderRecord, Record};
+use p2p_foundation_gossip::{MessageId, Topic};
+use p2p_foundation_identity::Signed;
+
+use crate::net::Net;
+use crate::pubsub::Pubsub;
+
+/// Parses `<peer id>@<socket address>` (e.g. `b5lq…@127.0.0.1:9000` or
+/// `b5lq…@[::1]:9000`).
+pub fn parse_peer_addr(s: &str) -> Result<(PeerId, SocketAddr)> {
+    let bad = || Error::InvalidPeerAddr(s.to_owned());
+    let (peer, addr) = s.split_once('@').ok_or_else(bad)?;
+    let peer: PeerId = peer.parse()?;
+    let addr: SocketAddr = addr.parse().map_err(|_| bad())?;
+    Ok((peer, addr))
+}
+
+/// A peer-to-peer node: one QUIC endpoint and one connection per peer, shared by the
+/// Kademlia DHT ([`P2PNode::dht`]), gossip ([`P2PNode::subscribe`], [`P2PNode::publish`])
+/// and MCP ([`P2PNode::mcp`]). Inbound streams are routed by their protocol id
+/// ([`KAD_PROTOCOL`], [`GOSSIP_PROTOCOL`], [`MCP_PROTOCOL`]).
+pub struct P2PNode {
+    keypair: Keypair,
+    net: Arc<Net>,
+    dht: NodeDht,
+    pubsub: Pubsub,
+    mcp: NodeMcp,
+    span: tracing::Span,
+}
+
+impl std::fmt::Debug for P2PNode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("P2PNode")
+            .field("peer_id", &self.keypair.peer_id())
+            .field("local_addr", &self.local_addr().ok())
+            .finish_non_exhaustive()
+    }
+}
+
+impl P2PNode {
+    /// A builder with the defaults (fresh identity, `[::]:0`, no bootstrap peers).
+    pub fn builder() -> NodeBuilder {
+        NodeBuilder::new()
+    }
+
+    /// This node's id.
+    pub fn peer_id(&self) -> PeerId {
+        self.keypair.peer_id()
+    }
+
+    /// This node's identity (to sign application records).
+    pub fn keypair(&self) -> &Keypair {
+        &self.keypair
+    }
+
+    /// The address the node listens on (UDP for QUIC; TCP on the same port).
+    pub fn local_addr(&self) -> Result<SocketAddr> {
+        Ok(self.net.endpoint.local_addr()?)
+    }
+
+    /// Connects to `peer` (or reuses the connection to it) at `addrs`, which are
+    /// remembered for later dials. Fails if the peer at an address proves another id.
+    pub async fn connect(&self, peer: PeerId, addrs: &[SocketAddr]) -> Result<()> {
+        self.net.connect(peer, addrs).await?;
+        self.net.learn(peer, addrs.iter().copied());
+        Ok(())
+    }
+
+    /// Joins the network through `seeds` (dials each, then a DHT bootstrap lookup);
+    /// resolves to the routing table size. Fails if no seed could be reached.
+    pub async fn bootstrap(&self, seeds: Vec<(PeerId, SocketAddr)>) -> Result<usize> {
+        for (peer, addr) in &seeds {
+            self.net.learn(*peer, [*addr]);
+        }
+        builder::bootstrap(&self.net, &self.dht.node, seeds).await
+    }
+
+    /// Peers with a live connection.
+    pub fn connected_peers(&self) -> Vec<PeerId> {
+        self.net.connected_peers()
+    }
+
+    /// Addresses known for `peer` (from dials, inbound connections, the DHT, provider
+    /// records).
+    pub fn addresses_of(&self, peer: &PeerId) -> Vec<SocketAddr> {
+        self.net.addresses(peer)
+    }
+
+    /// The DHT.
+    pub fn dht(&self) -> &NodeDht {
+        &self.dht
+    }
+
+    /// Subscribes to `topic`: messages published on it anywhere in the network arrive on
+    /// the returned [`Subscription`].
+    pub async fn subscribe(&self, topic: &str) -> Result<Subscription> {
+        Ok(self.pubsub.subscribe(Topic::new(topic)?).await?)
+    }
+
+    /// Publishes `data` on `topic` (signed by this node).
+    pub async fn publish(&self, topic: &str, data: impl Into<Vec<u8>>) -> Result<MessageId> {
+        Ok(self
+            .pubsub
+            .handle
+            .publish(Topic::new(topic)?, data.into())
+            .await?)
+    }
+
+    /// Connected peers that announced a subscription to `topic`.
+    pub fn topic_peers(&self, topic: &str) -> Result<Vec<PeerId>> {
+        Ok(self.pubsub.topic_peers(&Topic::new(topic)?))
+    }
+
+    /// Waits until at least `n` connected peers have announced a subscription to `topic`
+    /// (driven by their SUBSCRIBE messages, no polling).
+    pub async fn wait_for_topic_peers(&self, topic: &str, n: usize) -> Result<()> {
+        self.pubsub.wait_topic_peers(&Topic::new(topic)?, n).await;
+        Ok(())
+    }
+
+    /// The gossip driver (mesh peers, scores, validation, metrics).
+    pub fn gossip(&self) -> &p2p_foundation_gossip::GossipHandle {
+        &self.pubsub.handle
+    }
+
+    /// Gossip messages dropped because a [`Subscription`] was not read in time.
+    pub fn dropped_gossip_messages(&self) -> u64 {
+        self.pubsub.dropped()
+    }
+
+    /// MCP: this node's tools and services, and calls to tools anywhere in the network.
+    pub fn mcp(&self) -> &NodeMcp {
+        &self.mcp
+    }
+
+    /// Counters of connections and routed streams.
+    pub fn stats(&self) -> NodeStats {
+        self.net.stats()
+    }
+
+    /// The transport's counters (handshakes, bytes, junk datagrams, failures).
+    pub fn transport_metrics(&self) -> p2p_foundation_transport::MetricsSnapshot {
+        self.net.endpoint.metrics()
+    }
+
+    /// Shuts down gracefully: stops republishing, stops gossip, closes every connection
+    /// with [`CLOSE_SHUTDOWN`] (peers see it at once) and waits for every task of the
+    /// node to end. The DHT task ends once the last [`NodeDht`] clone is dropped; the
+    /// socket is released when the node is dropped here.
+    pub async fn shutdown(self) {
+        let span = self.span.clone();
+        let _e = span.enter();
+        tracing::debug!("shutting down");
+        self.pubsub.handle.shutdown().await;
+        self.net.shutdown().await;
+        tracing::debug!("shut down");
+    }
+}
+
+/// The node's Kademlia DHT: records signed by this node, provider records, lookups. Peers
+/// found by lookups are remembered, so they can be dialled by id.
+#[derive(Clone, Debug)]
+pub struct NodeDht {
+    node: DhtNode,
+    net: std::sync::Weak<Net>,
+}
+
+impl NodeDht {
+    fn new(node: DhtNode, net: &Arc<Net>) -> Self {
+        Self {
+            node,
+            net: Arc::downgrade(net),
+        }
+    }
+
+    fn learn(&self, peer: PeerId, addrs: impl IntoIterator<Item = SocketAddr>) {
+        if let Some(net) = self.net.upgrade() {
+            net.learn(peer, addrs);
+        }
+    }
+
+    /// The DHT driver handle (everything, including records signed by other keys).
+    pub fn node(&self) -> &DhtNode {
+        &self.node
+    }
+
+    /// Signs `value` under `key` with `keypair` (valid for `ttl`) and stores it on the k
+    /// closest nodes; resolves to how many accepted it. `seq` must grow with each update.
+    pub async fn put(
+        &self,
+        keypair: &Keypair,
+        key: Key,
+        value: impl Into<Vec<u8>>,
+        seq: u64,
+        ttl: Duration,
+    ) -> Result<usize> {
+        let record = Signed::sign(
+            keypair,
+            Record::new(key, value),
+            seq,
+            SystemTime::now() + ttl,
+        )?;
+        Ok(self.node.put_record(record).await?)
+    }
+
+    /// Stores an already signed record; resolves to how many nodes accepted it.
+    pub async fn put_record(&self, record: Signed<Record>) -> Result<usize> {
+        Ok(self.node.put_record(record).await?)
+    }
+
+    /// Valid records under `key`, highest sequence number first (empty if none).
+    pub async fn get(&self, key: Key) -> Result<Vec<Signed<Record>>> {
+        Ok(self.node.get_record(key).await?)
+    }
+
+    /// Announces that `keypair`'s node provides `key`, reachable at `addrs`, for `ttl`.
+    pub async fn provide(
+        &self,
+        keypair: &Keypair,
+        key: Key,
+        addrs: Vec<SocketAddr>,
+        seq: u64,
+        ttl: Duration,
+    ) -> Result<usize> {
+        let record = Signed::sign(
+            keypair,
+            ProviderRecord::new(key, addrs),
+            seq,
+            SystemTime::now() + ttl,
+        )?;
+        Ok(self.node.add_provider(record).await?)
+    }
+
+    /// Provider records for `key`, one per provider.
+    pub async fn providers(&self, key: Key) -> Result<Vec<Signed<ProviderRecord>>> {
+        let providers = self.node.get_providers(key).await?;
+        for p in &providers {
+            self.learn(p.signer(), p.payload().addrs.iter().copied());
+        }
+        Ok(providers)
+    }
+
+    /// The k closest nodes to `key` that answered.
+    pub async fn closest_peers(&self, key: Key) -> Result<Vec<Contact>> {
+        let (contacts, _) = self.node.find_node(key).await?;
+        for c in &contacts {
+            self.learn(c.peer(), [c.addr()]);
+        }
+        Ok(contacts)
+    }
+
+    /// The routing table size.
+    pub async fn routing_table_len(&self) -> Result<usize> {
+        Ok(self.node.stats().await?.1)
+    }
+}

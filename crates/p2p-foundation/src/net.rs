@@ -1,0 +1,631 @@
+//! One endpoint, one connection per peer, and inbound streams routed by protocol id.
+//!
+//! Every layer shares the connection table: the DHT transport, the gossip attachment and
+//! the MCP connector all go through [`Net::connect`], which returns the live connection to
+//! a peer or dials one (addresses from the caller, the address book, or a DHT lookup).
+//! When two connections to one peer exist (both sides dialled at once), both sides keep
+//! the same one: the connection dialled by the smaller [`PeerId`] (or, when one side
+//! dialled both, the newer); the other is closed after a short grace period.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::Duration;
+
+use p2p_foundation_dht::{DhtNode, Inbound};
+use p2p_foundation_gossip::GossipHandle;
+use p2p_foundation_identity::PeerId;
+use p2p_foundation_mcp::{Caller, McpServer, StreamLimits};
+use p2p_foundation_transport::{
+    CLOSE_NORMAL, Connection, Endpoint, IncomingBi, PathKind, RecvStream, SendStream,
+};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument;
+
+use crate::error::{Error, Result};
+
+/// Protocol id of DHT streams: one request and one response per bidirectional stream.
+pub const KAD_PROTOCOL: &str = p2p_foundation_dht::message::PROTOCOL_ID;
+/// Protocol id of the gossip stream: one long-lived bidirectional stream per connection.
+pub const GOSSIP_PROTOCOL: &str = "/p2pf/gossip/1";
+/// Protocol id of MCP streams: one MCP session (newline-delimited JSON-RPC) per stream.
+pub const MCP_PROTOCOL: &str = "/p2pf/mcp/1";
+
+/// Application close code of the losing connection of a simultaneous dial.
+pub const CLOSE_DUPLICATE: u32 = 0x10;
+/// Application close code sent to every peer when the node shuts down.
+pub const CLOSE_SHUTDOWN: u32 = CLOSE_NORMAL;
+
+/// How long the losing connection of a simultaneous dial stays open for the streams
+/// already running on it.
+const DUPLICATE_GRACE: Duration = Duration::from_secs(2);
+/// Peers remembered in the address book.
+const MAX_BOOK_PEERS: usize = 10_000;
+/// Addresses remembered per peer (most recent first).
+const MAX_ADDRS_PER_PEER: usize = 8;
+
+/// What inbound streams are handed to, set once when the node starts.
+pub(crate) struct Layers {
+    pub(crate) kad_inbound: mpsc::Sender<Inbound>,
+    pub(crate) kad_max_frame: usize,
+    pub(crate) kad_timeout: Duration,
+    pub(crate) gossip: GossipHandle,
+    pub(crate) mcp: Option<(McpServer, StreamLimits)>,
+}
+
+struct Entry {
+    conn: Connection,
+    id: u64,
+    outbound: bool,
+}
+
+/// Counters of the facade's stream routing.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) inbound_connections: AtomicU64,
+    pub(crate) outbound_connections: AtomicU64,
+    pub(crate) duplicate_connections: AtomicU64,
+    pub(crate) unknown_protocol_streams: AtomicU64,
+    pub(crate) kad_served: AtomicU64,
+    pub(crate) kad_refused: AtomicU64,
+    pub(crate) mcp_sessions: AtomicU64,
+}
+
+/// Snapshot of the facade's counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct NodeStats {
+    /// Connections accepted.
+    pub inbound_connections: u64,
+    /// Connections dialled.
+    pub outbound_connections: u64,
+    /// Connections closed because another connection to the same peer won.
+    pub duplicate_connections: u64,
+    /// Inbound streams refused because their protocol id is not served.
+    pub unknown_protocol_streams: u64,
+    /// DHT requests answered.
+    pub kad_served: u64,
+    /// DHT requests refused (oversized, too slow, rate limited, queue full).
+    pub kad_refused: u64,
+    /// MCP sessions served.
+    pub mcp_sessions: u64,
+    /// Peers with a live connection now.
+    pub connected_peers: usize,
+}
+
+pub(crate) struct Net {
+    pub(crate) endpoint: Endpoint,
+    pub(crate) local: PeerId,
+    conns: Mutex<HashMap<PeerId, Entry>>,
+    book: Mutex<HashMap<PeerId, Vec<SocketAddr>>>,
+    dialing: Mutex<HashMap<PeerId, Arc<tokio::sync::Mutex<()>>>>,
+    next_id: AtomicU64,
+    layers: OnceLock<Layers>,
+    dht: Mutex<Option<DhtNode>>,
+    pub(crate) cancel: CancellationToken,
+    pub(crate) tracker: TaskTracker,
+    dial_timeout: Duration,
+    pub(crate) counters: Counters,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The address as a peer would dial it: v4-mapped IPv6 addresses (seen on dual-stack
+/// sockets) become IPv4.
+pub(crate) fn canonical(addr: SocketAddr) -> SocketAddr {
+    SocketAddr::new(addr.ip().to_canonical(), addr.port())
+}
+
+fn dialable(addr: &SocketAddr) -> bool {
+    addr.port() != 0 && !addr.ip().is_unspecified() && !addr.ip().is_multicast()
+}
+
+/// Whether a new connection replaces the existing one to the same peer. Both sides
+/// compute the same answer: the connection dialled by the smaller peer id wins; between
+/// two connections dialled by the same side, the newer one.
+fn new_wins(local: PeerId, peer: PeerId, old_outbound: bool, new_outbound: bool) -> bool {
+    if old_outbound == new_outbound {
+        return true;
+    }
+    let new_dialer = if new_outbound { local } else { peer };
+    new_dialer == local.min(peer)
+}
+
+impl Net {
+    pub(crate) fn new(endpoint: Endpoint, dial_timeout: Duration) -> Arc<Self> {
+        Arc::new(Self {
+            local: endpoint.peer_id(),
+            endpoint,
+            conns: Mutex::new(HashMap::new()),
+            book: Mutex::new(HashMap::new()),
+            dialing: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(1),
+            layers: OnceLock::new(),
+            dht: Mutex::new(None),
+            cancel: CancellationToken::new(),
+            tracker: TaskTracker::new(),
+            dial_timeout,
+            counters: Counters::default(),
+        })
+    }
+
+    pub(crate) fn set_layers(&self, layers: Layers, dht: DhtNode) {
+        let _ = self.layers.set(layers);
+        *lock(&self.dht) = Some(dht);
+    }
+
+    /// Spawns `fut` on the node's task tracker; it is dropped when the node shuts down.
+    pub(crate) fn spawn<F>(&self, fut: F)
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        let cancel = self.cancel.clone();
+        self.tracker.spawn(async move {
+            tokio::select! {
+                () = cancel.cancelled() => {}
+                () = fut => {}
+            }
+        });
+    }
+
+    pub(crate) fn stats(&self) -> NodeStats {
+        let c = &self.counters;
+        NodeStats {
+            inbound_connections: c.inbound_connections.load(Ordering::Relaxed),
+            outbound_connections: c.outbound_connections.load(Ordering::Relaxed),
+            duplicate_connections: c.duplicate_connections.load(Ordering::Relaxed),
+            unknown_protocol_streams: c.unknown_protocol_streams.load(Ordering::Relaxed),
+            kad_served: c.kad_served.load(Ordering::Relaxed),
+            kad_refused: c.kad_refused.load(Ordering::Relaxed),
+            mcp_sessions: c.mcp_sessions.load(Ordering::Relaxed),
+            connected_peers: lock(&self.conns).len(),
+        }
+    }
+
+    /// Starts the accept loop.
+    pub(crate) fn start_accepting(self: &Arc<Self>) {
+        let net = Arc::clone(self);
+        let span = tracing::debug_span!("p2pf.accept", node = %self.local.short());
+        self.spawn(
+            async move {
+                while let Some(conn) = net.endpoint.accept().await {
+                    net.counters
+                        .inbound_connections
+                        .fetch_add(1, Ordering::Relaxed);
+                    net.register(conn, false);
+                }
+            }
+            .instrument(span),
+        );
+    }
+
+    /// Remembers addresses of `peer` (most recent first, bounded).
+    pub(crate) fn learn(&self, peer: PeerId, addrs: impl IntoIterator<Item = SocketAddr>) {
+        if peer == self.local {
+            return;
+        }
+        let mut book = lock(&self.book);
+        if !book.contains_key(&peer) && book.len() >= MAX_BOOK_PEERS {
+            // Forget a peer we hold no connection to, to make room.
+            let conns = lock(&self.conns);
+            let victim = book.keys().find(|p| !conns.contains_key(p)).copied();
+            drop(conns);
+            match victim {
+                Some(v) => {
+                    book.remove(&v);
+                }
+                None => return,
+            }
+        }
+        let list = book.entry(peer).or_default();
+        for addr in addrs {
+            let addr = canonical(addr);
+            if !dialable(&addr) {
+                continue;
+            }
+            list.retain(|a| *a != addr);
+            list.insert(0, addr);
+        }
+        list.truncate(MAX_ADDRS_PER_PEER);
+        if list.is_empty() {
+            book.remove(&peer);
+        }
+    }
+
+    /// Known addresses of `peer`.
+    pub(crate) fn addresses(&self, peer: &PeerId) -> Vec<SocketAddr> {
+        lock(&self.book).get(peer).cloned().unwrap_or_default()
+    }
+
+    /// The live connection to `peer`, if any.
+    pub(crate) fn connected(&self, peer: &PeerId) -> Option<Connection> {
+        lock(&self.conns).get(peer).map(|e| e.conn.clone())
+    }
+
+    pub(crate) fn connected_peers(&self) -> Vec<PeerId> {
+        lock(&self.conns).keys().copied().collect()
+    }
+
+    fn is_current(&self, peer: &PeerId, id: u64) -> bool {
+        lock(&self.conns).get(peer).is_some_and(|e| e.id == id)
+    }
+
+    /// The connection to `peer`: the live one, or a new one dialled at `hint`, the
+    /// addresses in the book, or (if none is known) the addresses a DHT lookup finds.
+    pub(crate) async fn connect(
+        self: &Arc<Self>,
+        peer: PeerId,
+        hint: &[SocketAddr],
+    ) -> Result<Connection> {
+        if self.cancel.is_cancelled() {
+            return Err(Error::Shutdown);
+        }
+        if let Some(c) = self.connected(&peer) {
+            return Ok(c);
+        }
+        let mut addrs: Vec<SocketAddr> = hint
+            .iter()
+            .map(|a| canonical(*a))
+            .filter(dialable)
+            .collect();
+        for a in self.addresses(&peer) {
+            if !addrs.contains(&a) {
+                addrs.push(a);
+            }
+        }
+        if addrs.is_empty() {
+            // Look the peer up without holding its dial lock: the lookup itself may dial it.
+            addrs = self.lookup(peer).await;
+            if let Some(c) = self.connected(&peer) {
+                return Ok(c);
+            }
+        }
+        if addrs.is_empty() {
+            return Err(Error::NoAddress { peer });
+        }
+        let gate = Arc::clone(lock(&self.dialing).entry(peer).or_default());
+        let result = {
+            let _turn = gate.lock().await;
+            match self.connected(&peer) {
+                Some(c) => Ok(c),
+                None => self.dial(peer, &addrs).await,
+            }
+        };
+        {
+            let mut dialing = lock(&self.dialing);
+            if dialing.get(&peer).is_some_and(|g| Arc::ptr_eq(g, &gate)) {
+                dialing.remove(&peer);
+            }
+        }
+        result
+    }
+
+    async fn dial(self: &Arc<Self>, peer: PeerId, addrs: &[SocketAddr]) -> Result<Connection> {
+        tracing::debug!(peer = %peer.short(), ?addrs, "dialing");
+        let attempt = tokio::time::timeout(self.dial_timeout, self.endpoint.connect(peer, addrs));
+        let conn = tokio::select! {
+            () = self.cancel.cancelled() => return Err(Error::Shutdown),
+            r = attempt => match r {
+                Ok(r) => r?,
+                Err(_) => return Err(Error::Timeout { what: "dial", peer, after: self.dial_timeout }),
+            },
+        };
+        self.counters
+            .outbound_connections
+            .fetch_add(1, Ordering::Relaxed);
+        if conn.path() == PathKind::Quic {
+            self.learn(peer, [conn.remote_address()]);
+        }
+        Ok(self.register(conn, true))
+    }
+
+    async fn lookup(&self, peer: PeerId) -> Vec<SocketAddr> {
+        let dht = lock(&self.dht).clone();
+        let Some(dht) = dht else {
+            return Vec::new();
+        };
+        match dht.find_node(peer.kad_key()).await {
+            Ok((contacts, _)) => {
+                for c in &contacts {
+                    self.learn(c.peer(), [c.addr()]);
+                }
+                self.addresses(&peer)
+            }
+            Err(e) => {
+                tracing::debug!(peer = %peer.short(), error = %e, "address lookup failed");
+                Vec::new()
+            }
+        }
+    }
+
+    /// Adds a new authenticated connection and returns the one to use for its peer (the
+    /// new one, or the existing one if that wins; see [`new_wins`]).
+    fn register(self: &Arc<Self>, conn: Connection, outbound: bool) -> Connection {
+        let peer = conn.peer_id();
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (winner, loser, new_is_current) = {
+            let mut conns = lock(&self.conns);
+            match conns.get(&peer) {
+                Some(old) if !new_wins(self.local, peer, old.outbound, outbound) => {
+                    (old.conn.clone(), Some(conn.clone()), false)
+                }
+                _ => {
+                    let old = conns.insert(
+                        peer,
+                        Entry {
+                            conn: conn.clone(),
+                            id,
+                            outbound,
+                        },
+                    );
+                    (conn.clone(), old.map(|e| e.conn), true)
+                }
+            }
+        };
+        if !outbound && conn.path() == PathKind::Quic {
+            // A QUIC peer sends from the socket it listens on.
+            self.learn(peer, [conn.remote_address()]);
+        }
+        let span = tracing::debug_span!(
+            "p2pf.conn",
+            node = %self.local.short(),
+            peer = %peer.short(),
+            id,
+            outbound,
+        );
+        // Streams on this connection (also during a duplicate's grace period).
+        let net = Arc::clone(self);
+        let c = conn.clone();
+        self.spawn(
+            async move {
+                while let Ok(stream) = c.accept_bi().await {
+                    net.route(&c, id, stream);
+                }
+            }
+            .instrument(span.clone()),
+        );
+        // No protocol uses unidirectional streams: refuse them so they cannot pile up.
+        let c = conn.clone();
+        self.spawn(async move {
+            while let Ok(mut s) = c.accept_uni().await {
+                s.recv.stop();
+            }
+        });
+        // Forget the connection when it closes.
+        let net = Arc::clone(self);
+        let c = conn.clone();
+        self.spawn(
+            async move {
+                let why = c.closed().await;
+                tracing::debug!(%why, "connection closed");
+                let mut conns = lock(&net.conns);
+                if conns.get(&peer).is_some_and(|e| e.id == id) {
+                    conns.remove(&peer);
+                }
+            }
+            .instrument(span.clone()),
+        );
+        if let Some(loser) = loser {
+            self.counters
+                .duplicate_connections
+                .fetch_add(1, Ordering::Relaxed);
+            self.spawn(async move {
+                tokio::time::sleep(DUPLICATE_GRACE).await;
+                loser.close(CLOSE_DUPLICATE, b"duplicate connection");
+            });
+        }
+        if new_is_current && outbound {
+            // The dialer of the connection in use opens the gossip stream.
+            let net = Arc::clone(self);
+            let c = conn.clone();
+            self.spawn(
+                async move {
+                    let Some(layers) = net.layers.get() else {
+                        return;
+                    };
+                    match c.open_bi(GOSSIP_PROTOCOL).await {
+                        Ok((send, recv)) => {
+                            let ip = Some(canonical(c.remote_address()).ip());
+                            if let Err(e) = layers.gossip.add_peer(peer, ip, true, recv, send).await
+                            {
+                                tracing::debug!(error = %e, "gossip did not take the peer");
+                            }
+                        }
+                        Err(e) => tracing::debug!(error = %e, "could not open the gossip stream"),
+                    }
+                }
+                .instrument(span),
+            );
+        }
+        winner
+    }
+
+    /// Hands an inbound stream to the layer its protocol id names.
+    fn route(self: &Arc<Self>, conn: &Connection, id: u64, stream: IncomingBi) {
+        let IncomingBi {
+            protocol,
+            mut send,
+            mut recv,
+        } = stream;
+        let Some(layers) = self.layers.get() else {
+            send.reset();
+            recv.stop();
+            return;
+        };
+        let peer = conn.peer_id();
+        match protocol.as_str() {
+            KAD_PROTOCOL => {
+                let addr = self.contact_addr(conn);
+                let net = Arc::clone(self);
+                self.spawn(async move { net.serve_kad(peer, addr, send, recv).await });
+            }
+            GOSSIP_PROTOCOL => {
+                if !self.is_current(&peer, id) {
+                    // Only the connection both sides keep carries gossip.
+                    send.reset();
+                    recv.stop();
+                    return;
+                }
+                let ip: Option<IpAddr> = Some(canonical(conn.remote_address()).ip());
+                let gossip = layers.gossip.clone();
+                self.spawn(async move {
+                    if let Err(e) = gossip.add_peer(peer, ip, false, recv, send).await {
+                        tracing::debug!(error = %e, "gossip did not take the peer");
+                    }
+                });
+            }
+            MCP_PROTOCOL => match &layers.mcp {
+                Some((server, limits)) => {
+                    self.counters.mcp_sessions.fetch_add(1, Ordering::Relaxed);
+                    let server = server.clone();
+                    let limits = *limits;
+                    self.spawn(async move {
+                        if let Err(e) = p2p_foundation_mcp::serve_stream(
+                            &server,
+                            Caller::Peer(peer),
+                            recv,
+                            send,
+                            limits,
+                        )
+                        .await
+                        {
+                            tracing::debug!(error = %e, "MCP session ended with an error");
+                        }
+                    });
+                }
+                None => {
+                    self.counters
+                        .unknown_protocol_streams
+                        .fetch_add(1, Ordering::Relaxed);
+                    send.reset();
+                    recv.stop();
+                }
+            },
+            other => {
+                tracing::debug!(protocol = other, "refusing a stream of an unknown protocol");
+                self.counters
+                    .unknown_protocol_streams
+                    .fetch_add(1, Ordering::Relaxed);
+                send.reset();
+                recv.stop();
+            }
+        }
+    }
+
+    /// The address the DHT should record for the peer behind `conn`: its QUIC address
+    /// (the socket it listens on), or over TCP the best address in the book.
+    fn contact_addr(&self, conn: &Connection) -> SocketAddr {
+        let remote = canonical(conn.remote_address());
+        if conn.path() == PathKind::Quic {
+            return remote;
+        }
+        self.addresses(&conn.peer_id())
+            .into_iter()
+            .next()
+            .unwrap_or(remote)
+    }
+
+    async fn serve_kad(
+        &self,
+        peer: PeerId,
+        addr: SocketAddr,
+        mut send: SendStream,
+        mut recv: RecvStream,
+    ) {
+        let Some(layers) = self.layers.get() else {
+            return;
+        };
+        let refuse = |send: &mut SendStream| {
+            self.counters.kad_refused.fetch_add(1, Ordering::Relaxed);
+            send.reset();
+        };
+        // The frame limit is enforced while reading: nothing past it is buffered.
+        let frame =
+            match tokio::time::timeout(layers.kad_timeout, recv.read_to_end(layers.kad_max_frame))
+                .await
+            {
+                Ok(Ok(frame)) => frame,
+                Ok(Err(e)) => {
+                    tracing::debug!(peer = %peer.short(), error = %e, "bad DHT request stream");
+                    recv.stop();
+                    return refuse(&mut send);
+                }
+                Err(_) => {
+                    recv.stop();
+                    return refuse(&mut send);
+                }
+            };
+        let (reply, answer) = oneshot::channel();
+        let inbound = Inbound {
+            from: peer,
+            addr,
+            frame,
+            reply,
+        };
+        if layers.kad_inbound.try_send(inbound).is_err() {
+            return refuse(&mut send);
+        }
+        match tokio::time::timeout(layers.kad_timeout, answer).await {
+            Ok(Ok(response)) => {
+                if send.write_all(&response).await.is_ok() && send.finish().await.is_ok() {
+                    self.counters.kad_served.fetch_add(1, Ordering::Relaxed);
+                    let _ = send.stopped().await;
+                }
+            }
+            // Refused by the DHT (rate limit, malformed) or too slow.
+            _ => refuse(&mut send),
+        }
+    }
+
+    /// Closes every connection and stops every task.
+    pub(crate) async fn shutdown(&self) {
+        self.cancel.cancel();
+        let conns: Vec<Connection> = lock(&self.conns).drain().map(|(_, e)| e.conn).collect();
+        for c in &conns {
+            c.close(CLOSE_SHUTDOWN, b"node shutting down");
+        }
+        lock(&self.dht).take();
+        self.tracker.close();
+        self.tracker.wait().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use p2p_foundation_identity::Keypair;
+
+    #[test]
+    fn both_sides_keep_the_same_connection() {
+        let a = Keypair::generate().peer_id();
+        let b = Keypair::generate().peer_id();
+        // a dialled conn1 (outbound at a, inbound at b); b dialled conn2.
+        // At a: old = conn1 (outbound), new = conn2 (inbound). At b: old = conn2 (outbound),
+        // new = conn1 (inbound). Both must keep the conn dialled by min(a, b).
+        let a_keeps_new = new_wins(a, b, true, false);
+        let b_keeps_new = new_wins(b, a, true, false);
+        let a_keeps = if a_keeps_new { "conn2" } else { "conn1" };
+        let b_keeps = if b_keeps_new { "conn1" } else { "conn2" };
+        assert_eq!(a_keeps, b_keeps);
+        let expected = if a < b { "conn1" } else { "conn2" };
+        assert_eq!(a_keeps, expected);
+        // Redialled by the same side: the newer connection wins.
+        assert!(new_wins(a, b, true, true));
+        assert!(new_wins(a, b, false, false));
+    }
+
+    #[test]
+    fn canonical_unmaps_v4_mapped_addresses() {
+        let mapped: SocketAddr = "[::ffff:127.0.0.1]:4000"
+            .parse()
+            .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 1)));
+        assert_eq!(canonical(mapped), SocketAddr::from(([127, 0, 0, 1], 4000)));
+        assert!(!dialable(&SocketAddr::from(([0, 0, 0, 0], 4000))));
+        assert!(!dialable(&SocketAddr::from(([127, 0, 0, 1], 0))));
+    }
+}

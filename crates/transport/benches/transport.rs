@@ -460,7 +460,7 @@ async fn connect_latencies(suite: &mut Suite) {
 
 async fn bulk(suite: &mut Suite) {
     let total: u64 = suite.scale(1 << 30, 8 << 20);
-    let rounds = suite.scale(3, 1);
+    let rounds = suite.scale(5, 1);
     let server = ours(true).await;
     let client = ours(false).await;
     let q_client = client
@@ -477,12 +477,24 @@ async fn bulk(suite: &mut Suite) {
     let (rq_client, rq_server) = (&raw.client, &raw.server);
     let p = plain();
     let (mut q, mut rq, mut t, mut rt) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    // Alternate ours and baseline so both see the same machine state.
-    for _ in 0..rounds {
-        rq.push(bulk_raw_quinn(rq_client, rq_server, total).await);
-        q.push(bulk_ours(&q_client, &q_server, total).await);
-        rt.push(bulk_raw_tls(&p, total).await);
-        t.push(bulk_ours(&t_client, &t_server, total).await);
+    // Alternate ours and baseline so both see the same machine state, swapping which goes
+    // first every round so a drift in machine load (shared cores) favours neither.
+    for round in 0..rounds {
+        if round % 2 == 0 {
+            rq.push(bulk_raw_quinn(rq_client, rq_server, total).await);
+            q.push(bulk_ours(&q_client, &q_server, total).await);
+            rt.push(bulk_raw_tls(&p, total).await);
+            t.push(bulk_ours(&t_client, &t_server, total).await);
+        } else {
+            t.push(bulk_ours(&t_client, &t_server, total).await);
+            rt.push(bulk_raw_tls(&p, total).await);
+            q.push(bulk_ours(&q_client, &q_server, total).await);
+            rq.push(bulk_raw_quinn(rq_client, rq_server, total).await);
+        }
+        eprintln!(
+            "bulk round {round}: quic {:.0} / raw_quinn {:.0} MiB/s, tcp {:.0} / raw_tokio_rustls {:.0} MiB/s",
+            q[round], rq[round], t[round], rt[round]
+        );
     }
     suite.record_vs(
         "quic.bulk_throughput",

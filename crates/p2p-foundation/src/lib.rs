@@ -19,6 +19,7 @@ pub use error::{Error, Result};
 pub use mcp::{DhtRegistry, NodeMcp};
 pub use net::{
     CLOSE_DUPLICATE, CLOSE_SHUTDOWN, GOSSIP_PROTOCOL, KAD_PROTOCOL, MCP_PROTOCOL, NodeStats,
+    PeerEvent,
 };
 pub use pubsub::{GossipMessage, Subscription};
 
@@ -33,6 +34,9 @@ pub use p2p_foundation_identity::{Key, Keypair, PeerId};
 pub use p2p_foundation_mcp as mcp_crate;
 /// The transport crate (QUIC endpoint configuration).
 pub use p2p_foundation_transport as transport;
+/// The three-word address crate.
+pub use p2p_foundation_words as words;
+pub use p2p_foundation_words::WordAddress;
 
 use p2p_foundation_dht::{Contact, DhtNode, ProviderRecord, Record};
 use p2p_foundation_gossip::{MessageId, Topic};
@@ -41,13 +45,13 @@ use p2p_foundation_identity::Signed;
 use crate::net::Net;
 use crate::pubsub::Pubsub;
 
-/// Parses `<peer id>@<socket address>` (e.g. `b5lq…@127.0.0.1:9000` or
-/// `b5lq…@[::1]:9000`).
+/// Parses `<peer id>@<address>`, the address as numbers (`127.0.0.1:9000`,
+/// `[::1]:9000`) or as a three-word address (`ocean.thunder.falcon`, see [`WordAddress`]).
 pub fn parse_peer_addr(s: &str) -> Result<(PeerId, SocketAddr)> {
     let bad = || Error::InvalidPeerAddr(s.to_owned());
     let (peer, addr) = s.split_once('@').ok_or_else(bad)?;
-    let peer: PeerId = peer.parse()?;
-    let addr: SocketAddr = addr.parse().map_err(|_| bad())?;
+    let peer: PeerId = peer.trim().parse()?;
+    let addr = p2p_foundation_words::parse_socket_addr(addr.trim()).map_err(|_| bad())?;
     Ok((peer, addr))
 }
 
@@ -92,6 +96,24 @@ impl P2PNode {
     /// The address the node listens on (UDP for QUIC; TCP on the same port).
     pub fn local_addr(&self) -> Result<SocketAddr> {
         Ok(self.net.endpoint.local_addr()?)
+    }
+
+    /// The listen address as words (3 for IPv4, 6 or 9 for IPv6), for people to type.
+    pub fn word_address(&self) -> Result<WordAddress> {
+        Ok(WordAddress::from(net::canonical(self.local_addr()?)))
+    }
+
+    /// `<peer id>@<listen address>`, as [`parse_peer_addr`] and
+    /// [`NodeBuilder::bootstrap_str`] read it.
+    pub fn peer_addr(&self) -> Result<String> {
+        Ok(format!("{}@{}", self.peer_id(), self.local_addr()?))
+    }
+
+    /// Connection events (first connection to a peer up, last one down). Events sent
+    /// before this call are not seen; a receiver more than 1,024 events behind loses the
+    /// oldest.
+    pub fn peer_events(&self) -> tokio::sync::broadcast::Receiver<PeerEvent> {
+        self.net.events.subscribe()
     }
 
     /// Connects to `peer` (or reuses the connection to it) at `addrs`, which are
@@ -190,6 +212,14 @@ impl P2PNode {
         self.pubsub.handle.shutdown().await;
         self.net.shutdown().await;
         tracing::debug!("shut down");
+    }
+}
+
+impl Drop for P2PNode {
+    /// Dropping a node without [`P2PNode::shutdown`] still stops its tasks (at their next
+    /// await point) and so releases its connections and socket.
+    fn drop(&mut self) {
+        self.net.cancel.cancel();
     }
 }
 

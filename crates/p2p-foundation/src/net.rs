@@ -20,7 +20,7 @@ use p2p_foundation_mcp::{Caller, McpServer, StreamLimits};
 use p2p_foundation_transport::{
     CLOSE_NORMAL, Connection, Endpoint, IncomingBi, PathKind, RecvStream, SendStream,
 };
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
@@ -61,6 +61,31 @@ struct Entry {
     id: u64,
     outbound: bool,
 }
+
+/// Connection events, from [`P2PNode::peer_events`](crate::P2PNode::peer_events).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PeerEvent {
+    /// The first connection to `peer` is up (a replacement connection is not reported).
+    Connected {
+        /// The peer, as proven in the handshake.
+        peer: PeerId,
+        /// Whether this node dialled it.
+        outbound: bool,
+        /// Its address on this connection.
+        addr: SocketAddr,
+    },
+    /// The connection to `peer` closed and no other replaced it.
+    Disconnected {
+        /// The peer.
+        peer: PeerId,
+        /// Why it closed.
+        reason: String,
+    },
+}
+
+/// Peer events buffered per receiver before the oldest are dropped.
+const PEER_EVENT_QUEUE: usize = 1024;
 
 /// Counters of the facade's stream routing.
 #[derive(Debug, Default)]
@@ -109,6 +134,7 @@ pub(crate) struct Net {
     pub(crate) tracker: TaskTracker,
     dial_timeout: Duration,
     pub(crate) counters: Counters,
+    pub(crate) events: broadcast::Sender<PeerEvent>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -151,6 +177,7 @@ impl Net {
             tracker: TaskTracker::new(),
             dial_timeout,
             counters: Counters::default(),
+            events: broadcast::channel(PEER_EVENT_QUEUE).0,
         })
     }
 
@@ -363,6 +390,14 @@ impl Net {
                             outbound,
                         },
                     );
+                    if old.is_none() {
+                        // Sent under the table lock, so it precedes the matching Disconnected.
+                        let _ = self.events.send(PeerEvent::Connected {
+                            peer,
+                            outbound,
+                            addr: canonical(conn.remote_address()),
+                        });
+                    }
                     (conn.clone(), old.map(|e| e.conn), true)
                 }
             }
@@ -406,6 +441,9 @@ impl Net {
                 let mut conns = lock(&net.conns);
                 if conns.get(&peer).is_some_and(|e| e.id == id) {
                     conns.remove(&peer);
+                    let _ = net
+                        .events
+                        .send(PeerEvent::Disconnected { peer, reason: why });
                 }
             }
             .instrument(span.clone()),

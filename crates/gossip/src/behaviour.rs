@@ -1,7 +1,7 @@
 //! The sans-IO GossipSub v1.1 state machine.
 
 use std::collections::VecDeque;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -11,12 +11,12 @@ use rand::seq::SliceRandom;
 use rand::{RngExt, SeedableRng};
 
 use crate::GossipError;
-use crate::cache::{CacheEntry, MessageCache, SeenCache, SignatureCache};
+use crate::cache::{CacheEntry, Credits, MessageCache, SeenCache, SignatureCache};
 use crate::codec::{self, Limits};
 use crate::config::{Acceptance, Config};
 use crate::hash::{FastMap, FastSet, KeyedState};
 use crate::score::{Scoring, secs_u32};
-use crate::types::{Ack, AckRequest, Message, MessageId, Rpc, Topic};
+use crate::types::{Ack, AckRequest, Message, MessageId, PxPeer, Rpc, Topic};
 
 /// Something that happened outside the core: the caller feeds it in with
 /// [`Gossip::handle_input`].
@@ -108,6 +108,29 @@ pub enum Event {
         /// Who acknowledged (signatures verified).
         ackers: Vec<PeerId>,
     },
+    /// A peer we trust (score at least [`crate::Thresholds::accept_px`]) pruned us from its
+    /// mesh for `topic` and offered other peers on the topic (peer exchange). The core does
+    /// not dial: the application (or the facade) connects to some of them, by address or
+    /// through the DHT.
+    PeerExchange {
+        /// The topic.
+        topic: Topic,
+        /// The peer that pruned us.
+        from: PeerId,
+        /// Offered peers we are not connected to.
+        peers: Vec<PxPeer>,
+    },
+    /// The validation hook answered [`Acceptance::Pending`]: the message is held, neither
+    /// delivered nor forwarded, until [`Gossip::report_validation`] gives the verdict (or
+    /// [`Config::validation_timeout`] passes, which ignores it).
+    ValidationPending {
+        /// Its id (the key for [`Gossip::report_validation`]).
+        id: MessageId,
+        /// The message (signature already verified).
+        message: Arc<Message>,
+        /// The peer that delivered it first.
+        from: PeerId,
+    },
     /// A publication's acknowledgement deadline passed first.
     DeliveryTimedOut {
         /// The message.
@@ -173,6 +196,18 @@ pub struct Metrics {
     pub peers_refused: u64,
     /// Frames sent.
     pub sent: u64,
+    /// Peers offered in peer exchange with our PRUNEs.
+    pub px_sent: u64,
+    /// Peers accepted from others' peer exchange (reported in [`Event::PeerExchange`]).
+    pub px_accepted: u64,
+    /// PRUNEs whose peer exchange was ignored: the sender scored below `accept_px`.
+    pub px_refused: u64,
+    /// Messages the validation hook deferred ([`Acceptance::Pending`]).
+    pub validations_deferred: u64,
+    /// Deferred messages ignored because no verdict came within `validation_timeout`.
+    pub validation_timeouts: u64,
+    /// Messages ignored because `max_pending_validations` were already waiting.
+    pub validation_queue_full: u64,
 }
 
 #[derive(Debug)]
@@ -186,6 +221,17 @@ struct PeerState {
     ihave_in: usize,
     iwant_asked: usize,
     iwant_unknown: usize,
+    /// Where the peer listens, if the application told us (offered in peer exchange).
+    addr: Option<SocketAddr>,
+}
+
+/// A message waiting for an asynchronous verdict.
+#[derive(Debug)]
+struct PendingValidation {
+    msg: Arc<Message>,
+    from: PeerId,
+    /// Hops travelled before it reached us.
+    hops: u8,
 }
 
 #[derive(Debug)]
@@ -208,7 +254,7 @@ struct Promise {
 pub struct Gossip {
     keypair: Keypair,
     local: PeerId,
-    config: Config,
+    config: Arc<Config>,
     limits: Limits,
     rng: SmallRng,
     hasher: KeyedState,
@@ -224,6 +270,9 @@ pub struct Gossip {
     mcache: MessageCache,
     promises: FastMap<MessageId, Promise>,
     pending_acks: FastMap<MessageId, PendingAck>,
+    validations: FastMap<MessageId, PendingValidation>,
+    /// Deferred validations by deadline (deadlines are non-decreasing: one timeout for all).
+    validation_deadlines: VecDeque<(Instant, MessageId)>,
     scoring: Scoring,
     sig_cache: Option<Arc<SignatureCache>>,
     outputs: VecDeque<Output>,
@@ -249,12 +298,16 @@ impl Gossip {
     ///
     /// `now` is the current time: the first heartbeat is scheduled from it (at a random phase
     /// within one interval).
+    ///
+    /// `config` is a [`Config`] or an `Arc<Config>`: a process hosting many nodes (a
+    /// simulation) can share one configuration between them.
     pub fn new(
         keypair: Keypair,
-        config: Config,
+        config: impl Into<Arc<Config>>,
         seed: u64,
         now: Instant,
     ) -> Result<Self, GossipError> {
+        let config: Arc<Config> = config.into();
         config.validate()?;
         let mut rng = SmallRng::seed_from_u64(seed);
         let hasher = KeyedState(rng.random());
@@ -279,7 +332,9 @@ impl Gossip {
             mcache: MessageCache::new(config.history_length, config.max_cached_messages, hasher),
             promises: FastMap::with_hasher(hasher),
             pending_acks: FastMap::with_hasher(hasher),
-            scoring: Scoring::new(config.score.clone(), config.max_retained_scores, hasher),
+            validations: FastMap::with_hasher(hasher),
+            validation_deadlines: VecDeque::new(),
+            scoring: Scoring::new(Arc::clone(&config), config.max_retained_scores, hasher),
             sig_cache: None,
             outputs: VecDeque::new(),
             metrics: Metrics::default(),
@@ -316,6 +371,53 @@ impl Gossip {
     /// `peer`'s current score in this node's view (0 for unknown peers).
     pub fn peer_score(&self, peer: &PeerId, now: Instant) -> f64 {
         self.scoring.score(peer, now)
+    }
+
+    /// Sets `peer`'s application-specific score (P5 of GossipSub v1.1, weighted by
+    /// [`ScoreParams::app_specific_weight`](crate::ScoreParams::app_specific_weight)): the
+    /// application's own opinion of the peer, kept until set again. A negative value is
+    /// remembered across reconnects like other penalties. Returns false for a peer the core
+    /// does not know or a value that is not finite.
+    pub fn set_application_score(&mut self, now: Instant, peer: &PeerId, score: f64) -> bool {
+        let ok = self.scoring.set_app_score(peer, score);
+        if ok {
+            self.rescore(peer, now);
+        }
+        ok
+    }
+
+    /// Records where a connected peer listens (its dialable address, which the transport or
+    /// the DHT knows; a connection's source port usually is not it). Offered to others in
+    /// peer exchange. Returns false if the peer is not connected.
+    pub fn set_peer_address(&mut self, peer: &PeerId, addr: SocketAddr) -> bool {
+        match self.peers.get_mut(peer) {
+            Some(s) => {
+                s.addr = Some(addr);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Messages currently awaiting an asynchronous verdict.
+    pub fn pending_validations(&self) -> usize {
+        self.validations.len()
+    }
+
+    /// The verdict on a message the hook deferred ([`Event::ValidationPending`]):
+    /// `Accept` delivers ([`Event::Message`]) and forwards it, `Reject` drops it and
+    /// penalises the peer that sent it (P4), `Ignore` drops it. Returns false if `id` is not
+    /// waiting (unknown, already decided, or timed out) or the verdict is `Pending`.
+    pub fn report_validation(&mut self, now: Instant, id: &MessageId, verdict: Acceptance) -> bool {
+        if verdict == Acceptance::Pending {
+            return false;
+        }
+        let Some(p) = self.validations.remove(id) else {
+            return false;
+        };
+        self.conclude(now, *id, p.from, p.hops, p.msg, verdict);
+        self.on_timers(now);
+        true
     }
 
     /// Our mesh for `topic` (empty if not subscribed).
@@ -355,6 +457,9 @@ impl Gossip {
         let mut at = self.next_heartbeat;
         for p in self.pending_acks.values() {
             at = at.min(p.deadline);
+        }
+        if let Some((deadline, _)) = self.validation_deadlines.front() {
+            at = at.min(*deadline);
         }
         Output::Timeout(at)
     }
@@ -419,6 +524,16 @@ impl Gossip {
                 next = now + interval;
             }
             self.next_heartbeat = next;
+        }
+        while let Some(&(deadline, id)) = self.validation_deadlines.front() {
+            if deadline > now {
+                break;
+            }
+            self.validation_deadlines.pop_front();
+            if self.validations.remove(&id).is_some() {
+                self.metrics.validation_timeouts += 1;
+                self.metrics.ignored += 1;
+            }
         }
         if self.pending_acks.values().any(|p| p.deadline <= now) {
             let expired: Vec<MessageId> = self
@@ -496,13 +611,8 @@ impl Gossip {
         for p in mesh {
             self.scoring.prune(&p, topic, now);
             self.backoff.insert((topic.clone(), p), now + backoff);
-            self.send(
-                p,
-                Rpc::Prune {
-                    topic: topic.clone(),
-                    backoff_secs: secs_u32(backoff),
-                },
-            );
+            let prune = self.prune_rpc(topic, &p, true);
+            self.send(p, prune);
         }
         let peers: Vec<PeerId> = self.peers.keys().copied().collect();
         for p in peers {
@@ -572,7 +682,7 @@ impl Gossip {
             first_seen: now,
             from: None,
             hops: 0,
-            credited: Vec::new(),
+            credited: Credits::default(),
             served: Vec::new(),
             acks_forwarded: 0,
         });
@@ -671,6 +781,7 @@ impl Gossip {
                 ihave_in: 0,
                 iwant_asked: 0,
                 iwant_unknown: 0,
+                addr: None,
             },
         );
         self.scoring.connect(peer, ip);
@@ -753,7 +864,8 @@ impl Gossip {
             Rpc::Prune {
                 topic,
                 backoff_secs,
-            } => self.on_prune(now, from, topic, backoff_secs),
+                px,
+            } => self.on_prune(now, from, topic, backoff_secs, px),
             Rpc::Ack(ack) => self.on_ack(now, from, *ack),
         }
     }
@@ -809,6 +921,13 @@ impl Gossip {
         self.event(Event::Unsubscribed { peer: from, topic });
     }
 
+    /// A copy of `id` arrived from `from`: an IWANT promise `from` made for it is kept.
+    fn keep_promise(&mut self, id: &MessageId, from: &PeerId) {
+        if !self.promises.is_empty() && self.promises.get(id).is_some_and(|p| p.peer == *from) {
+            self.promises.remove(id);
+        }
+    }
+
     fn verify(&self, msg: &Arc<Message>) -> bool {
         match &self.sig_cache {
             Some(c) => c.verify(msg),
@@ -817,36 +936,41 @@ impl Gossip {
     }
 
     fn on_message(&mut self, now: Instant, from: PeerId, hops: u8, msg: Arc<Message>) {
-        let topic = msg.topic.clone();
-        let Some(mesh) = self.mesh.get(&topic) else {
+        if !self.mesh.contains_key(&msg.topic) {
             self.metrics.unknown_topic += 1;
             return;
-        };
-        let in_mesh = mesh.contains(&from);
+        }
         if msg.data.len() > self.config.max_message_size {
             self.metrics.oversized_frames += 1;
-            self.scoring.invalid(&from, &topic, now);
+            self.scoring.invalid(&from, &msg.topic, now);
             self.rescore(&from, now);
             return;
         }
         let id = self.message_id(&msg);
-        if self.seen.contains(&id) {
+        // Duplicates are the common case (about D copies per message): they are settled with
+        // as few table lookups as possible. A message in the message cache has been seen; its
+        // entry says whether this copy is still within the P3 delivery window.
+        let window = self.config.score.topic.mesh_message_deliveries_window;
+        if let Some(entry) = self.mcache.get_mut(&id) {
             self.metrics.duplicates += 1;
-            let window = self.config.score.topic.mesh_message_deliveries_window;
-            if let Some(entry) = in_mesh.then(|| self.mcache.get_mut(&id)).flatten() {
-                let key = short_peer(&from);
-                if now.saturating_duration_since(entry.first_seen) <= window
-                    && !entry.credited.contains(&key)
-                {
-                    entry.credited.push(key);
-                    self.scoring.near_first_delivery(&from, &topic);
-                }
+            if now.saturating_duration_since(entry.first_seen) <= window
+                && !entry.credited.contains_or_full(&from)
+                // Credited only if `from` is in our mesh for the topic (scoring tracks that).
+                && self.scoring.near_first_delivery(&from, &msg.topic)
+            {
+                entry.credited.insert(&from);
             }
-            if !self.promises.is_empty() && self.promises.get(&id).is_some_and(|p| p.peer == from) {
-                self.promises.remove(&id);
-            }
+            self.keep_promise(&id, &from);
             return;
         }
+        // Our own message coming back after it left both caches (relayed late, for example
+        // repaired across a healed partition) is never delivered to ourselves.
+        if self.seen.contains(&id) || msg.author == self.local {
+            self.metrics.duplicates += 1;
+            self.keep_promise(&id, &from);
+            return;
+        }
+        let topic = msg.topic.clone();
         if !self.verify(&msg) {
             self.metrics.invalid_signature += 1;
             self.scoring.invalid(&from, &topic, now);
@@ -858,10 +982,50 @@ impl Gossip {
             Some(v) => v(&msg),
             None => Acceptance::Accept,
         };
+        // Seen from now on, whatever the verdict: duplicates of a deferred message are not
+        // validated again.
         self.seen.insert(&id, now + self.config.seen_ttl);
         if self.promises.remove(&id).is_some() {
             self.metrics.repaired += 1;
         }
+        if verdict == Acceptance::Pending {
+            if self.validations.len() >= self.config.max_pending_validations {
+                self.metrics.validation_queue_full += 1;
+                self.metrics.ignored += 1;
+                return;
+            }
+            self.metrics.validations_deferred += 1;
+            let deadline = now + self.config.validation_timeout;
+            self.validation_deadlines.push_back((deadline, id));
+            self.validations.insert(
+                id,
+                PendingValidation {
+                    msg: Arc::clone(&msg),
+                    from,
+                    hops,
+                },
+            );
+            self.event(Event::ValidationPending {
+                id,
+                message: msg,
+                from,
+            });
+            return;
+        }
+        self.conclude(now, id, from, hops, msg, verdict);
+    }
+
+    /// Acts on a verdict: delivers and forwards an accepted message, scores a rejected one.
+    fn conclude(
+        &mut self,
+        now: Instant,
+        id: MessageId,
+        from: PeerId,
+        hops: u8,
+        msg: Arc<Message>,
+        verdict: Acceptance,
+    ) {
+        let topic = msg.topic.clone();
         match verdict {
             Acceptance::Accept => {}
             Acceptance::Reject => {
@@ -870,7 +1034,7 @@ impl Gossip {
                 self.rescore(&from, now);
                 return;
             }
-            Acceptance::Ignore => {
+            Acceptance::Ignore | Acceptance::Pending => {
                 self.metrics.ignored += 1;
                 return;
             }
@@ -883,7 +1047,7 @@ impl Gossip {
             first_seen: now,
             from: Some(from),
             hops,
-            credited: vec![short_peer(&from)],
+            credited: Credits::of(&from),
             served: Vec::new(),
             acks_forwarded: 0,
         });
@@ -1044,24 +1208,24 @@ impl Gossip {
             return;
         }
         let backoff = self.config.prune_backoff;
-        let prune = Rpc::Prune {
-            topic: topic.clone(),
-            backoff_secs: secs_u32(backoff),
-        };
         if let Some(until) = self.backoff.get(&(topic.clone(), from)) {
             if now < *until {
-                // Grafting during a backoff is a protocol violation (P7).
+                // Grafting during a backoff is a protocol violation (P7). No PX.
                 self.scoring.penalise(&from, 1.0);
                 self.rescore(&from, now);
-                self.backoff.insert((topic, from), now + backoff);
+                self.backoff.insert((topic.clone(), from), now + backoff);
+                let prune = self.prune_rpc(&topic, &from, false);
                 self.send(from, prune);
                 return;
             }
         }
         let outbound = self.peers.get(&from).is_some_and(|s| s.outbound);
         let full = mesh.len() >= self.config.mesh_n_high;
-        if self.score_of(&from) < 0.0 || (full && !outbound) {
-            self.backoff.insert((topic, from), now + backoff);
+        let negative = self.score_of(&from) < 0.0;
+        if negative || (full && !outbound) {
+            self.backoff.insert((topic.clone(), from), now + backoff);
+            // A full mesh offers the peer others to graft instead (PX); a bad score does not.
+            let prune = self.prune_rpc(&topic, &from, !negative);
             self.send(from, prune);
             return;
         }
@@ -1072,7 +1236,14 @@ impl Gossip {
         self.scoring.graft(&from, &topic, now);
     }
 
-    fn on_prune(&mut self, now: Instant, from: PeerId, topic: Topic, backoff_secs: u32) {
+    fn on_prune(
+        &mut self,
+        now: Instant,
+        from: PeerId,
+        topic: Topic,
+        backoff_secs: u32,
+        px: Vec<PxPeer>,
+    ) {
         let Some(mesh) = self.mesh.get_mut(&topic) else {
             return;
         };
@@ -1083,7 +1254,51 @@ impl Gossip {
         let ours = self.config.prune_backoff;
         // Honour the peer's backoff, within reason (at most 1 h).
         let theirs = Duration::from_secs(u64::from(backoff_secs.min(3600)));
-        self.backoff.insert((topic, from), now + ours.max(theirs));
+        self.backoff
+            .insert((topic.clone(), from), now + ours.max(theirs));
+        if px.is_empty() {
+            return;
+        }
+        // Peer exchange, only from a peer that earned our trust (GossipSub v1.1).
+        if self.score_of(&from) < self.config.thresholds.accept_px {
+            self.metrics.px_refused += 1;
+            return;
+        }
+        let local = self.local;
+        let peers: Vec<PxPeer> = px
+            .into_iter()
+            .filter(|p| p.peer != local && p.peer != from && !self.peers.contains_key(&p.peer))
+            .take(self.config.max_px_peers)
+            .collect();
+        self.metrics.px_accepted += peers.len() as u64;
+        if !peers.is_empty() {
+            self.event(Event::PeerExchange { topic, from, peers });
+        }
+    }
+
+    /// A PRUNE for `to`, with peer exchange if `with_px`, `to` scores at least 0 and
+    /// `prune_peers` > 0: random other peers subscribed to the topic with a non-negative
+    /// score, with the address we know for each.
+    fn prune_rpc(&mut self, topic: &Topic, to: &PeerId, with_px: bool) -> Rpc {
+        let n = if with_px && self.score_of(to) >= 0.0 {
+            self.config.prune_peers
+        } else {
+            0
+        };
+        let picked = self.pick_peers(topic, n, |g, p| p != to && g.score_of(p) >= 0.0);
+        let px: Vec<PxPeer> = picked
+            .into_iter()
+            .map(|peer| PxPeer {
+                peer,
+                addr: self.peers.get(&peer).and_then(|s| s.addr),
+            })
+            .collect();
+        self.metrics.px_sent += px.len() as u64;
+        Rpc::Prune {
+            topic: topic.clone(),
+            backoff_secs: secs_u32(self.config.prune_backoff),
+            px,
+        }
     }
 
     fn on_ack(&mut self, now: Instant, from: PeerId, ack: Ack) {
@@ -1245,13 +1460,14 @@ impl Gossip {
         let Some(mut mesh) = self.mesh.remove(topic) else {
             return;
         };
-        let mut to_prune: Vec<PeerId> = Vec::new();
+        // (peer, offer PX): pruned for a bad score (no PX) or from an oversubscribed mesh.
+        let mut to_prune: Vec<(PeerId, bool)> = Vec::new();
         let mut to_graft: Vec<PeerId> = Vec::new();
 
         // 1. Drop peers with a negative score.
         mesh.retain(|p| {
             if self.score_of(p) < 0.0 {
-                to_prune.push(*p);
+                to_prune.push((*p, false));
                 false
             } else {
                 true
@@ -1294,7 +1510,7 @@ impl Gossip {
                 if keep.len() < d {
                     keep.push(p);
                 } else {
-                    to_prune.push(p);
+                    to_prune.push((p, true));
                 }
             }
             mesh = keep;
@@ -1335,16 +1551,11 @@ impl Gossip {
             }
         }
 
-        for p in &to_prune {
-            self.scoring.prune(p, topic, now);
-            self.backoff.insert((topic.clone(), *p), now + backoff);
-            self.send(
-                *p,
-                Rpc::Prune {
-                    topic: topic.clone(),
-                    backoff_secs: secs_u32(backoff),
-                },
-            );
+        for (p, with_px) in to_prune {
+            self.scoring.prune(&p, topic, now);
+            self.backoff.insert((topic.clone(), p), now + backoff);
+            let prune = self.prune_rpc(topic, &p, with_px);
+            self.send(p, prune);
         }
         for p in &to_graft {
             self.scoring.graft(p, topic, now);

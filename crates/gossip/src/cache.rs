@@ -94,12 +94,51 @@ pub(crate) struct CacheEntry {
     /// The peer it came from first (`None`: published here).
     pub(crate) from: Option<PeerId>,
     pub(crate) hops: u8,
-    /// Mesh peers credited with a (near-)first delivery (first 8 key bytes).
-    pub(crate) credited: Vec<u64>,
+    /// Mesh peers credited with a (near-)first delivery.
+    pub(crate) credited: Credits,
     /// IWANT retransmissions per peer.
     pub(crate) served: Vec<(u64, u8)>,
     /// Acknowledgements forwarded towards the author.
     pub(crate) acks_forwarded: u16,
+}
+
+/// Mesh peers credited with a (near-)first delivery of one message, inline (no allocation per
+/// cached message): the first four key bytes of up to [`Credits::CAP`] peers. Once full,
+/// further peers are not credited (a mesh larger than D_hi = 12 only loses credit it would
+/// rarely need).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Credits {
+    n: u8,
+    keys: [u32; Credits::CAP],
+}
+
+impl Credits {
+    pub(crate) const CAP: usize = 12;
+
+    fn key(peer: &PeerId) -> u32 {
+        let b = peer.as_bytes();
+        u32::from_le_bytes([b[0], b[1], b[2], b[3]])
+    }
+
+    /// Credits holding `peer`.
+    pub(crate) fn of(peer: &PeerId) -> Self {
+        let mut c = Self::default();
+        c.insert(peer);
+        c
+    }
+
+    /// Whether `peer` is credited, or no room is left to credit it.
+    pub(crate) fn contains_or_full(&self, peer: &PeerId) -> bool {
+        let k = Self::key(peer);
+        usize::from(self.n) >= Self::CAP || self.keys[..usize::from(self.n)].contains(&k)
+    }
+
+    pub(crate) fn insert(&mut self, peer: &PeerId) {
+        if usize::from(self.n) < Self::CAP {
+            self.keys[usize::from(self.n)] = Self::key(peer);
+            self.n += 1;
+        }
+    }
 }
 
 /// Recent messages in `history_length` windows, one window per heartbeat.

@@ -8,7 +8,8 @@ use p2p_foundation_identity::{PeerId, Signature};
 
 use crate::GossipError;
 use crate::types::{
-    Ack, AckRequest, MAX_NAMED_ACKERS, MAX_TOPIC_LEN, Message, MessageId, Rpc, Topic,
+    Ack, AckRequest, MAX_NAMED_ACKERS, MAX_PX_PEERS, MAX_TOPIC_LEN, Message, MessageId, PxPeer,
+    Rpc, Topic,
 };
 
 /// Wire version carried in every frame.
@@ -34,6 +35,8 @@ pub struct Limits {
     pub max_message_size: usize,
     /// Most ids in one IHAVE or IWANT.
     pub max_ihave_len: usize,
+    /// Most peer-exchange entries in one PRUNE (at most [`MAX_PX_PEERS`]).
+    pub max_px_peers: usize,
 }
 
 impl Default for Limits {
@@ -42,6 +45,7 @@ impl Default for Limits {
             max_frame_len: 1024 * 1024 + 4096,
             max_message_size: 1024 * 1024,
             max_ihave_len: 5000,
+            max_px_peers: 16,
         }
     }
 }
@@ -125,10 +129,33 @@ pub fn encode(rpc: &Rpc) -> Vec<u8> {
         Rpc::Prune {
             topic,
             backoff_secs,
+            px,
         } => {
             out.push(KIND_PRUNE);
             put_topic(&mut out, topic);
             out.extend_from_slice(&backoff_secs.to_be_bytes());
+            // The PX section is absent when empty (canonical, and what a PRUNE from a node
+            // without PX looks like).
+            let n = px.len().min(MAX_PX_PEERS);
+            if n > 0 {
+                out.push(n as u8);
+                for p in &px[..n] {
+                    out.extend_from_slice(p.peer.as_bytes());
+                    match p.addr {
+                        None => out.push(0),
+                        Some(std::net::SocketAddr::V4(a)) => {
+                            out.push(4);
+                            out.extend_from_slice(&a.ip().octets());
+                            out.extend_from_slice(&a.port().to_be_bytes());
+                        }
+                        Some(std::net::SocketAddr::V6(a)) => {
+                            out.push(6);
+                            out.extend_from_slice(&a.ip().octets());
+                            out.extend_from_slice(&a.port().to_be_bytes());
+                        }
+                    }
+                }
+            }
         }
         Rpc::Ack(ack) => {
             out.push(KIND_ACK);
@@ -275,6 +302,41 @@ impl<'a> Reader<'a, '_> {
         }
         Ok(ids)
     }
+    /// The optional PX section of a PRUNE: nothing, or `n (u8, 1..=max)` entries.
+    fn px(&mut self, max: usize) -> Result<Vec<PxPeer>, GossipError> {
+        if self.buf.is_empty() {
+            return Ok(Vec::new());
+        }
+        let n = self.u8()? as usize;
+        if n == 0 {
+            return Err(malformed("empty PX section (omit it instead)"));
+        }
+        if n > max.min(MAX_PX_PEERS) {
+            return Err(malformed("more PX peers than the limit"));
+        }
+        // Every entry takes at least 33 bytes: check they are there before allocating.
+        if self.buf.len() < n * 33 {
+            return Err(malformed("frame ends in the middle of the PX list"));
+        }
+        let mut out = Vec::with_capacity(n);
+        for _ in 0..n {
+            let peer = self.peer()?;
+            let addr = match self.u8()? {
+                0 => None,
+                4 => {
+                    let ip = std::net::Ipv4Addr::from(self.array::<4>()?);
+                    Some(std::net::SocketAddr::from((ip, self.u16()?)))
+                }
+                6 => {
+                    let ip = std::net::Ipv6Addr::from(self.array::<16>()?);
+                    Some(std::net::SocketAddr::from((ip, self.u16()?)))
+                }
+                _ => return Err(malformed("unknown PX address tag")),
+            };
+            out.push(PxPeer { peer, addr });
+        }
+        Ok(out)
+    }
     fn ack_request(&mut self) -> Result<AckRequest, GossipError> {
         match self.u8()? {
             0 => Ok(AckRequest::None),
@@ -366,6 +428,7 @@ fn decode(body: &[u8], limits: &Limits, keys: Option<&mut KeyCache>) -> Result<R
         KIND_PRUNE => Rpc::Prune {
             topic: r.topic()?,
             backoff_secs: r.u32()?,
+            px: r.px(limits.max_px_peers)?,
         },
         KIND_ACK => Rpc::Ack(Box::new(Ack {
             author: r.peer()?,
@@ -423,8 +486,27 @@ mod tests {
             Rpc::IWant { ids: vec![id] },
             Rpc::Graft { topic: t.clone() },
             Rpc::Prune {
+                topic: t.clone(),
+                backoff_secs: 60,
+                px: Vec::new(),
+            },
+            Rpc::Prune {
                 topic: t,
                 backoff_secs: 60,
+                px: vec![
+                    PxPeer {
+                        peer: other,
+                        addr: Some("192.0.2.7:4001".parse().unwrap()),
+                    },
+                    PxPeer {
+                        peer: kp.peer_id(),
+                        addr: Some("[2001:db8::1]:4001".parse().unwrap()),
+                    },
+                    PxPeer {
+                        peer: Keypair::from_secret_bytes([9; 32]).peer_id(),
+                        addr: None,
+                    },
+                ],
             },
             Rpc::Ack(Box::new(Ack::sign(
                 &Keypair::from_secret_bytes([8; 32]),
@@ -510,14 +592,49 @@ mod tests {
     }
 
     #[test]
+    fn px_limits_are_checked() {
+        let t = Topic::new("t").unwrap();
+        let peer = Keypair::from_secret_bytes([3; 32]).peer_id();
+        let rpc = Rpc::Prune {
+            topic: t,
+            backoff_secs: 1,
+            px: vec![PxPeer { peer, addr: None }; 17],
+        };
+        let frame = encode(&rpc);
+        assert!(decode_frame(&frame, &Limits::default()).is_err(), "17 > 16");
+        let limits = Limits {
+            max_px_peers: 17,
+            ..Limits::default()
+        };
+        assert_eq!(decode_frame(&frame, &limits).unwrap(), rpc);
+        // A count announcing more entries than the bytes present is refused before
+        // allocating; an explicit empty section is not canonical.
+        let mut short = encode(&Rpc::Prune {
+            topic: Topic::new("t").unwrap(),
+            backoff_secs: 1,
+            px: Vec::new(),
+        });
+        short.push(16);
+        let body = short.len() - LEN_PREFIX;
+        short[..LEN_PREFIX].copy_from_slice(&(body as u32).to_be_bytes());
+        assert!(decode_frame(&short, &Limits::default()).is_err());
+        let last = short.len() - 1;
+        short[last] = 0;
+        assert!(decode_frame(&short, &Limits::default()).is_err());
+    }
+
+    #[test]
     fn truncations_and_trailing_bytes_are_malformed() {
         for rpc in samples() {
             let frame = encode(&rpc);
             for cut in 0..frame.len() {
-                assert!(
-                    decode_body(&frame[LEN_PREFIX..cut.max(LEN_PREFIX)], &Limits::default())
-                        .is_err()
-                );
+                match decode_body(&frame[LEN_PREFIX..cut.max(LEN_PREFIX)], &Limits::default()) {
+                    Err(_) => {}
+                    // The PX section is optional: a PRUNE cut right before it is a PRUNE
+                    // without PX.
+                    Ok(Rpc::Prune { px, .. }) if px.is_empty() => {}
+                    Ok(other) => panic!("a truncated {} decoded as {other:?}", rpc.kind()),
+                }
             }
             let mut longer = frame[LEN_PREFIX..].to_vec();
             longer.push(0);
@@ -533,7 +650,7 @@ mod tests {
         }
 
         #[test]
-        fn mutated_frames_never_panic(idx in 0usize..400, val in any::<u8>(), which in 0usize..9) {
+        fn mutated_frames_never_panic(idx in 0usize..400, val in any::<u8>(), which in 0usize..10) {
             let mut frame = encode(&samples()[which]);
             let i = idx % frame.len();
             frame[i] = val;

@@ -17,6 +17,12 @@ pub enum Acceptance {
     Reject,
     /// Drop without penalty (for example: stale, but not malicious).
     Ignore,
+    /// Decide later (asynchronous validation): the core emits
+    /// [`Event::ValidationPending`](crate::Event::ValidationPending), holds the message
+    /// (neither delivered nor forwarded) and waits for
+    /// [`Gossip::report_validation`](crate::Gossip::report_validation); after
+    /// [`Config::validation_timeout`] it ignores the message. Only valid as the hook's answer.
+    Pending,
 }
 
 /// Computes a message's id ([`Config::message_id`]).
@@ -118,6 +124,9 @@ pub struct ScoreParams {
     pub behaviour_penalty_threshold: f64,
     /// P7 decay per decay interval.
     pub behaviour_penalty_decay: f64,
+    /// P5 weight: times the application-specific score set with
+    /// [`Gossip::set_application_score`](crate::Gossip::set_application_score).
+    pub app_specific_weight: f64,
     /// How often counters decay.
     pub decay_interval: Duration,
     /// Counters below this become 0.
@@ -138,6 +147,7 @@ impl Default for ScoreParams {
             behaviour_penalty_weight: -10.0,
             behaviour_penalty_threshold: 4.0,
             behaviour_penalty_decay: 0.95,
+            app_specific_weight: 1.0,
             decay_interval: Duration::from_secs(1),
             decay_to_zero: 0.01,
             retain_score: Duration::from_secs(600),
@@ -156,6 +166,10 @@ pub struct Thresholds {
     pub graylist: f64,
     /// Median mesh score below which opportunistic grafting happens.
     pub opportunistic_graft: f64,
+    /// Peer exchange carried in a PRUNE is accepted only from peers scoring at least this
+    /// (GossipSub v1.1 `acceptPXThreshold`): a peer must have earned it, so that a sybil
+    /// cannot steer us towards its friends.
+    pub accept_px: f64,
 }
 
 impl Default for Thresholds {
@@ -165,6 +179,7 @@ impl Default for Thresholds {
             publish: -50.0,
             graylist: -80.0,
             opportunistic_graft: 1.0,
+            accept_px: 10.0,
         }
     }
 }
@@ -191,7 +206,12 @@ pub struct Config {
     pub heartbeat_interval: Duration,
     /// Message-cache windows kept (one per heartbeat) for IWANT.
     pub history_length: usize,
-    /// Message-cache windows advertised in IHAVE.
+    /// Message-cache windows advertised in IHAVE: the repair horizon. A message published
+    /// while two parts of the network could not reach each other is repaired after they
+    /// reconnect only if it is at most this many heartbeats old. The cost grows with it: every
+    /// IHAVE lists every cached id of that many heartbeats (messages per second × this), and
+    /// the message cache holds `history_length` heartbeats of messages. Must not exceed
+    /// `history_length`, and `seen_ttl` must be at least twice the history.
     pub history_gossip: usize,
     /// How long a message id is remembered as seen.
     pub seen_ttl: Duration,
@@ -218,6 +238,16 @@ pub struct Config {
     pub iwant_followup_time: Duration,
     /// Most times one message is sent to one peer in answer to IWANT.
     pub gossip_retransmission: u32,
+    /// Peers offered in peer exchange with a PRUNE sent for an oversubscribed mesh, a refused
+    /// GRAFT or an unsubscription (0: no PX). Never with a PRUNE for a bad score.
+    pub prune_peers: usize,
+    /// Most peer-exchange entries accepted in one PRUNE.
+    pub max_px_peers: usize,
+    /// Most messages awaiting an asynchronous verdict ([`Acceptance::Pending`]); beyond, a
+    /// message the hook defers is ignored (and counted).
+    pub max_pending_validations: usize,
+    /// How long a deferred message waits for its verdict before it is ignored.
+    pub validation_timeout: Duration,
     /// Largest message payload.
     pub max_message_size: usize,
     /// Largest frame body on the wire.
@@ -290,6 +320,10 @@ impl Default for Config {
             max_ihave_len: 5000,
             iwant_followup_time: Duration::from_secs(3),
             gossip_retransmission: 3,
+            prune_peers: 16,
+            max_px_peers: 16,
+            max_pending_validations: 1024,
+            validation_timeout: Duration::from_secs(5),
             max_message_size: 1024 * 1024,
             max_frame_len: 1024 * 1024 + 4096,
             rate_limit_frames_per_sec: 2000.0,
@@ -328,12 +362,28 @@ impl Config {
         if self.history_gossip == 0 || self.history_gossip > self.history_length {
             return bad("need 1 <= history_gossip <= history_length");
         }
+        // A node that got a message late (repaired at the end of a peer's history) caches
+        // and advertises it for a whole history again: seen-cache entries must outlast two
+        // histories, or the message comes back to nodes that already forgot it.
+        if self.heartbeat_interval * (2 * self.history_length) as u32 > self.seen_ttl {
+            return bad(
+                "seen_ttl must be at least two message-cache histories (2 × history_length heartbeats)",
+            );
+        }
+        if self.max_px_peers > crate::types::MAX_PX_PEERS
+            || self.prune_peers > crate::types::MAX_PX_PEERS
+        {
+            return bad("prune_peers and max_px_peers must be at most 64");
+        }
         if self.heartbeat_interval.is_zero() || self.score.decay_interval.is_zero() {
             return bad("heartbeat_interval and decay_interval must be positive");
         }
         let t = &self.thresholds;
         if !(t.graylist <= t.publish && t.publish <= t.gossip && t.gossip <= 0.0) {
             return bad("need graylist <= publish <= gossip <= 0");
+        }
+        if t.accept_px < 0.0 {
+            return bad("accept_px must be at least 0");
         }
         if self.max_frame_len < self.max_message_size {
             return bad("max_frame_len must be at least max_message_size");
@@ -350,6 +400,7 @@ impl Config {
             max_frame_len: self.max_frame_len,
             max_message_size: self.max_message_size,
             max_ihave_len: self.max_ihave_len,
+            max_px_peers: self.max_px_peers,
         }
     }
 }

@@ -19,8 +19,8 @@ use tracing::Instrument;
 
 use crate::codec::{self, LEN_PREFIX, Limits};
 use crate::{
-    Config, Event, Gossip, GossipError, Input, MessageId, Metrics, Output, PublishOptions, Rpc,
-    Topic,
+    Acceptance, Config, Event, Gossip, GossipError, Input, MessageId, Metrics, Output,
+    PublishOptions, Rpc, Topic,
 };
 
 /// Frames queued per peer before the driver drops frames for that (slow) peer.
@@ -45,6 +45,9 @@ enum Command {
         id: u64,
     },
     MeshPeers(Topic, oneshot::Sender<Vec<PeerId>>),
+    ReportValidation(MessageId, Acceptance, oneshot::Sender<bool>),
+    ApplicationScore(PeerId, f64, oneshot::Sender<bool>),
+    PeerAddress(PeerId, std::net::SocketAddr, oneshot::Sender<bool>),
     Metrics(oneshot::Sender<Metrics>),
     Shutdown,
 }
@@ -160,6 +163,37 @@ impl GossipHandle {
     /// Our mesh peers for `topic`.
     pub async fn mesh_peers(&self, topic: Topic) -> Result<Vec<PeerId>, GossipError> {
         self.ask(|tx| Command::MeshPeers(topic, tx)).await
+    }
+
+    /// The verdict on a message announced by [`Event::ValidationPending`]
+    /// ([`Gossip::report_validation`]). Ok(false) if it is no longer waiting.
+    pub async fn report_validation(
+        &self,
+        id: MessageId,
+        verdict: Acceptance,
+    ) -> Result<bool, GossipError> {
+        self.ask(|tx| Command::ReportValidation(id, verdict, tx))
+            .await
+    }
+
+    /// Sets a peer's application-specific score, P5 ([`Gossip::set_application_score`]).
+    pub async fn set_application_score(
+        &self,
+        peer: PeerId,
+        score: f64,
+    ) -> Result<bool, GossipError> {
+        self.ask(|tx| Command::ApplicationScore(peer, score, tx))
+            .await
+    }
+
+    /// Records where a connected peer listens, for peer exchange
+    /// ([`Gossip::set_peer_address`]).
+    pub async fn set_peer_address(
+        &self,
+        peer: PeerId,
+        addr: std::net::SocketAddr,
+    ) -> Result<bool, GossipError> {
+        self.ask(|tx| Command::PeerAddress(peer, addr, tx)).await
     }
 
     /// The core's counters.
@@ -308,6 +342,15 @@ async fn run(
                     }
                     Some(Command::MeshPeers(t, tx)) => { let _ = tx.send(core.mesh_peers(&t).to_vec()); }
                     Some(Command::Metrics(tx)) => { let _ = tx.send(core.metrics()); }
+                    Some(Command::ReportValidation(id, verdict, tx)) => {
+                        let _ = tx.send(core.report_validation(now, &id, verdict));
+                    }
+                    Some(Command::ApplicationScore(peer, score, tx)) => {
+                        let _ = tx.send(core.set_application_score(now, &peer, score));
+                    }
+                    Some(Command::PeerAddress(peer, addr, tx)) => {
+                        let _ = tx.send(core.set_peer_address(&peer, addr));
+                    }
                 }
             }
             msg = inbound.recv() => {

@@ -21,8 +21,8 @@ pub use config::{
 pub use driver::{GossipHandle, spawn};
 pub use error::GossipError;
 pub use types::{
-    ACK_DOMAIN, Ack, AckRequest, MAX_NAMED_ACKERS, MAX_TOPIC_LEN, MESSAGE_DOMAIN, Message,
-    MessageId, Rpc, Topic,
+    ACK_DOMAIN, Ack, AckRequest, MAX_NAMED_ACKERS, MAX_PX_PEERS, MAX_TOPIC_LEN, MESSAGE_DOMAIN,
+    Message, MessageId, PxPeer, Rpc, Topic,
 };
 
 #[cfg(test)]

@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 
 use p2p_foundation_identity::PeerId;
 
-use crate::config::ScoreParams;
+use std::sync::Arc;
+
+use crate::config::Config;
 use crate::hash::{FastMap, KeyedState};
 use crate::types::Topic;
 
@@ -32,6 +34,8 @@ struct PeerStats {
     ip: Option<IpAddr>,
     topics: Vec<TopicStats>,
     behaviour_penalty: f64,
+    /// P5: the application's opinion, as last set (not decayed).
+    app_score: f64,
 }
 
 impl PeerStats {
@@ -59,7 +63,8 @@ impl PeerStats {
 /// The scores of every known peer.
 #[derive(Debug)]
 pub(crate) struct Scoring {
-    params: ScoreParams,
+    /// Shared with the core (and, in a simulation, with every node): read-only.
+    config: Arc<Config>,
     peers: FastMap<PeerId, PeerStats>,
     ips: FastMap<IpAddr, u32>,
     /// Per topic: first deliveries of valid messages (decayed like P3).
@@ -72,9 +77,9 @@ pub(crate) struct Scoring {
 const MAX_TOPIC_STATS: usize = 64;
 
 impl Scoring {
-    pub(crate) fn new(params: ScoreParams, max_retained: usize, hasher: KeyedState) -> Self {
+    pub(crate) fn new(config: Arc<Config>, max_retained: usize, hasher: KeyedState) -> Self {
         Self {
-            params,
+            config,
             peers: FastMap::with_hasher(hasher),
             ips: FastMap::with_hasher(hasher),
             traffic: FastMap::with_hasher(hasher),
@@ -90,6 +95,7 @@ impl Scoring {
             ip: None,
             topics: Vec::new(),
             behaviour_penalty: 0.0,
+            app_score: 0.0,
         });
         if stats.connected {
             return;
@@ -103,7 +109,7 @@ impl Scoring {
     }
 
     pub(crate) fn disconnect(&mut self, peer: &PeerId, now: Instant) {
-        let retain = self.params.retain_score;
+        let retain = self.config.score.retain_score;
         let retained = self.peers.values().filter(|s| !s.connected).count();
         let Some(stats) = self.peers.get_mut(peer) else {
             return;
@@ -126,6 +132,7 @@ impl Scoring {
         // Only a bad score is worth remembering: it stops a misbehaving peer from resetting it
         // by reconnecting. Neutral or good scores are forgotten at once (bounded memory).
         let bad = stats.behaviour_penalty > 0.0
+            || stats.app_score < 0.0
             || stats
                 .topics
                 .iter()
@@ -152,7 +159,7 @@ impl Scoring {
     }
 
     pub(crate) fn prune(&mut self, peer: &PeerId, topic: &Topic, now: Instant) {
-        let p = self.params.topic.clone();
+        let p = self.config.score.topic.clone();
         let traffic = self.traffic.get(topic).copied().unwrap_or(0.0);
         if let Some(s) = self.peers.get_mut(peer) {
             if let Some(t) = s.topics.iter_mut().find(|t| &t.topic == topic) {
@@ -167,7 +174,7 @@ impl Scoring {
 
     /// A valid message arrived first from `peer`.
     pub(crate) fn first_delivery(&mut self, peer: &PeerId, topic: &Topic, now: Instant) {
-        let p = &self.params.topic;
+        let p = &self.config.score.topic;
         match self.traffic.get_mut(topic) {
             Some(t) => *t += 1.0,
             None => {
@@ -188,14 +195,17 @@ impl Scoring {
         }
     }
 
-    /// A duplicate arrived from mesh peer `peer` within the delivery window.
-    pub(crate) fn near_first_delivery(&mut self, peer: &PeerId, topic: &Topic) {
-        let cap = self.params.topic.mesh_message_deliveries_cap;
+    /// A duplicate arrived from `peer` within the delivery window: credited (P3) if `peer` is
+    /// in our mesh for `topic`. Returns whether it was.
+    pub(crate) fn near_first_delivery(&mut self, peer: &PeerId, topic: &Topic) -> bool {
+        let cap = self.config.score.topic.mesh_message_deliveries_cap;
         if let Some(s) = self.peers.get_mut(peer) {
             if let Some(t) = s.topics.iter_mut().find(|t| &t.topic == topic && t.in_mesh) {
                 t.mesh_deliveries = (t.mesh_deliveries + 1.0).min(cap);
+                return true;
             }
         }
+        false
     }
 
     pub(crate) fn invalid(&mut self, peer: &PeerId, topic: &Topic, now: Instant) {
@@ -205,6 +215,17 @@ impl Scoring {
                 return;
             }
             s.topic(topic, now).invalid_deliveries += 1.0;
+        }
+    }
+
+    /// Sets P5 for a known peer; false if the peer is unknown.
+    pub(crate) fn set_app_score(&mut self, peer: &PeerId, value: f64) -> bool {
+        match self.peers.get_mut(peer) {
+            Some(s) if value.is_finite() => {
+                s.app_score = value;
+                true
+            }
+            _ => false,
         }
     }
 
@@ -219,7 +240,7 @@ impl Scoring {
         let Some(s) = self.peers.get(peer) else {
             return 0.0;
         };
-        let p = &self.params;
+        let p = &self.config.score;
         let tp = &p.topic;
         let mut topics = 0.0;
         for t in &s.topics {
@@ -241,7 +262,7 @@ impl Scoring {
         if topics > p.topic_score_cap {
             topics = p.topic_score_cap;
         }
-        let mut score = topics;
+        let mut score = topics + p.app_specific_weight * s.app_score;
         if let Some(ip) = s.ip.filter(|ip| !p.ip_colocation_whitelist.contains(ip)) {
             let n = f64::from(self.ips.get(&ip).copied().unwrap_or(0));
             if n > p.ip_colocation_factor_threshold {
@@ -258,7 +279,7 @@ impl Scoring {
 
     /// Applies every decay interval elapsed since the last call and forgets expired peers.
     pub(crate) fn refresh(&mut self, now: Instant) {
-        let interval = self.params.decay_interval;
+        let interval = self.config.score.decay_interval;
         let last = *self.last_decay.get_or_insert(now);
         let elapsed = now.saturating_duration_since(last);
         let rounds = (elapsed.as_nanos() / interval.as_nanos().max(1)) as u32;
@@ -267,16 +288,17 @@ impl Scoring {
         }
         self.last_decay = Some(last + interval * rounds);
         let traffic_decay = self
-            .params
+            .config
+            .score
             .topic
             .mesh_message_deliveries_decay
             .powi(rounds as i32);
-        let z0 = self.params.decay_to_zero;
+        let z0 = self.config.score.decay_to_zero;
         self.traffic.retain(|_, v| {
             *v *= traffic_decay;
             *v >= z0
         });
-        let p = &self.params;
+        let p = &self.config.score;
         let tp = &p.topic;
         let z = p.decay_to_zero;
         let decay = |v: &mut f64, f: f64| {
@@ -342,6 +364,7 @@ pub(crate) fn secs_u32(d: Duration) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::ScoreParams;
     use p2p_foundation_identity::Keypair;
 
     fn peer(i: u8) -> PeerId {
@@ -349,7 +372,7 @@ mod tests {
     }
 
     fn scoring() -> Scoring {
-        Scoring::new(ScoreParams::default(), 100, KeyedState(1))
+        Scoring::new(Arc::new(Config::default()), 100, KeyedState(1))
     }
 
     #[test]
@@ -406,6 +429,33 @@ mod tests {
             s.score(&bad, now) < -50.0,
             "the failure penalty sticks after the prune"
         );
+    }
+
+    #[test]
+    fn application_score_is_weighted_and_survives_a_reconnect_when_negative() {
+        let mut s = Scoring::new(
+            Arc::new(Config {
+                score: ScoreParams {
+                    app_specific_weight: 2.0,
+                    ..ScoreParams::default()
+                },
+                ..Config::default()
+            }),
+            100,
+            KeyedState(1),
+        );
+        let t0 = Instant::now();
+        let a = peer(1);
+        assert!(!s.set_app_score(&a, 5.0), "unknown peers are refused");
+        s.connect(a, None);
+        assert!(s.set_app_score(&a, 5.0));
+        assert_eq!(s.score(&a, t0), 10.0);
+        assert!(!s.set_app_score(&a, f64::NAN));
+        assert!(s.set_app_score(&a, -50.0));
+        assert_eq!(s.score(&a, t0), -100.0);
+        s.disconnect(&a, t0);
+        s.connect(a, None);
+        assert_eq!(s.score(&a, t0), -100.0, "a negative P5 is retained");
     }
 
     #[test]

@@ -323,6 +323,232 @@ fn validator_verdicts_feed_scoring() {
 }
 
 #[test]
+fn asynchronous_validation_holds_messages_until_the_verdict() {
+    // Node 1 defers every message; 0 publishes; 2 hangs off 1 only, so it can get a message
+    // only if 1 forwards it.
+    let deferring = Config {
+        validator: Some(Arc::new(|_: &Message| Acceptance::Pending)),
+        max_pending_validations: 2,
+        validation_timeout: Duration::from_secs(3),
+        ..Config::default()
+    };
+    let now = Instant::now();
+    let mut net = Net::new(3, Config::default());
+    let kp1 = Keypair::from_secret_bytes(seed(1));
+    net.nodes[1] = Gossip::new(kp1, deferring, 1, now).unwrap();
+    net.connect(0, 1);
+    net.connect(1, 2);
+    net.subscribe_all(&topic());
+    net.run(Duration::from_secs(2));
+    let t = net.now;
+    for data in [&b"accept"[..], b"reject", b"late", b"overflow"] {
+        net.nodes[0].publish(t, topic(), data.to_vec()).unwrap();
+    }
+    net.pump();
+    // The first two wait; the queue holds two, so the others are ignored.
+    let pending: Vec<(MessageId, Arc<Message>)> = net.events[1]
+        .iter()
+        .filter_map(|e| match e {
+            Event::ValidationPending { id, message, .. } => Some((*id, Arc::clone(message))),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(pending.len(), 2);
+    assert_eq!(net.nodes[1].pending_validations(), 2);
+    let m = net.nodes[1].metrics();
+    assert_eq!((m.validations_deferred, m.validation_queue_full), (2, 2));
+    assert!(
+        net.messages(1).is_empty(),
+        "nothing delivered before a verdict"
+    );
+    assert!(
+        net.messages(2).is_empty(),
+        "nothing forwarded before a verdict"
+    );
+    // A duplicate of a waiting message is not validated again.
+    let dup = Rpc::Publish {
+        hops: 0,
+        msg: Arc::clone(&pending[0].1),
+    };
+    let from = net.ids[0];
+    net.nodes[1].handle_input(t, Input::Rpc { from, rpc: dup });
+    assert_eq!(net.nodes[1].metrics().validations_deferred, 2);
+    // Accept the first: delivered at 1 and forwarded to 2.
+    let (accept, reject) = (pending[0].0, pending[1].0);
+    assert!(net.nodes[1].report_validation(t, &accept, Acceptance::Accept));
+    assert!(
+        !net.nodes[1].report_validation(t, &accept, Acceptance::Accept),
+        "decided once"
+    );
+    net.pump();
+    assert_eq!(net.messages(1).len(), 1);
+    assert_eq!(net.messages(2).len(), 1);
+    assert_eq!(net.messages(2)[0].data, b"accept");
+    // A verdict that never comes: ignored after the timeout.
+    net.nodes[0].publish(t, topic(), b"never".to_vec()).unwrap();
+    net.pump();
+    assert_eq!(net.nodes[1].pending_validations(), 2);
+    // Reject the second: dropped, the sender penalised.
+    assert!(net.nodes[1].report_validation(t, &reject, Acceptance::Reject));
+    net.pump();
+    assert_eq!(net.nodes[1].metrics().rejected, 1);
+    assert!(net.nodes[1].peer_score(&net.ids[0], t) < 0.0);
+    assert_eq!(net.nodes[1].pending_validations(), 1);
+    net.run(Duration::from_secs(4));
+    assert_eq!(net.nodes[1].pending_validations(), 0);
+    assert_eq!(net.nodes[1].metrics().validation_timeouts, 1);
+    assert_eq!(
+        net.messages(2).len(),
+        1,
+        "the timed-out message was not forwarded"
+    );
+}
+
+#[test]
+fn application_score_moves_the_peer_score() {
+    let mut net = Net::new(2, Config::default());
+    net.full_mesh();
+    let now = net.now;
+    let p1 = net.ids[1];
+    let base = net.nodes[0].peer_score(&p1, now);
+    assert!(net.nodes[0].set_application_score(now, &p1, -90.0));
+    assert!(net.nodes[0].peer_score(&p1, now) <= base - 90.0);
+    // Below the graylist threshold (-80): its frames are ignored.
+    net.nodes[0].handle_input(
+        now,
+        Input::Rpc {
+            from: p1,
+            rpc: Rpc::Subscribe(topic()),
+        },
+    );
+    assert_eq!(net.nodes[0].metrics().graylisted, 1);
+    assert!(net.nodes[0].set_application_score(now, &p1, 0.0));
+    assert_eq!(net.nodes[0].peer_score(&p1, now), base);
+    let stranger = Keypair::from_secret_bytes([200; 32]).peer_id();
+    assert!(!net.nodes[0].set_application_score(now, &stranger, 1.0));
+}
+
+#[test]
+fn prune_carries_peer_exchange_accepted_only_from_trusted_peers() {
+    // Node 0 keeps a mesh of at most 2 (D_hi); 1..=5 all graft it. It prunes the surplus and
+    // offers the others (with the addresses it knows) in PX.
+    let small = Config {
+        mesh_n: 2,
+        mesh_n_low: 1,
+        mesh_n_high: 2,
+        mesh_n_score: 1,
+        mesh_outbound_min: 0,
+        ..Config::default()
+    };
+    let now = Instant::now();
+    let mut net = Net::new(6, Config::default());
+    net.nodes[0] = Gossip::new(Keypair::from_secret_bytes(seed(0)), small, 0, now).unwrap();
+    for i in 1..6 {
+        // Inbound to 0: 0 refuses GRAFTs beyond D_hi from them.
+        net.connect(i, 0);
+    }
+    for i in 1..6 {
+        let addr: std::net::SocketAddr = format!("192.0.2.{i}:400{i}").parse().unwrap();
+        assert!(net.nodes[0].set_peer_address(&net.ids[i], addr));
+    }
+    let mut prunes: Vec<(usize, Vec<PxPeer>)> = Vec::new();
+    let collect = |net: &mut Net, prunes: &mut Vec<(usize, Vec<PxPeer>)>| {
+        loop {
+            let (to, rpc) = match net.nodes[0].poll_output() {
+                Output::Send { to, rpc } => (to, rpc),
+                Output::Event(_) => continue,
+                Output::Timeout(_) => break,
+            };
+            if let Rpc::Prune { px, .. } = &rpc {
+                prunes.push((net.idx(&to), px.clone()));
+            }
+            let j = net.idx(&to);
+            let from = net.ids[0];
+            net.nodes[j].handle_input(now, Input::Rpc { from, rpc });
+        }
+    };
+    net.nodes[0].subscribe(now, topic());
+    collect(&mut net, &mut prunes);
+    for i in 1..6 {
+        net.nodes[i].subscribe(now, topic());
+        loop {
+            match net.nodes[i].poll_output() {
+                Output::Send { to, rpc } if to == net.ids[0] => {
+                    let from = net.ids[i];
+                    net.nodes[0].handle_input(now, Input::Rpc { from, rpc });
+                }
+                Output::Timeout(_) => break,
+                _ => {}
+            }
+        }
+        collect(&mut net, &mut prunes);
+    }
+    assert!(!prunes.is_empty(), "the surplus was pruned");
+    for (to, px) in &prunes {
+        assert!(!px.is_empty(), "a PRUNE for a full mesh offers peers");
+        for p in px {
+            assert_ne!(p.peer, net.ids[*to], "never the pruned peer itself");
+            let i = net.idx(&p.peer);
+            assert_eq!(p.addr, Some(format!("192.0.2.{i}:400{i}").parse().unwrap()));
+        }
+    }
+    assert!(net.nodes[0].metrics().px_sent > 0);
+    // The pruned peers do not trust 0 yet (score 0 < accept_px = 10): PX refused.
+    let (to, _) = prunes[0];
+    assert!(net.nodes[to].metrics().px_refused >= 1);
+    assert!(
+        !net.events[to]
+            .iter()
+            .any(|e| matches!(e, Event::PeerExchange { .. }))
+    );
+    // Once 0 earned trust (here: the application vouches for it), its PX is reported.
+    let p0 = net.ids[0];
+    assert!(net.nodes[to].set_application_score(now, &p0, 20.0));
+    let offered = PxPeer {
+        peer: Keypair::from_secret_bytes([99; 32]).peer_id(),
+        addr: Some("198.51.100.1:4001".parse().unwrap()),
+    };
+    net.nodes[to].handle_input(
+        now,
+        Input::Rpc {
+            from: p0,
+            rpc: Rpc::Prune {
+                topic: topic(),
+                backoff_secs: 60,
+                px: vec![
+                    offered,
+                    PxPeer {
+                        peer: net.ids[to],
+                        addr: None,
+                    },
+                ],
+            },
+        },
+    );
+    let got: Vec<PxPeer> = std::iter::from_fn(|| match net.nodes[to].poll_output() {
+        Output::Timeout(_) => None,
+        o => Some(o),
+    })
+    .filter_map(|o| match o {
+        Output::Event(Event::PeerExchange { peers, from, .. }) if from == p0 => Some(peers),
+        _ => None,
+    })
+    .flatten()
+    .collect();
+    assert_eq!(got, vec![offered], "ourselves filtered out");
+    // A PRUNE for a bad score carries no PX.
+    let mut bad = Net::new(2, Config::default());
+    bad.full_mesh();
+    bad.subscribe_all(&topic());
+    let t = bad.now;
+    let p1 = bad.ids[1];
+    bad.nodes[0].set_application_score(t, &p1, -5.0);
+    bad.run(Duration::from_secs(2));
+    assert!(!bad.nodes[0].mesh_peers(&topic()).contains(&p1));
+    assert_eq!(bad.nodes[0].metrics().px_sent, 0);
+}
+
+#[test]
 fn graft_during_backoff_is_penalised_and_pruned() {
     let mut net = Net::new(2, Config::default());
     net.full_mesh();
@@ -337,6 +563,7 @@ fn graft_during_backoff_is_penalised_and_pruned() {
             rpc: Rpc::Prune {
                 topic: topic(),
                 backoff_secs: 60,
+                px: Vec::new(),
             },
         },
     );
@@ -607,6 +834,70 @@ fn config_is_validated() {
         Gossip::new(Keypair::from_secret_bytes([1; 32]), bad, 0, Instant::now()),
         Err(GossipError::InvalidConfig { .. })
     ));
+    // The seen-cache must cover two message-cache histories.
+    let short_seen = Config {
+        history_length: 20,
+        history_gossip: 20,
+        seen_ttl: Duration::from_secs(39),
+        ..Config::default()
+    };
+    assert!(
+        Gossip::new(
+            Keypair::from_secret_bytes([1; 32]),
+            short_seen,
+            0,
+            Instant::now()
+        )
+        .is_err()
+    );
+    let long_history = Config {
+        history_length: 20,
+        history_gossip: 20,
+        seen_ttl: Duration::from_secs(40),
+        ..Config::default()
+    };
+    assert!(
+        Gossip::new(
+            Keypair::from_secret_bytes([1; 32]),
+            long_history,
+            0,
+            Instant::now()
+        )
+        .is_ok()
+    );
+}
+
+#[test]
+fn our_own_message_relayed_back_late_is_not_delivered_to_us() {
+    // After a partition heals, peers that got our message late advertise it for a whole
+    // history; by then it may have left our caches. It must not come back to us as new.
+    let config = Config {
+        seen_ttl: Duration::from_secs(10),
+        ..Config::default()
+    };
+    let mut net = Net::new(2, config);
+    net.full_mesh();
+    net.subscribe_all(&topic());
+    net.run(Duration::from_secs(2));
+    let t = net.now;
+    net.nodes[0].publish(t, topic(), b"mine".to_vec()).unwrap();
+    net.pump();
+    let echo = Arc::clone(&net.messages(1)[0]);
+    net.run(Duration::from_secs(12));
+    assert_eq!(net.nodes[0].cache_sizes().0, 0, "forgotten");
+    let before = net.nodes[0].metrics().duplicates;
+    let now = net.now;
+    let from = net.ids[1];
+    net.nodes[0].handle_input(
+        now,
+        Input::Rpc {
+            from,
+            rpc: Rpc::Publish { hops: 3, msg: echo },
+        },
+    );
+    net.pump();
+    assert!(net.messages(0).is_empty());
+    assert_eq!(net.nodes[0].metrics().duplicates, before + 1);
 }
 
 #[test]

@@ -14,6 +14,10 @@ pub const MAX_TOPIC_LEN: usize = 256;
 /// Most peers a message may name in [`AckRequest::Named`].
 pub const MAX_NAMED_ACKERS: usize = 64;
 
+/// Most peers one PRUNE may carry for peer exchange, on the wire (a node sends at most
+/// `Config::prune_peers` and accepts at most `Limits::max_px_peers`).
+pub const MAX_PX_PEERS: usize = 64;
+
 /// Domain-separation prefix of the bytes an author signs for a message.
 pub const MESSAGE_DOMAIN: &[u8] = b"p2pf/gossip/msg/v1\0";
 /// Domain-separation prefix of the bytes a subscriber signs for an acknowledgement.
@@ -268,6 +272,21 @@ impl Ack {
     }
 }
 
+/// A peer offered in peer exchange (PX): a PRUNE carries some of the pruning node's other
+/// peers on the topic so that the pruned peer can find a new mesh (GossipSub v1.1).
+///
+/// Plain ids and addresses, not signed records: the receiver dials `addr` (or looks the id up
+/// in the DHT when it is absent), and the transport authenticates the id on connect, so a
+/// wrong address costs a failed dial, never a wrong identity. PX is accepted only from peers
+/// scoring at least [`crate::Thresholds::accept_px`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PxPeer {
+    /// The offered peer.
+    pub peer: PeerId,
+    /// Where the pruning node knows it to listen (`Gossip::set_peer_address`), if anywhere.
+    pub addr: Option<std::net::SocketAddr>,
+}
+
 /// One frame of the gossip protocol. Cheap to clone: messages are shared.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Rpc {
@@ -300,12 +319,15 @@ pub enum Rpc {
         /// The topic.
         topic: Topic,
     },
-    /// "I removed you from my mesh for this topic; do not graft back for `backoff_secs`."
+    /// "I removed you from my mesh for this topic; do not graft back for `backoff_secs`;
+    /// here are other peers on the topic (peer exchange)."
     Prune {
         /// The topic.
         topic: Topic,
         /// Seconds before the receiver may graft again.
         backoff_secs: u32,
+        /// Peer exchange: other peers subscribed to the topic (may be empty).
+        px: Vec<PxPeer>,
     },
     /// An acknowledgement travelling towards a message's author (boxed: it is the largest
     /// variant and the rarest).

@@ -89,6 +89,11 @@ pub struct SimGossip {
     pub core: Gossip,
     pub role: Role,
     shared: Rc<Shared>,
+    /// This node's neighbours (the static topology): their keys and simulator ids, so that
+    /// routing a frame does not probe the 10,000-entry global index (the adapter's tables are
+    /// per node, like a real node's connection table).
+    nbr_peers: Vec<PeerId>,
+    nbr_ids: Vec<u32>,
 }
 
 impl SimGossip {
@@ -99,8 +104,13 @@ impl SimGossip {
                     if self.role != Role::Honest && matches!(rpc, Rpc::Publish { .. }) {
                         continue;
                     }
-                    if let Some(&j) = self.shared.index.get(&to) {
-                        ctx.send(NodeId(j), rpc);
+                    let local = self.core.local_peer_id();
+                    let j = match self.nbr_peers.iter().position(|p| *p == to) {
+                        Some(k) => Some(self.nbr_ids[k]),
+                        None => self.shared.index.get(&to).copied(),
+                    };
+                    if let Some(j) = j {
+                        ctx.send(NodeId(j), (local, rpc));
                     }
                 }
                 Output::Event(Event::Message { id, hops, .. }) => {
@@ -126,12 +136,13 @@ impl SimGossip {
 }
 
 impl SimNode for SimGossip {
-    type Message = Rpc;
+    /// The frame and its sender's key (what an authenticated connection tells a node).
+    type Message = (PeerId, Rpc);
     type Event = ();
 
-    fn handle_message(&mut self, ctx: &mut Context<'_, Self>, from: NodeId, msg: Rpc) {
-        let from = self.shared.peers[from.index()];
-        self.input(ctx, Input::Rpc { from, rpc: msg });
+    fn handle_message(&mut self, ctx: &mut Context<'_, Self>, _: NodeId, msg: (PeerId, Rpc)) {
+        let (from, rpc) = msg;
+        self.input(ctx, Input::Rpc { from, rpc });
     }
 
     fn handle_timer(&mut self, ctx: &mut Context<'_, Self>) {
@@ -274,6 +285,8 @@ impl World {
             tracker: RefCell::new(tracker),
         });
         let sig_cache = Arc::new(SignatureCache::new(8192));
+        // One configuration shared by every node (read-only), as one process would.
+        let config = Arc::new(config);
         let n_drop = (sc.nodes as f64 * sc.droppers).round() as usize;
         let n_spam = (sc.nodes as f64 * sc.spammers).round() as usize;
         let mut roles = vec![Role::Honest; sc.nodes];
@@ -292,7 +305,7 @@ impl World {
         for (i, kp) in keys.iter().enumerate() {
             let core = Gossip::new(
                 kp.clone(),
-                config.clone(),
+                Arc::clone(&config),
                 sc.seed ^ (i as u64) << 20,
                 sim.now(),
             )
@@ -302,6 +315,8 @@ impl World {
                 core,
                 role: roles[i],
                 shared: Rc::clone(&shared),
+                nbr_peers: Vec::new(),
+                nbr_ids: Vec::new(),
             });
         }
         for i in 0..sc.nodes {
@@ -325,6 +340,14 @@ impl World {
                 adjacency[j].push(i as u32);
                 dialled += 1;
             }
+        }
+        for (i, nbrs) in adjacency.iter().enumerate() {
+            let peers: Vec<PeerId> = nbrs.iter().map(|j| shared.peers[*j as usize]).collect();
+            let ids = nbrs.clone();
+            sim.with_node(NodeId(i as u32), |n, _| {
+                n.nbr_peers = peers;
+                n.nbr_ids = ids;
+            });
         }
         let mut world = Self {
             sim,
@@ -422,10 +445,13 @@ impl World {
                 for j in neighbours {
                     ctx.send(
                         NodeId(j),
-                        Rpc::Publish {
-                            hops: 0,
-                            msg: Arc::clone(&m),
-                        },
+                        (
+                            m.author,
+                            Rpc::Publish {
+                                hops: 0,
+                                msg: Arc::clone(&m),
+                            },
+                        ),
                     );
                 }
             });
@@ -639,40 +665,104 @@ pub fn run_attack(sc: &Scenario) -> Outcome {
     world.outcome(&receivers, &publishers, started)
 }
 
-/// Partition and heal: the network splits in two halves for `split`; in the last second
-/// before the heal each side publishes `per_side` messages. Returns the outcome (delivery to
-/// every node) and the number of heartbeats after the heal until the last delivery.
-pub fn run_partition(sc: &Scenario, split: Duration, per_side: usize) -> (Outcome, f64) {
+/// What a partition run measured.
+#[derive(Debug, Clone, Default)]
+pub struct PartitionOutcome {
+    /// Delivery of every message to every node.
+    pub all: Outcome,
+    /// Messages published while the network was split.
+    pub during_split: usize,
+    /// (message, node) pairs on the far side of a message published during the split.
+    pub cross_expected: u64,
+    /// How many of them were delivered.
+    pub cross_delivered: u64,
+    /// Heartbeats from the heal to the last delivery of a message published during the split.
+    pub heal_heartbeats: f64,
+    /// The same per message published during the split, sorted.
+    pub per_message_heartbeats: Vec<f64>,
+}
+
+/// Partition and heal: `sc.messages` messages from random publishers at `sc.per_second`; the
+/// network splits in two halves `split_at` into the publish phase and heals `split` later.
+/// The configuration's gossip history (`history_gossip` heartbeats) must cover the split for
+/// the messages published early in it to be repaired.
+pub fn run_partition(
+    sc: &Scenario,
+    config: Config,
+    split_at: Duration,
+    split: Duration,
+) -> PartitionOutcome {
     let started = Instant::now();
-    let mut world = World::build(sc, sim_config());
+    let mut world = World::build(sc, config);
     world.sim.run_for(sc.warmup);
     let half = sc.nodes / 2;
-    let a: Vec<NodeId> = (0..half).map(|i| NodeId(i as u32)).collect();
-    let b: Vec<NodeId> = (half..sc.nodes).map(|i| NodeId(i as u32)).collect();
-    world.sim.partition([a, b]);
-    world.sim.run_for(split - Duration::from_secs(1));
-    let mut publishers = Vec::new();
-    let step = Duration::from_secs(1) / (2 * per_side as u32);
-    for k in 0..2 * per_side {
-        let p = if k % 2 == 0 {
-            world.sim.rng().random_range(0..half)
-        } else {
-            world.sim.rng().random_range(half..sc.nodes)
-        };
-        if world.publish(p, sc.payload).is_some() {
-            publishers.push(p);
+    let side_a: Vec<NodeId> = (0..half).map(|i| NodeId(i as u32)).collect();
+    let side_b: Vec<NodeId> = (half..sc.nodes).map(|i| NodeId(i as u32)).collect();
+    let t0 = world.sim.elapsed();
+    let (split_start, split_end) = (t0 + split_at, t0 + split_at + split);
+    let mut state = 0; // 0: joined, 1: split, 2: healed
+    let mut healed_at = None;
+    let mut split_msgs: Vec<usize> = Vec::new();
+    let everyone: Vec<usize> = (0..sc.nodes).collect();
+    let publishers = publish_phase(&mut world, sc, &everyone, |w, at| {
+        if state == 0 && at >= split_start {
+            w.sim.partition([side_a.clone(), side_b.clone()]);
+            state = 1;
         }
-        world.sim.run_for(step);
-    }
-    world.sim.heal();
-    let healed_at = world.sim.now();
+        if state == 1 && at >= split_end {
+            w.sim.heal();
+            healed_at = Some(w.sim.now());
+            state = 2;
+        }
+        if state == 1 {
+            // The message about to be published goes out during the split.
+            split_msgs.push(w.shared.tracker.borrow().got.len());
+        }
+    });
+    assert!(healed_at.is_some(), "the publish phase outlasts the split");
     world.sim.run_for(sc.tail);
-    let out = world.outcome(&vec![true; sc.nodes], &publishers, started);
+    let healed_at = healed_at.unwrap_or_else(|| world.sim.now());
+    let all = world.outcome(&vec![true; sc.nodes], &publishers, started);
     let t = world.shared.tracker.borrow();
-    let last = t.last_delivery.iter().max().copied().unwrap_or(healed_at);
+    let mut out = PartitionOutcome {
+        all,
+        during_split: split_msgs.len(),
+        ..PartitionOutcome::default()
+    };
     let hb = world.sim.nodes()[0].core.config().heartbeat_interval;
-    let heartbeats = last.saturating_duration_since(healed_at).as_secs_f64() / hb.as_secs_f64();
-    (out, heartbeats)
+    for &k in &split_msgs {
+        let Some(&p) = publishers.get(k) else {
+            continue;
+        };
+        let far = if p < half { half..sc.nodes } else { 0..half };
+        for node in far {
+            out.cross_expected += 1;
+            if t.has(k, node) {
+                out.cross_delivered += 1;
+            }
+        }
+        out.per_message_heartbeats.push(
+            t.last_delivery[k]
+                .saturating_duration_since(healed_at)
+                .as_secs_f64()
+                / hb.as_secs_f64(),
+        );
+    }
+    out.per_message_heartbeats.sort_by(f64::total_cmp);
+    out.heal_heartbeats = out.per_message_heartbeats.last().copied().unwrap_or(0.0);
+    out
+}
+
+/// The configuration of the partition scenario: a gossip history of `history` heartbeats
+/// (IHAVE advertises, and the message cache serves, every message of that many heartbeats).
+pub fn partition_config(history: usize) -> Config {
+    Config {
+        history_length: history,
+        history_gossip: history,
+        // At least two histories (Config::validate).
+        seen_ttl: Duration::from_secs(2 * history as u64).max(Duration::from_secs(30)),
+        ..sim_config()
+    }
 }
 
 pub fn summary(name: &str, o: &Outcome) -> String {

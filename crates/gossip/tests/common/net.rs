@@ -32,6 +32,29 @@ fn key(i: usize, seed: u64) -> Keypair {
     Keypair::from_secret_bytes(s)
 }
 
+/// The test graph: a ring plus `dial - 1` pseudo-random chords per node (connected), sorted.
+pub fn edges(n: usize, dial: usize, seed: u64) -> Vec<(usize, usize)> {
+    let mut edges = HashSet::new();
+    let mut x = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    for i in 0..n {
+        edges.insert((i.min((i + 1) % n), i.max((i + 1) % n)));
+        for _ in 1..dial {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let j = (x >> 33) as usize % n;
+            if j != i {
+                edges.insert((i.min(j), i.max(j)));
+            }
+        }
+    }
+    let mut edges: Vec<_> = edges.into_iter().collect();
+    edges.sort_unstable();
+    edges
+}
+
 /// Starts `n` nodes; each dials `dial` others (a deterministic pseudo-random graph plus a ring,
 /// so the graph is connected), and every node subscribes to one topic.
 pub async fn start(n: usize, dial: usize, seed: u64) -> LoopbackNet {
@@ -90,25 +113,7 @@ pub async fn start(n: usize, dial: usize, seed: u64) -> LoopbackNet {
             duplicates,
         });
     }
-    // Edges: a ring plus `dial - 1` pseudo-random chords per node.
-    let mut edges = HashSet::new();
-    let mut x = seed
-        .wrapping_mul(6364136223846793005)
-        .wrapping_add(1442695040888963407);
-    for i in 0..n {
-        edges.insert((i.min((i + 1) % n), i.max((i + 1) % n)));
-        for _ in 1..dial {
-            x = x
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            let j = (x >> 33) as usize % n;
-            if j != i {
-                edges.insert((i.min(j), i.max(j)));
-            }
-        }
-    }
-    let mut edges: Vec<_> = edges.into_iter().collect();
-    edges.sort_unstable();
+    let edges = edges(n, dial, seed);
     for &(i, j) in &edges {
         let (peer, addr, r, w) = tcp::connect(&keys[i], addrs[j])
             .await
@@ -200,6 +205,218 @@ impl LoopbackNet {
     pub async fn shutdown(&self) {
         for n in &self.nodes {
             n.handle.shutdown().await;
+        }
+    }
+}
+
+/// The baseline for `loopback100`: plain flooding over the same graph, the same TCP adapter
+/// (signed hello) and the same frames. Every node forwards the first copy of each frame to
+/// every neighbour but the sender; nothing else (no mesh, no scoring, no gossip). With
+/// `verify`, each node decodes the frame and checks the author's signature once per message
+/// (what gossip does too); without, it de-duplicates on the frame's (author, seq) bytes.
+pub struct FloodNet {
+    publish: Vec<tokio::sync::mpsc::Sender<Vec<u8>>>,
+    delivered: Arc<std::sync::atomic::AtomicU64>,
+    progress: Arc<Notify>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    seed: u64,
+}
+
+enum FloodIn {
+    Frame(usize, Arc<Vec<u8>>),
+    Publish(Vec<u8>),
+}
+
+pub async fn start_flood(n: usize, dial: usize, seed: u64, verify: bool) -> FloodNet {
+    use p2p_foundation_gossip::codec::{self, Limits};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::sync::mpsc;
+
+    let delivered = Arc::new(AtomicU64::new(0));
+    let progress = Arc::new(Notify::new());
+    let keys: Vec<Keypair> = (0..n).map(|i| key(i, seed)).collect();
+    let mut listeners = Vec::new();
+    let mut addrs = Vec::new();
+    for _ in 0..n {
+        let l = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind loopback");
+        addrs.push(l.local_addr().expect("addr"));
+        listeners.push(l);
+    }
+    let edges = edges(n, dial, seed);
+    // Per node: its connections' halves, in edge order.
+    let mut halves: Vec<
+        Vec<(
+            tokio::net::tcp::OwnedReadHalf,
+            tokio::net::tcp::OwnedWriteHalf,
+        )>,
+    > = (0..n).map(|_| Vec::new()).collect();
+    for &(i, j) in &edges {
+        let accept = listeners[j].accept();
+        let (dialled, accepted) = tokio::join!(tcp::connect(&keys[i], addrs[j]), async {
+            let (stream, _) = accept.await.expect("accept");
+            tcp::handshake(&keys[j], stream).await
+        });
+        let (_, _, r, w) = dialled.expect("dial loopback");
+        halves[i].push((r, w));
+        let (_, _, r, w) = accepted.expect("accept hello");
+        halves[j].push((r, w));
+    }
+    let mut publish = Vec::new();
+    let mut tasks = Vec::new();
+    for conns in halves {
+        let (tx, mut rx) = mpsc::channel::<FloodIn>(4096);
+        let mut writers = Vec::new();
+        for (c, (mut r, mut w)) in conns.into_iter().enumerate() {
+            let tx = tx.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut prefix = [0u8; 4];
+                while r.read_exact(&mut prefix).await.is_ok() {
+                    let len = u32::from_be_bytes(prefix) as usize;
+                    if len > 1 << 21 {
+                        return;
+                    }
+                    let mut frame = vec![0u8; 4 + len];
+                    frame[..4].copy_from_slice(&prefix);
+                    if r.read_exact(&mut frame[4..]).await.is_err()
+                        || tx.send(FloodIn::Frame(c, Arc::new(frame))).await.is_err()
+                    {
+                        return;
+                    }
+                }
+            }));
+            let (wtx, mut wrx) = mpsc::channel::<Arc<Vec<u8>>>(1024);
+            tasks.push(tokio::spawn(async move {
+                while let Some(f) = wrx.recv().await {
+                    if w.write_all(&f).await.is_err() {
+                        return;
+                    }
+                    while let Ok(more) = wrx.try_recv() {
+                        if w.write_all(&more).await.is_err() {
+                            return;
+                        }
+                    }
+                    if w.flush().await.is_err() {
+                        return;
+                    }
+                }
+            }));
+            writers.push(wtx);
+        }
+        let (ptx, mut prx) = mpsc::channel::<Vec<u8>>(1024);
+        publish.push(ptx);
+        let (del, pg) = (Arc::clone(&delivered), Arc::clone(&progress));
+        tasks.push(tokio::spawn(async move {
+            let mut seen: HashSet<[u8; 40]> = HashSet::new();
+            let limits = Limits::default();
+            loop {
+                let input = tokio::select! {
+                    Some(f) = rx.recv() => f,
+                    Some(p) = prx.recv() => FloodIn::Publish(p),
+                    else => return,
+                };
+                let (from, frame) = match input {
+                    FloodIn::Frame(c, f) => (Some(c), f),
+                    FloodIn::Publish(f) => (None, Arc::new(f)),
+                };
+                // (author, seq) of the PUBLISH frame: bytes 7..47.
+                let Some(key) = frame.get(7..47).and_then(|k| <[u8; 40]>::try_from(k).ok()) else {
+                    continue;
+                };
+                if !seen.insert(key) {
+                    continue;
+                }
+                if from.is_some() {
+                    if verify {
+                        let ok = match codec::decode_frame(&frame, &limits) {
+                            Ok(p2p_foundation_gossip::Rpc::Publish { msg, .. }) => {
+                                msg.verify().is_ok()
+                            }
+                            _ => false,
+                        };
+                        if !ok {
+                            continue;
+                        }
+                    }
+                    del.fetch_add(1, Ordering::Relaxed);
+                    pg.notify_waiters();
+                }
+                for (c, w) in writers.iter().enumerate() {
+                    if Some(c) != from {
+                        let _ = w.send(Arc::clone(&frame)).await;
+                    }
+                }
+            }
+        }));
+    }
+    FloodNet {
+        publish,
+        delivered,
+        progress,
+        tasks,
+        seed,
+    }
+}
+
+impl FloodNet {
+    /// Publishes `count` signed PUBLISH frames of `size` bytes (from nodes in turn, as
+    /// [`LoopbackNet::publish_and_wait`]), then waits until every other node has every one or
+    /// `guard` passes. Returns the time from the first publish to the last delivery and the
+    /// deliveries seen.
+    pub async fn publish_and_wait(
+        &self,
+        count: usize,
+        size: usize,
+        guard: Duration,
+    ) -> (Duration, usize) {
+        use p2p_foundation_gossip::{AckRequest, Message, Rpc, codec};
+        use std::sync::atomic::Ordering;
+        let n = self.publish.len();
+        let topic = Topic::new("topic/loopback").expect("topic");
+        // Signed beforehand: the gossip side signs inside `publish`, so this favours the
+        // baseline slightly (by one signature per message).
+        let frames: Vec<(usize, Vec<u8>)> = (0..count)
+            .map(|k| {
+                let from = (k * 7919) % n;
+                let mut data = vec![0u8; size];
+                data[..8.min(size)].copy_from_slice(&(k as u64).to_le_bytes()[..8.min(size)]);
+                let msg = Message::sign(
+                    &key(from, self.seed),
+                    k as u64,
+                    topic.clone(),
+                    AckRequest::None,
+                    data,
+                );
+                let rpc = Rpc::Publish {
+                    hops: 0,
+                    msg: Arc::new(msg),
+                };
+                (from, codec::encode(&rpc))
+            })
+            .collect();
+        let before = self.delivered.load(Ordering::Relaxed) as usize;
+        let target = before + count * (n - 1);
+        let start = Instant::now();
+        for (from, f) in frames {
+            self.publish[from].send(f).await.expect("flood node alive");
+        }
+        let end = start + guard;
+        loop {
+            let notified = self.progress.notified();
+            let got = self.delivered.load(Ordering::Relaxed) as usize;
+            if got >= target || Instant::now() >= end {
+                return (start.elapsed(), got - before);
+            }
+            let left = end.saturating_duration_since(Instant::now());
+            let _ = tokio::time::timeout(left.min(Duration::from_millis(100)), notified).await;
+        }
+    }
+
+    pub fn shutdown(self) {
+        for t in self.tasks {
+            t.abort();
         }
     }
 }

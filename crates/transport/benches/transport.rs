@@ -163,8 +163,17 @@ fn mib_per_s(bytes: u64, t: Duration) -> f64 {
     bytes as f64 / MIB / t.as_secs_f64()
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    percentile(&mut v, 50.0)
+/// The round whose ours/baseline ratio is the median, as `(ours, baseline)`: a paired
+/// comparison. Each round measures both back to back, so both see the same machine state;
+/// taking the two series' medians separately would pair figures from different moments,
+/// which on shared cores whose load drifts by several times within a run is noise.
+fn median_pair(ours: &[f64], base: &[f64]) -> (f64, f64) {
+    let mut idx: Vec<usize> = (0..ours.len().min(base.len())).collect();
+    idx.sort_by(|&a, &b| (ours[a] / base[a]).total_cmp(&(ours[b] / base[b])));
+    match idx.get(idx.len().saturating_sub(1) / 2) {
+        Some(&i) => (ours[i], base[i]),
+        None => (0.0, 0.0),
+    }
 }
 
 async fn bulk_ours(client: &Connection, server: &Connection, total: u64) -> f64 {
@@ -496,21 +505,23 @@ async fn bulk(suite: &mut Suite) {
             q[round], rq[round], t[round], rt[round]
         );
     }
+    let (q, rq) = median_pair(&q, &rq);
     suite.record_vs(
         "quic.bulk_throughput",
-        median(q),
+        q,
         "MiB/s",
         Better::Higher,
         "raw_quinn.bulk_throughput",
-        median(rq),
+        rq,
     );
+    let (t, rt) = median_pair(&t, &rt);
     suite.record_vs(
         "tcp.bulk_throughput",
-        median(t),
+        t,
         "MiB/s",
         Better::Higher,
         "raw_tokio_rustls.bulk_throughput",
-        median(rt),
+        rt,
     );
 }
 

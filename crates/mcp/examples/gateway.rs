@@ -240,6 +240,26 @@ fn conformance_fixtures(server: &McpServer) -> Result<(), Box<dyn std::error::Er
                 Ok(tool_result::text(format!("region: {region}")))
             }),
     )?;
+    // SEP-1699 polling: ends its SSE response stream mid-call; the client
+    // reconnects with Last-Event-ID and receives the result from the session.
+    server.register_tool(
+        Tool::new("test_reconnection")
+            .with_description(
+                "Closes its SSE response stream mid-call; the result follows on reconnection",
+            )
+            .handler(|call| async move {
+                let closed = call
+                    .stream
+                    .close_sse_stream(Duration::from_millis(500))
+                    .await
+                    && call.stream.reconnected(Duration::from_secs(30)).await;
+                Ok(tool_result::text(if closed {
+                    "Reconnection test completed: the result outlived its stream"
+                } else {
+                    "Reconnection test completed: no SSE stream to close, or no reconnection"
+                }))
+            }),
+    )?;
     // Logs three `info` messages ~50 ms apart (tools-call-with-logging); the
     // library sends them only at the level the client asked for.
     server.register_tool(

@@ -11,15 +11,22 @@ use std::{
     collections::HashMap,
     net::SocketAddr,
     sync::{Arc, RwLock},
+    time::Duration,
 };
 
 use p2p_foundation_identity::PeerId;
 use rmcp::{
     ErrorData,
-    model::{CallToolResult, ErrorCode},
+    model::{CallToolResult, ClientJsonRpcMessage, ErrorCode, RequestId},
     transport::{
         StreamableHttpServerConfig, StreamableHttpService,
-        streamable_http_server::session::local::LocalSessionManager,
+        streamable_http_server::{
+            RestoreOutcome, SessionId, SessionManager,
+            session::{
+                ServerSseMessage,
+                local::{LocalSessionManager, LocalSessionManagerError, SessionTransport},
+            },
+        },
     },
 };
 use tokio_util::sync::CancellationToken;
@@ -29,7 +36,7 @@ use crate::{
     access::Caller,
     framing::{LineTransport, StreamLimits},
     router::{Query, RouteOptions, Router},
-    server::{BoxFuture, ExtraTools, JsonObject, McpServer, Progress, Session},
+    server::{BoxFuture, ExtraTools, JsonObject, McpServer, Progress, Session, SseStreams},
 };
 
 /// Prefix of the routed (failover) form of a network tool.
@@ -263,9 +270,11 @@ impl Gateway {
             rmcp_config = rmcp_config.disable_allowed_hosts();
         }
         let gateway = self.clone();
+        let sessions = Arc::new(TrackedSessions::default());
+        let streams = sessions.clone() as Arc<dyn SseStreams>;
         let service = StreamableHttpService::new(
-            move || Ok(gateway.session()),
-            Arc::new(LocalSessionManager::default()),
+            move || Ok(gateway.session().with_sse_streams(streams.clone())),
+            sessions,
             rmcp_config,
         );
         let stop = shutdown.clone();
@@ -300,6 +309,233 @@ impl Gateway {
             shutdown,
             task,
         })
+    }
+}
+
+/// rmcp's local session manager, also remembering which HTTP response stream
+/// carries each in-flight request, so a tool can close its own SSE stream
+/// (SEP-1699) through [`crate::server::StreamControl`].
+#[derive(Default)]
+struct TrackedSessions {
+    inner: LocalSessionManager,
+    /// Session -> MCP request id -> rmcp's HTTP request (stream) id.
+    streams: Arc<std::sync::Mutex<HashMap<SessionId, HashMap<RequestId, u64>>>>,
+    /// Closed streams whose tool waits for the client to reconnect.
+    /// (session, request) -> (its closed stream, woken when the client resumes it).
+    resumed: std::sync::Mutex<HashMap<(SessionId, RequestId), ClosedStream>>,
+}
+
+/// A stream a tool closed: rmcp's id for it, and who waits for its resumption.
+type ClosedStream = (u64, Arc<tokio::sync::Notify>);
+
+/// Forgets a request's stream when its original response stream ends.
+struct Forget {
+    streams: Arc<std::sync::Mutex<HashMap<SessionId, HashMap<RequestId, u64>>>>,
+    session: SessionId,
+    request: RequestId,
+}
+
+impl Drop for Forget {
+    fn drop(&mut self) {
+        let mut streams = self.streams.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(m) = streams.get_mut(&self.session) {
+            m.remove(&self.request);
+        }
+    }
+}
+
+impl TrackedSessions {
+    fn stream_of(&self, session: &str, request: &RequestId) -> Option<u64> {
+        self.streams
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(session)
+            .and_then(|m| m.get(request))
+            .copied()
+    }
+}
+
+impl SseStreams for TrackedSessions {
+    fn close<'a>(
+        &'a self,
+        session: &'a str,
+        request: &'a RequestId,
+        retry: Duration,
+    ) -> std::pin::Pin<Box<dyn Future<Output = bool> + Send + 'a>> {
+        Box::pin(async move {
+            let Some(id) = self.stream_of(session, request) else {
+                return false;
+            };
+            let handle = self.inner.sessions.read().await.get(session).cloned();
+            let Some(handle) = handle else {
+                return false;
+            };
+            // Listen for the reconnection before the client can make it.
+            self.resumed
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(
+                    (session.into(), request.clone()),
+                    (id, Arc::new(tokio::sync::Notify::new())),
+                );
+            handle.close_sse_stream(id, Some(retry)).await.is_ok()
+        })
+    }
+
+    fn reconnected<'a>(
+        &'a self,
+        session: &'a str,
+        request: &'a RequestId,
+        limit: Duration,
+    ) -> std::pin::Pin<Box<dyn Future<Output = bool> + Send + 'a>> {
+        Box::pin(async move {
+            let key: (SessionId, RequestId) = (session.into(), request.clone());
+            let notify = self
+                .resumed
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(&key)
+                .map(|(_, n)| n.clone());
+            let Some(notify) = notify else {
+                return false;
+            };
+            let came = tokio::time::timeout(limit, notify.notified()).await.is_ok();
+            self.resumed
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&key);
+            came
+        })
+    }
+}
+
+impl SessionManager for TrackedSessions {
+    type Error = LocalSessionManagerError;
+    type Transport = SessionTransport;
+
+    async fn create_session(&self) -> Result<(SessionId, Self::Transport), Self::Error> {
+        self.inner.create_session().await
+    }
+
+    async fn initialize_session(
+        &self,
+        id: &SessionId,
+        message: ClientJsonRpcMessage,
+    ) -> Result<rmcp::model::ServerJsonRpcMessage, Self::Error> {
+        self.inner.initialize_session(id, message).await
+    }
+
+    async fn has_session(&self, id: &SessionId) -> Result<bool, Self::Error> {
+        self.inner.has_session(id).await
+    }
+
+    async fn close_session(&self, id: &SessionId) -> Result<(), Self::Error> {
+        self.streams
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id);
+        self.resumed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|(s, _), _| s != id);
+        self.inner.close_session(id).await
+    }
+
+    async fn create_stream(
+        &self,
+        id: &SessionId,
+        message: ClientJsonRpcMessage,
+    ) -> Result<impl futures::Stream<Item = ServerSseMessage> + Send + Sync + 'static, Self::Error>
+    {
+        // As LocalSessionManager::create_stream, keeping the stream's id.
+        let handle = self
+            .inner
+            .sessions
+            .read()
+            .await
+            .get(id)
+            .cloned()
+            .ok_or_else(|| LocalSessionManagerError::SessionNotFound(id.clone()))?;
+        let receiver = handle.establish_request_wise_channel().await?;
+        let http_request_id = receiver.http_request_id;
+        let forget = match (&message, http_request_id) {
+            (rmcp::model::JsonRpcMessage::Request(r), Some(stream)) => {
+                self.streams
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .entry(id.clone())
+                    .or_default()
+                    .insert(r.id.clone(), stream);
+                Some(Forget {
+                    streams: self.streams.clone(),
+                    session: id.clone(),
+                    request: r.id.clone(),
+                })
+            }
+            _ => None,
+        };
+        handle.push_message(message, http_request_id).await?;
+        let mut rx = receiver.inner;
+        Ok(futures::stream::poll_fn(move |cx| {
+            let _keep = &forget;
+            rx.poll_recv(cx)
+        }))
+    }
+
+    async fn accept_message(
+        &self,
+        id: &SessionId,
+        message: ClientJsonRpcMessage,
+    ) -> Result<(), Self::Error> {
+        self.inner.accept_message(id, message).await
+    }
+
+    async fn create_standalone_stream(
+        &self,
+        id: &SessionId,
+    ) -> Result<impl futures::Stream<Item = ServerSseMessage> + Send + Sync + 'static, Self::Error>
+    {
+        self.inner.create_standalone_stream(id).await
+    }
+
+    async fn resume(
+        &self,
+        id: &SessionId,
+        last_event_id: String,
+    ) -> Result<impl futures::Stream<Item = ServerSseMessage> + Send + Sync + 'static, Self::Error>
+    {
+        // rmcp's event ids are `<index>/<http request id>` on request streams.
+        let stream = last_event_id
+            .split_once('/')
+            .and_then(|(_, s)| s.parse::<u64>().ok());
+        let resumed = self.inner.resume(id, last_event_id).await?;
+        if let Some(stream) = stream {
+            let waiters: Vec<_> = self
+                .resumed
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .iter()
+                .filter(|((s, _), (closed, _))| s == id && *closed == stream)
+                .map(|(_, (_, n))| n.clone())
+                .collect();
+            for n in waiters {
+                n.notify_one();
+            }
+        }
+        Ok(resumed)
+    }
+
+    async fn restore_session(
+        &self,
+        id: SessionId,
+    ) -> Result<RestoreOutcome<Self::Transport>, Self::Error> {
+        self.inner.restore_session(id).await
+    }
+
+    fn event_store(
+        &self,
+    ) -> Option<Arc<dyn rmcp::transport::streamable_http_server::session::EventStore>> {
+        self.inner.event_store()
     }
 }
 

@@ -27,7 +27,8 @@ pub use records::{MemoryRegistry, Registry, ServicePublisher, ServiceRecord, Too
 pub use router::{Candidate, Discovery, Query, RouteOptions, Routed, Router};
 pub use server::{
     CallContext, CompletionRequest, JsonObject, McpServer, Progress, ProgressUpdate, Prompt,
-    Resource, ResourceTemplate, ServerSettings, Tool, ToolCall, complete_from, tool_result,
+    Resource, ResourceTemplate, ServerSettings, StreamControl, Tool, ToolCall, complete_from,
+    tool_result,
 };
 pub use stream::{CallOptions, Connector, Era, McpClient, serve_stream};
 

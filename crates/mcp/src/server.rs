@@ -195,6 +195,75 @@ pub struct ToolCall {
     /// Responses to the input this tool asked for in earlier rounds (see
     /// [`crate::mrtr`]); empty on the first round.
     pub input: InputRound,
+    /// The transport stream the response travels on (SSE polling).
+    pub stream: StreamControl,
+}
+
+/// Closes one request's SSE response stream (the HTTP gateway implements it).
+pub(crate) trait SseStreams: Send + Sync + 'static {
+    /// Close the stream carrying `request` of `session`, with a `retry` hint.
+    fn close<'a>(
+        &'a self,
+        session: &'a str,
+        request: &'a rmcp::model::RequestId,
+        retry: std::time::Duration,
+    ) -> Pin<Box<dyn Future<Output = bool> + Send + 'a>>;
+    /// Wait (at most `limit`) until the client resumed the closed stream.
+    fn reconnected<'a>(
+        &'a self,
+        session: &'a str,
+        request: &'a rmcp::model::RequestId,
+        limit: std::time::Duration,
+    ) -> Pin<Box<dyn Future<Output = bool> + Send + 'a>>;
+}
+
+/// Control over the transport stream a call's response travels on.
+///
+/// On a 2025-11-25 Streamable HTTP session a long-running tool can release
+/// the client's HTTP connection (SEP-1699 polling): the server sends an SSE
+/// `retry` hint and ends the response stream; the client reconnects with
+/// `Last-Event-ID` and receives everything sent meanwhile, the result
+/// included. Elsewhere (stdio, peer streams, stateless requests) there is no
+/// such stream and closing is a no-op.
+#[derive(Clone, Default)]
+pub struct StreamControl {
+    target: Option<(Arc<dyn SseStreams>, String, rmcp::model::RequestId)>,
+}
+
+impl std::fmt::Debug for StreamControl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamControl")
+            .field("closable", &self.can_close())
+            .finish()
+    }
+}
+
+impl StreamControl {
+    /// Whether the call's response travels on a stream that can be closed.
+    pub fn can_close(&self) -> bool {
+        self.target.is_some()
+    }
+
+    /// End the response stream now, telling the client to reconnect after
+    /// `retry`. Returns whether a stream was closed.
+    pub async fn close_sse_stream(&self, retry: std::time::Duration) -> bool {
+        match &self.target {
+            Some((streams, session, request)) => streams.close(session, request, retry).await,
+            None => false,
+        }
+    }
+
+    /// After [`StreamControl::close_sse_stream`]: wait, at most `limit`,
+    /// until the client has reconnected with `Last-Event-ID`. Send the
+    /// result only then: rmcp 3.11 keeps a finished request's events for
+    /// replay only while its stream is attached, so a result sent before the
+    /// client is back would be lost to it. Returns whether it reconnected.
+    pub async fn reconnected(&self, limit: std::time::Duration) -> bool {
+        match &self.target {
+            Some((streams, session, request)) => streams.reconnected(session, request, limit).await,
+            None => false,
+        }
+    }
 }
 
 /// The caller-side channels of one call, for [`McpServer::call_with`].
@@ -208,6 +277,8 @@ pub struct CallContext {
     pub client: ClientLink,
     /// Cancellation of the call.
     pub cancel: CancellationToken,
+    /// The response stream, where it can be closed.
+    pub stream: StreamControl,
 }
 
 /// A tool: its MCP definition (name, JSON Schema input and output), version,
@@ -889,6 +960,7 @@ impl McpServer {
             id: self.inner.next_session.fetch_add(1, Ordering::Relaxed),
             log_level: Arc::new(RwLock::new(None)),
             subscriptions: Arc::default(),
+            sse: None,
         }
     }
 
@@ -1035,6 +1107,7 @@ impl McpServer {
                 log: Logger::none(),
                 client: ClientLink::none(),
                 cancel,
+                stream: StreamControl::default(),
             },
         )
         .await
@@ -1086,6 +1159,7 @@ impl McpServer {
             log,
             client,
             cancel,
+            stream,
         } = ctx;
         let tool = self
             .tool(name)
@@ -1120,6 +1194,7 @@ impl McpServer {
             log: log.named(name),
             client,
             input,
+            stream,
         };
         // Biased: a handler that watches `cancel` gets to finish its own way
         // in the same poll; one that ignores it is dropped.
@@ -1194,6 +1269,8 @@ pub struct Session {
     log_level: Arc<RwLock<Option<LoggingLevel>>>,
     /// `resources/subscribe` subscriptions held by this session.
     subscriptions: Arc<std::sync::atomic::AtomicUsize>,
+    /// The HTTP gateway's response streams, when served over Streamable HTTP.
+    sse: Option<Arc<dyn SseStreams>>,
 }
 
 /// Most resources one session (or one `subscriptions/listen` stream) may watch.
@@ -1264,6 +1341,12 @@ impl Session {
         ))
     }
 
+    /// Let tools close their SSE response streams (the HTTP gateway).
+    pub(crate) fn with_sse_streams(mut self, streams: Arc<dyn SseStreams>) -> Self {
+        self.sse = Some(streams);
+        self
+    }
+
     /// Also serve `extra` tools (the gateway's network tools).
     pub fn with_extra_tools(mut self, extra: Arc<dyn ExtraTools>) -> Self {
         self.extra = Some(extra);
@@ -1291,6 +1374,18 @@ fn capability_from(
         .as_ref()
         .and_then(from)
         .or_else(|| from(&ctx.meta))
+}
+
+/// The `Mcp-Session-Id` of the HTTP request that carried this call, if any.
+fn http_session_id(context: &RequestContext<RoleServer>) -> Option<String> {
+    context
+        .extensions
+        .get::<hyper::http::request::Parts>()?
+        .headers
+        .get("mcp-session-id")?
+        .to_str()
+        .ok()
+        .map(str::to_owned)
 }
 
 /// The caller, as bound into sealed request state.
@@ -1378,11 +1473,18 @@ impl ServerHandler for Session {
             return fut.await.map(CallToolResponse::Complete);
         }
         let capability = capability_from(&request, &context);
+        let stream = match (&self.sse, http_session_id(&context)) {
+            (Some(sse), Some(session)) => StreamControl {
+                target: Some((sse.clone(), session, context.id.clone())),
+            },
+            _ => StreamControl::default(),
+        };
         let ctx = CallContext {
             progress,
             log,
             client,
             cancel: context.ct.clone(),
+            stream,
         };
         let server = self.server.clone();
         let caller = self.caller;

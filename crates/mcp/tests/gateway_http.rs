@@ -179,3 +179,92 @@ async fn network_tools_are_namespaced_and_routed() {
         .await
         .expect("hang guard");
 }
+
+/// Send one raw HTTP/1.1 request (`Connection: close`) and read the whole
+/// response, head and (chunked) body, until the server closes.
+async fn http(addr: std::net::SocketAddr, head: &str, body: &str) -> String {
+    let req = format!(
+        "{head}\r\nHost: {addr}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let mut sock = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    sock.write_all(req.as_bytes()).await.expect("write");
+    let mut out = Vec::new();
+    sock.read_to_end(&mut out).await.expect("read");
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// SEP-1699 polling: a tool ends its SSE response stream mid-call; the client
+/// reconnects with `Last-Event-ID` and gets the result there.
+#[tokio::test]
+async fn a_tool_closes_its_sse_stream_and_the_result_follows_the_reconnection() {
+    use std::time::Duration;
+
+    use p2p_foundation_mcp::{McpServer, Tool, tool_result};
+
+    let server = McpServer::new(Keypair::generate().peer_id());
+    server
+        .register_tool(Tool::new("long_job").handler(|call| async move {
+            assert!(call.stream.can_close());
+            let closed = call
+                .stream
+                .close_sse_stream(Duration::from_millis(250))
+                .await;
+            let back = closed && call.stream.reconnected(HANG_GUARD).await;
+            Ok(tool_result::text(format!(
+                "job done (closed {closed}, reconnected {back})"
+            )))
+        }))
+        .expect("register");
+    let http_gw = Gateway::new(server)
+        .serve_http(HttpConfig::default())
+        .await
+        .expect("serve");
+    let addr = http_gw.local_addr();
+    let run = async {
+        let post = "POST /mcp HTTP/1.1\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nMcp-Protocol-Version: 2025-11-25";
+        let init = http(addr, post, r#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"0"}}}"#).await;
+        let session = init
+            .lines()
+            .find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                k.eq_ignore_ascii_case("mcp-session-id")
+                    .then(|| v.trim().to_owned())
+            })
+            .expect("session id");
+        let post = format!("{post}\r\nMcp-Session-Id: {session}");
+        http(
+            addr,
+            &post,
+            r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
+        )
+        .await;
+
+        let first = http(addr, &post, r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"long_job","arguments":{}}}"#).await;
+        assert!(first.contains("retry: 250"), "reconnect hint sent: {first}");
+        assert!(
+            !first.contains("job done"),
+            "the stream ended before the result: {first}"
+        );
+        let last_id = first
+            .lines()
+            .filter_map(|l| l.strip_prefix("id: "))
+            .next_back()
+            .expect("event ids")
+            .trim()
+            .to_owned();
+
+        let get = format!(
+            "GET /mcp HTTP/1.1\r\nAccept: text/event-stream\r\nMcp-Protocol-Version: 2025-11-25\r\nMcp-Session-Id: {session}\r\nLast-Event-ID: {last_id}"
+        );
+        let resumed = http(addr, &get, "").await;
+        assert!(
+            resumed.contains("job done (closed true, reconnected true)"),
+            "the result arrives on the resumed stream: {resumed}"
+        );
+    };
+    tokio::time::timeout(HANG_GUARD, run)
+        .await
+        .expect("hang guard");
+    http_gw.shutdown();
+}

@@ -9,8 +9,10 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use p2p_foundation_dht::{DhtNode, Inbound};
@@ -135,6 +137,32 @@ pub(crate) struct Net {
     dial_timeout: Duration,
     pub(crate) counters: Counters,
     pub(crate) events: broadcast::Sender<PeerEvent>,
+    /// Serialises gossip attachments, so the gossip driver sees them in table order.
+    gossip_turn: tokio::sync::Mutex<()>,
+}
+
+/// A reader that yields nothing until its gate opens: the gossip driver drops frames from
+/// a peer stream it has not registered yet, so frames must wait until it has.
+struct Gated<R> {
+    inner: R,
+    gate: Option<oneshot::Receiver<()>>,
+}
+
+impl<R: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Gated<R> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        if let Some(gate) = self.gate.as_mut() {
+            match Pin::new(gate).poll(cx) {
+                Poll::Pending => return Poll::Pending,
+                // Opened, or the attachment was abandoned (then the stream is dropped soon).
+                Poll::Ready(_) => self.gate = None,
+            }
+        }
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -178,6 +206,7 @@ impl Net {
             dial_timeout,
             counters: Counters::default(),
             events: broadcast::channel(PEER_EVENT_QUEUE).0,
+            gossip_turn: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -463,16 +492,10 @@ impl Net {
             let c = conn.clone();
             self.spawn(
                 async move {
-                    let Some(layers) = net.layers.get() else {
-                        return;
-                    };
                     match c.open_bi(GOSSIP_PROTOCOL).await {
                         Ok((send, recv)) => {
                             let ip = Some(canonical(c.remote_address()).ip());
-                            if let Err(e) = layers.gossip.add_peer(peer, ip, true, recv, send).await
-                            {
-                                tracing::debug!(error = %e, "gossip did not take the peer");
-                            }
+                            net.attach_gossip(peer, id, ip, true, send, recv).await;
                         }
                         Err(e) => tracing::debug!(error = %e, "could not open the gossip stream"),
                     }
@@ -503,19 +526,9 @@ impl Net {
                 self.spawn(async move { net.serve_kad(peer, addr, send, recv).await });
             }
             GOSSIP_PROTOCOL => {
-                if !self.is_current(&peer, id) {
-                    // Only the connection both sides keep carries gossip.
-                    send.reset();
-                    recv.stop();
-                    return;
-                }
                 let ip: Option<IpAddr> = Some(canonical(conn.remote_address()).ip());
-                let gossip = layers.gossip.clone();
-                self.spawn(async move {
-                    if let Err(e) = gossip.add_peer(peer, ip, false, recv, send).await {
-                        tracing::debug!(error = %e, "gossip did not take the peer");
-                    }
-                });
+                let net = Arc::clone(self);
+                self.spawn(async move { net.attach_gossip(peer, id, ip, false, send, recv).await });
             }
             MCP_PROTOCOL => match &layers.mcp {
                 Some((server, limits)) => {
@@ -553,6 +566,49 @@ impl Net {
                 recv.stop();
             }
         }
+    }
+
+    /// Hands a gossip stream to the gossip driver if it belongs to the peer's current
+    /// connection (only the connection both sides keep carries gossip), else resets it.
+    /// Attachments are serialised and the current-connection check is made under the same
+    /// turn, so the driver always ends up on the stream of the current connection.
+    async fn attach_gossip(
+        &self,
+        peer: PeerId,
+        id: u64,
+        ip: Option<IpAddr>,
+        outbound: bool,
+        mut send: SendStream,
+        mut recv: RecvStream,
+    ) {
+        let Some(layers) = self.layers.get() else {
+            return;
+        };
+        let (open, gate) = oneshot::channel();
+        {
+            let _turn = self.gossip_turn.lock().await;
+            if !self.is_current(&peer, id) {
+                send.reset();
+                recv.stop();
+                return;
+            }
+            let reader = Gated {
+                inner: recv,
+                gate: Some(gate),
+            };
+            if let Err(e) = layers
+                .gossip
+                .add_peer(peer, ip, outbound, reader, send)
+                .await
+            {
+                tracing::debug!(error = %e, "gossip did not take the peer");
+                return;
+            }
+            // Commands are handled in order: once this answer is back, the driver has
+            // registered the stream and will not drop its first frames.
+            let _ = layers.gossip.metrics().await;
+        }
+        let _ = open.send(());
     }
 
     /// The address the DHT should record for the peer behind `conn`: its QUIC address

@@ -268,3 +268,68 @@ async fn a_tool_closes_its_sse_stream_and_the_result_follows_the_reconnection() 
         .expect("hang guard");
     http_gw.shutdown();
 }
+
+/// SEP-2243: a parameter annotated `x-mcp-header` must also travel as an
+/// `Mcp-Param-*` header that matches the body; the gateway's tool schemas let
+/// rmcp's HTTP server check it.
+#[tokio::test]
+async fn mcp_param_headers_are_checked_against_the_body() {
+    use p2p_foundation_mcp::{McpServer, Tool, tool_result};
+    use serde_json::json;
+
+    let server = McpServer::new(Keypair::generate().peer_id());
+    server
+        .register_tool(
+            Tool::new("regional")
+                .with_schema(json!({
+                    "type": "object",
+                    "properties": {"region": {"type": "string", "x-mcp-header": "Region"}},
+                    "required": ["region"]
+                }))
+                .handler(|call| async move {
+                    Ok(tool_result::text(format!(
+                        "in {}",
+                        call.arguments["region"]
+                    )))
+                }),
+        )
+        .expect("register");
+    let http_gw = Gateway::new(server)
+        .serve_http(HttpConfig::default())
+        .await
+        .expect("serve");
+    let addr = http_gw.local_addr();
+    let call = |header: Option<&'static str>| async move {
+        let body = json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {
+        "name": "regional", "arguments": {"region": "eu-west"},
+        "_meta": {
+            "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+            "io.modelcontextprotocol/clientInfo": {"name": "t", "version": "0"},
+            "io.modelcontextprotocol/clientCapabilities": {}
+        }}})
+        .to_string();
+        let mut head = "POST /mcp HTTP/1.1\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nMcp-Protocol-Version: 2026-07-28\r\nMcp-Method: tools/call\r\nMcp-Name: regional".to_owned();
+        if let Some(h) = header {
+            head.push_str("\r\nMcp-Param-Region: ");
+            head.push_str(h);
+        }
+        http(addr, &head, &body).await
+    };
+    let run = async {
+        let ok = call(Some("eu-west")).await;
+        assert!(ok.starts_with("HTTP/1.1 200"), "{ok}");
+        assert!(ok.contains("in \\\"eu-west\\\""), "{ok}");
+        for bad in [None, Some("us-east"), Some("=?base64?SGVsbG8?=")] {
+            let r = call(bad).await;
+            assert!(
+                r.starts_with("HTTP/1.1 400"),
+                "{bad:?} must be refused: {r}"
+            );
+            assert!(!r.contains("in \\\""), "the tool must not run: {r}");
+        }
+    };
+    tokio::time::timeout(HANG_GUARD, run)
+        .await
+        .expect("hang guard");
+    http_gw.shutdown();
+}

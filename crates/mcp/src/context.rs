@@ -167,8 +167,9 @@ impl Logger {
 /// Only a client that declared the matching capability is asked; otherwise
 /// the call fails with `-32021` (missing required client capability), which a
 /// handler can return as it is. The 2026-07-28 revision forbids
-/// server-to-client requests; there the same failure tells the tool to ask
-/// through an `InputRequiredResult` instead.
+/// server-to-client requests: there the call fails with `-32600`, and a tool
+/// that needs input returns [`crate::InputNeeded`] instead (see
+/// [`crate::mrtr`]), which works in both eras.
 #[derive(Clone, Default)]
 pub struct ClientLink {
     peer: Option<Peer<RoleServer>>,

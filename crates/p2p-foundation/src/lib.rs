@@ -320,3 +320,41 @@ impl NodeDht {
         Ok(self.node.stats().await?.1)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn peer_addresses_parse() {
+        let id = Keypair::from_secret_bytes([3; 32]).peer_id();
+        let (p, a) = parse_peer_addr(&format!("{id}@127.0.0.1:9000")).expect("numbers");
+        assert_eq!((p, a), (id, SocketAddr::from(([127, 0, 0, 1], 9000))));
+        let (_, a) = parse_peer_addr(&format!("{id}@[::1]:9000")).expect("IPv6");
+        assert_eq!(a, "[::1]:9000".parse().expect("addr"));
+        let words = WordAddress::from(SocketAddr::from(([203, 0, 113, 9], 9000)));
+        let (_, a) = parse_peer_addr(&format!("{id}@{words}")).expect("words");
+        assert_eq!(a, SocketAddr::from(([203, 0, 113, 9], 9000)));
+        assert!(matches!(
+            parse_peer_addr("nothing"),
+            Err(Error::InvalidPeerAddr(_))
+        ));
+        assert!(matches!(
+            parse_peer_addr("x@127.0.0.1:1"),
+            Err(Error::Identity(_))
+        ));
+    }
+
+    proptest! {
+        #[test]
+        fn parse_peer_addr_never_panics(text in "\\PC{0,200}") {
+            let _ = parse_peer_addr(&text);
+        }
+
+        #[test]
+        fn parse_peer_addr_never_panics_with_an_at_sign(a in "\\PC{0,60}", b in "\\PC{0,60}") {
+            let _ = parse_peer_addr(&format!("{a}@{b}"));
+        }
+    }
+}

@@ -668,7 +668,8 @@ impl Net {
             Ok(Ok(response)) => {
                 if send.write_all(&response).await.is_ok() && send.finish().await.is_ok() {
                     self.counters.kad_served.fetch_add(1, Ordering::Relaxed);
-                    let _ = send.stopped().await;
+                    // Keep the stream until the answer is delivered, but not forever.
+                    let _ = tokio::time::timeout(layers.kad_timeout, send.stopped()).await;
                 }
             }
             // Refused by the DHT (rate limit, malformed) or too slow.

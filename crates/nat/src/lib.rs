@@ -3,8 +3,14 @@
 #![deny(missing_docs, rustdoc::broken_intra_doc_links, unreachable_pub)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
+pub mod behaviour;
+pub mod binding;
 mod crc32;
 mod error;
 pub mod stun;
+pub mod udp;
 
+pub use behaviour::{BehaviourServers, MappingBehaviour, NatBehaviour, discover_behaviour};
+pub use binding::{BindingOutcome, BindingStats, RetransmitConfig};
 pub use error::NatError;
+pub use udp::{StunServer, stun_binding};

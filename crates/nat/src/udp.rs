@@ -1,0 +1,113 @@
+//! Thin tokio drivers: a STUN Binding server and client over real UDP sockets.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use tokio::net::UdpSocket;
+use tokio::task::JoinHandle;
+
+use crate::NatError;
+use crate::binding::{
+    BindingOutcome, BindingPoll, BindingTransaction, RetransmitConfig, answer_binding_request,
+};
+
+/// Runs one Binding transaction on `socket` against `server`, retransmitting per `config`.
+///
+/// Datagrams from other addresses or for other transactions that arrive meanwhile are
+/// dropped and counted in [`BindingOutcome::stats`]; do not share the socket with another
+/// reader during the call.
+pub async fn stun_binding(
+    socket: &UdpSocket,
+    server: SocketAddr,
+    config: RetransmitConfig,
+) -> Result<BindingOutcome, NatError> {
+    let span = tracing::debug_span!("stun_binding", %server);
+    let _enter = span.enter();
+    let mut tx = BindingTransaction::new(server, config, Instant::now())?;
+    let mut buf = vec![0u8; 2048];
+    loop {
+        match tx.poll(Instant::now()) {
+            BindingPoll::Transmit { to, bytes } => {
+                socket.send_to(&bytes, to).await?;
+            }
+            BindingPoll::WaitUntil(at) => {
+                tokio::select! {
+                    received = socket.recv_from(&mut buf) => match received {
+                        Ok((n, from)) => tx.handle_datagram(from, &buf[..n]),
+                        // An ICMP error reported on the socket: the next retransmission may succeed.
+                        Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {}
+                        Err(e) => return Err(e.into()),
+                    },
+                    () = tokio::time::sleep_until(at.into()) => {}
+                }
+            }
+            BindingPoll::Done(result) => return result,
+        }
+    }
+}
+
+/// A STUN Binding server on one UDP socket, answering until dropped.
+#[derive(Debug)]
+pub struct StunServer {
+    local: SocketAddr,
+    answered: Arc<AtomicU64>,
+    task: JoinHandle<()>,
+}
+
+impl StunServer {
+    /// Binds `addr` and starts answering Binding requests on the current tokio runtime.
+    pub async fn bind(addr: SocketAddr) -> Result<Self, NatError> {
+        let socket = UdpSocket::bind(addr).await?;
+        Self::from_socket(socket)
+    }
+
+    /// Serves on an already bound socket.
+    pub fn from_socket(socket: UdpSocket) -> Result<Self, NatError> {
+        let local = socket.local_addr()?;
+        let answered = Arc::new(AtomicU64::new(0));
+        let counter = answered.clone();
+        let task = tokio::spawn(async move {
+            let mut buf = vec![0u8; 2048];
+            loop {
+                let (n, from) = match socket.recv_from(&mut buf).await {
+                    Ok(r) => r,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "STUN server receive error");
+                        continue;
+                    }
+                };
+                if let Some(reply) = answer_binding_request(from, &buf[..n]) {
+                    if let Err(e) = socket.send_to(&reply, from).await {
+                        tracing::debug!(%from, error = %e, "STUN server send error");
+                    } else {
+                        counter.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+        });
+        tracing::debug!(%local, "STUN server listening");
+        Ok(Self {
+            local,
+            answered,
+            task,
+        })
+    }
+
+    /// The address the server listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// Responses sent so far.
+    pub fn answered(&self) -> u64 {
+        self.answered.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for StunServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}

@@ -74,4 +74,20 @@ pub enum NatError {
     /// The server's response contains comprehension-required attributes this crate does not know.
     #[error("STUN response carries unknown comprehension-required attributes {0:04x?}")]
     UnknownAttributes(Vec<u16>),
+    /// Hole punching found no working path within its bounds; fall back to a relay.
+    #[error("hole punching failed: {reason}")]
+    PunchFailed {
+        /// What was tried and what was heard.
+        reason: String,
+    },
+    /// The rendezvous did not introduce the peer within the bounded registrations.
+    #[error(
+        "rendezvous {server} did not introduce the peer after {sends} registrations; is the peer registered under the same session?"
+    )]
+    RendezvousTimeout {
+        /// The rendezvous server.
+        server: SocketAddr,
+        /// Registrations sent.
+        sends: u32,
+    },
 }

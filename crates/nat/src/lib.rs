@@ -7,10 +7,13 @@ pub mod behaviour;
 pub mod binding;
 mod crc32;
 mod error;
+pub mod punch;
+pub mod rendezvous;
 pub mod stun;
 pub mod udp;
 
 pub use behaviour::{BehaviourServers, MappingBehaviour, NatBehaviour, discover_behaviour};
 pub use binding::{BindingOutcome, BindingStats, RetransmitConfig};
 pub use error::NatError;
-pub use udp::{StunServer, stun_binding};
+pub use punch::{Punch, PunchConfig, PunchSession, PunchStats, PunchedPath};
+pub use udp::{RendezvousService, StunServer, punch, rendezvous_register, stun_binding};

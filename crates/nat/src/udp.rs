@@ -111,3 +111,120 @@ impl Drop for StunServer {
         self.task.abort();
     }
 }
+
+/// Registers with a rendezvous from `socket` (the socket that will punch) and waits for it
+/// to introduce `remote`; returns `remote`'s address as the rendezvous saw it. Registrations
+/// are repeated every `interval`, at most `max_sends` times.
+pub async fn rendezvous_register(
+    socket: &UdpSocket,
+    server: SocketAddr,
+    session: [u8; 16],
+    me: &p2p_foundation_identity::PeerId,
+    remote: &p2p_foundation_identity::PeerId,
+    interval: std::time::Duration,
+    max_sends: u32,
+) -> Result<SocketAddr, NatError> {
+    let register = crate::rendezvous::encode_register(&session, me);
+    let mut buf = vec![0u8; 2048];
+    for _ in 0..max_sends {
+        socket.send_to(&register, server).await?;
+        let until = tokio::time::Instant::now() + interval;
+        loop {
+            tokio::select! {
+                received = socket.recv_from(&mut buf) => {
+                    let (n, from) = match received {
+                        Ok(r) => r,
+                        Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => continue,
+                        Err(e) => return Err(e.into()),
+                    };
+                    if from != server {
+                        continue;
+                    }
+                    if let Some((s, peer, addr)) = crate::rendezvous::decode_peer(&buf[..n]) {
+                        if s == session && peer == *remote {
+                            return Ok(addr);
+                        }
+                    }
+                }
+                () = tokio::time::sleep_until(until) => break,
+            }
+        }
+    }
+    Err(NatError::RendezvousTimeout {
+        server,
+        sends: max_sends,
+    })
+}
+
+/// Drives a [`crate::Punch`] on `socket` to its end. Non-punch datagrams arriving meanwhile
+/// are discarded.
+pub async fn punch(
+    socket: &UdpSocket,
+    mut punch: crate::Punch,
+) -> Result<crate::PunchedPath, NatError> {
+    let span = tracing::debug_span!("punch", local = ?socket.local_addr().ok());
+    let _enter = span.enter();
+    let mut buf = vec![0u8; 2048];
+    loop {
+        match punch.poll(Instant::now()) {
+            crate::punch::PunchPoll::Transmit { to, bytes } => {
+                if let Err(e) = socket.send_to(&bytes, to).await {
+                    // An unreachable candidate must not end the punch: other candidates or later rounds may work.
+                    tracing::debug!(%to, error = %e, "punch probe not sent");
+                }
+            }
+            crate::punch::PunchPoll::WaitUntil(at) => {
+                tokio::select! {
+                    received = socket.recv_from(&mut buf) => match received {
+                        Ok((n, from)) => { punch.handle_datagram(Instant::now(), from, &buf[..n]); }
+                        Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {}
+                        Err(e) => return Err(e.into()),
+                    },
+                    () = tokio::time::sleep_until(at.into()) => {}
+                }
+            }
+            crate::punch::PunchPoll::Done(result) => return result,
+        }
+    }
+}
+
+/// A rendezvous server on one UDP socket, serving until dropped.
+#[derive(Debug)]
+pub struct RendezvousService {
+    local: SocketAddr,
+    task: JoinHandle<()>,
+}
+
+impl RendezvousService {
+    /// Binds `addr` and serves on the current tokio runtime.
+    pub async fn bind(addr: SocketAddr) -> Result<Self, NatError> {
+        let socket = UdpSocket::bind(addr).await?;
+        let local = socket.local_addr()?;
+        let task = tokio::spawn(async move {
+            let mut state = crate::rendezvous::RendezvousServer::new();
+            let mut buf = vec![0u8; 2048];
+            loop {
+                let Ok((n, from)) = socket.recv_from(&mut buf).await else {
+                    continue;
+                };
+                for (to, bytes) in state.handle(Instant::now(), from, &buf[..n]) {
+                    if let Err(e) = socket.send_to(&bytes, to).await {
+                        tracing::debug!(%to, error = %e, "rendezvous send error");
+                    }
+                }
+            }
+        });
+        Ok(Self { local, task })
+    }
+
+    /// The address served on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+}
+
+impl Drop for RendezvousService {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}

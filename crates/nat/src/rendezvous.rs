@@ -2,7 +2,7 @@
 //! will punch with; the server tells each the other's peer id and observed (mapped) address.
 //!
 //! The rendezvous is not trusted: it only supplies addresses. Who the peer is, and that the
-//! path reaches it, is established by the signed probes of [`crate::punch`].
+//! path reaches it, is established by the signed probes of [`crate::punch`](mod@crate::punch).
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};

@@ -13,6 +13,7 @@ use crate::types::{Message, MessageId};
 /// Ids seen recently, expiring `ttl` after insertion; at most `max` entries (the oldest are
 /// evicted first when full).
 #[derive(Debug)]
+#[repr(C)] // the table first: it is what a lookup touches
 pub(crate) struct SeenCache {
     set: FastSet<u64>,
     /// Insertion-ordered buckets: (expiry, ids).
@@ -143,6 +144,7 @@ impl Credits {
 
 /// Recent messages in `history_length` windows, one window per heartbeat.
 #[derive(Debug)]
+#[repr(C)] // the table first: it is what a lookup touches
 pub(crate) struct MessageCache {
     entries: FastMap<u64, CacheEntry>,
     windows: VecDeque<Vec<u64>>,

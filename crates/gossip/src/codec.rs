@@ -406,14 +406,9 @@ fn decode(body: &[u8], limits: &Limits, keys: Option<&mut KeyCache>) -> Result<R
             let signature = r.signature()?;
             Rpc::Publish {
                 hops,
-                msg: Arc::new(Message {
-                    author,
-                    seq,
-                    topic,
-                    ack,
-                    data,
-                    signature,
-                }),
+                msg: Arc::new(Message::from_parts(
+                    author, seq, topic, ack, data, signature,
+                )),
             }
         }
         KIND_IHAVE => {

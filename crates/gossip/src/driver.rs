@@ -41,7 +41,7 @@ enum Command {
         peer: PeerId,
         ip: Option<IpAddr>,
         outbound: bool,
-        writer: mpsc::Sender<Vec<u8>>,
+        writer: mpsc::Sender<Frame>,
         id: u64,
     },
     MeshPeers(Topic, oneshot::Sender<Vec<PeerId>>),
@@ -51,6 +51,10 @@ enum Command {
     Metrics(oneshot::Sender<Metrics>),
     Shutdown,
 }
+
+/// An encoded frame, shared by every peer it goes to (a forwarded message is encoded once,
+/// not once per mesh peer).
+type Frame = Arc<Vec<u8>>;
 
 enum Inbound {
     Frame(PeerId, u64, Result<Rpc, GossipError>),
@@ -251,7 +255,7 @@ impl GossipHandle {
     }
 }
 
-async fn write_loop<W: AsyncWrite + Unpin>(mut writer: W, mut frames: mpsc::Receiver<Vec<u8>>) {
+async fn write_loop<W: AsyncWrite + Unpin>(mut writer: W, mut frames: mpsc::Receiver<Frame>) {
     while let Some(frame) = frames.recv().await {
         if let Err(e) = writer.write_all(&frame).await {
             tracing::debug!(error = %e, "gossip write failed");
@@ -317,7 +321,7 @@ async fn run(
 ) {
     let base_tokio = TokioInstant::now();
     let base = std::time::Instant::now();
-    let mut writers: std::collections::HashMap<PeerId, (u64, mpsc::Sender<Vec<u8>>)> =
+    let mut writers: std::collections::HashMap<PeerId, (u64, mpsc::Sender<Frame>)> =
         std::collections::HashMap::new();
     let mut wake = base;
     loop {
@@ -377,11 +381,28 @@ async fn run(
                 core.handle_input(std::time::Instant::now(), Input::Timeout);
             }
         }
+        // The last PUBLISH encoded in this drain: (message, hops, frame).
+        let mut last_publish: Option<(Arc<crate::Message>, u8, Frame)> = None;
         loop {
             match core.poll_output() {
                 Output::Send { to, rpc } => {
                     if let Some((_, w)) = writers.get(&to) {
-                        if w.try_send(codec::encode(&rpc)).is_err() {
+                        let frame = match &rpc {
+                            // Consecutive sends of one message with one hop count (forwarding
+                            // to the mesh, flood publishing) share one encoding.
+                            Rpc::Publish { hops, msg } => match &last_publish {
+                                Some((m, h, f)) if Arc::ptr_eq(m, msg) && h == hops => {
+                                    Arc::clone(f)
+                                }
+                                _ => {
+                                    let f = Arc::new(codec::encode(&rpc));
+                                    last_publish = Some((Arc::clone(msg), *hops, Arc::clone(&f)));
+                                    f
+                                }
+                            },
+                            _ => Arc::new(codec::encode(&rpc)),
+                        };
+                        if w.try_send(frame).is_err() {
                             stats
                                 .frames_dropped_slow_peer
                                 .fetch_add(1, Ordering::Relaxed);

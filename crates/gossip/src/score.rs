@@ -62,10 +62,11 @@ impl PeerStats {
 
 /// The scores of every known peer.
 #[derive(Debug)]
+#[repr(C)] // the peer table first: it is what the per-frame paths touch
 pub(crate) struct Scoring {
+    peers: FastMap<PeerId, PeerStats>,
     /// Shared with the core (and, in a simulation, with every node): read-only.
     config: Arc<Config>,
-    peers: FastMap<PeerId, PeerStats>,
     ips: FastMap<IpAddr, u32>,
     /// Per topic: first deliveries of valid messages (decayed like P3).
     traffic: FastMap<Topic, f64>,

@@ -1084,3 +1084,21 @@ fn an_unanswered_iwant_is_one_broken_promise() {
     assert_eq!(net.nodes[0].metrics().broken_promises, 1);
     assert_eq!(net.nodes[1].metrics().iwant_unknown, 5);
 }
+
+#[test]
+fn the_default_id_is_memoised_and_follows_field_changes() {
+    let kp = Keypair::from_secret_bytes([3; 32]);
+    let mut m = Message::sign(&kp, 7, topic(), AckRequest::None, b"x".to_vec());
+    assert_eq!(m.default_id(), MessageId::from_author_seq(&kp.peer_id(), 7));
+    assert_eq!(m.default_id(), MessageId::from_author_seq(&kp.peer_id(), 7));
+    m.seq = 8;
+    assert_eq!(m.default_id(), MessageId::from_author_seq(&kp.peer_id(), 8));
+    let other = Keypair::from_secret_bytes([4; 32]).peer_id();
+    m.author = other;
+    assert_eq!(m.default_id(), MessageId::from_author_seq(&other, 8));
+    // Equality ignores the memo.
+    let fresh = Message::sign(&kp, 7, topic(), AckRequest::None, b"x".to_vec());
+    let used = fresh.clone();
+    let _ = used.default_id();
+    assert_eq!(fresh, used);
+}

@@ -2,7 +2,7 @@
 //! the [`Rpc`] frames peers send each other.
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use p2p_foundation_identity::{Keypair, PeerId, Signature};
 use sha2::{Digest, Sha256};
@@ -149,7 +149,7 @@ impl AckRequest {
 }
 
 /// A published message, signed by its author.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct Message {
     /// Who wrote and signed it.
     pub author: PeerId,
@@ -163,7 +163,24 @@ pub struct Message {
     pub data: Vec<u8>,
     /// The author's Ed25519 signature over [`Message::signed_bytes`].
     pub signature: Signature,
+    /// The default id with the author and seq it was computed from: computed once per message
+    /// (a message shared by many nodes in one process, or forwarded to many peers, is hashed
+    /// once), and recomputed if those fields were changed since.
+    id_memo: OnceLock<(PeerId, u64, MessageId)>,
 }
+
+impl PartialEq for Message {
+    fn eq(&self, other: &Self) -> bool {
+        self.author == other.author
+            && self.seq == other.seq
+            && self.topic == other.topic
+            && self.ack == other.ack
+            && self.data == other.data
+            && self.signature == other.signature
+    }
+}
+
+impl Eq for Message {}
 
 impl fmt::Debug for Message {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -183,6 +200,18 @@ impl Message {
         let author = keypair.peer_id();
         let bytes = signed_bytes(&author, seq, &topic, &ack, &data);
         let signature = keypair.sign(&bytes);
+        Self::from_parts(author, seq, topic, ack, data, signature)
+    }
+
+    /// A message from its fields (as decoded from the wire); [`Message::verify`] checks it.
+    pub fn from_parts(
+        author: PeerId,
+        seq: u64,
+        topic: Topic,
+        ack: AckRequest,
+        data: Vec<u8>,
+        signature: Signature,
+    ) -> Self {
         Self {
             author,
             seq,
@@ -190,7 +219,20 @@ impl Message {
             ack,
             data,
             signature,
+            id_memo: OnceLock::new(),
         }
+    }
+
+    /// The default id, [`MessageId::from_author_seq`], computed once per message.
+    pub fn default_id(&self) -> MessageId {
+        if let Some((author, seq, id)) = self.id_memo.get() {
+            if *author == self.author && *seq == self.seq {
+                return *id;
+            }
+        }
+        let id = MessageId::from_author_seq(&self.author, self.seq);
+        let _ = self.id_memo.set((self.author, self.seq, id));
+        id
     }
 
     /// The bytes the author signs: [`MESSAGE_DOMAIN`] ‖ author (32) ‖ seq (u64 BE) ‖

@@ -90,4 +90,14 @@ pub enum NatError {
         /// Registrations sent.
         sends: u32,
     },
+    /// The relay did not pair us with the other peer within the bounded allocations.
+    #[error(
+        "relay {relay} did not pair the session after {sends} allocations; has the peer allocated under the same session?"
+    )]
+    RelayTimeout {
+        /// The relay server.
+        relay: SocketAddr,
+        /// ALLOCATE requests sent.
+        sends: u32,
+    },
 }

@@ -8,6 +8,7 @@ pub mod binding;
 mod crc32;
 mod error;
 pub mod punch;
+pub mod relay;
 pub mod rendezvous;
 pub mod stun;
 pub mod udp;
@@ -16,4 +17,7 @@ pub use behaviour::{BehaviourServers, MappingBehaviour, NatBehaviour, discover_b
 pub use binding::{BindingOutcome, BindingStats, RetransmitConfig};
 pub use error::NatError;
 pub use punch::{Punch, PunchConfig, PunchSession, PunchStats, PunchedPath};
-pub use udp::{RendezvousService, StunServer, punch, rendezvous_register, stun_binding};
+pub use udp::{
+    RelayService, RendezvousService, StunServer, punch, relay_allocate, rendezvous_register,
+    stun_binding,
+};

@@ -228,3 +228,93 @@ impl Drop for RendezvousService {
         self.task.abort();
     }
 }
+
+fn unix_ms_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// Allocates on a relay from `socket` and waits until the other peer of `session` has
+/// allocated too. ALLOCATE is repeated every `interval`, at most `max_sends` times.
+pub async fn relay_allocate(
+    socket: &UdpSocket,
+    relay: SocketAddr,
+    keypair: &p2p_foundation_identity::Keypair,
+    session: [u8; 16],
+    interval: std::time::Duration,
+    max_sends: u32,
+) -> Result<(), NatError> {
+    let mut buf = vec![0u8; 2048];
+    for _ in 0..max_sends {
+        let request = crate::relay::encode_allocate(keypair, &session, unix_ms_now() + 60_000);
+        socket.send_to(&request, relay).await?;
+        let until = tokio::time::Instant::now() + interval;
+        loop {
+            tokio::select! {
+                received = socket.recv_from(&mut buf) => {
+                    let (n, from) = match received {
+                        Ok(r) => r,
+                        Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => continue,
+                        Err(e) => return Err(e.into()),
+                    };
+                    if from == relay
+                        && crate::relay::decode_reply(&buf[..n])
+                            == Some(crate::relay::RelayReply::Allocated { session, paired: true })
+                    {
+                        return Ok(());
+                    }
+                }
+                () = tokio::time::sleep_until(until) => break,
+            }
+        }
+    }
+    Err(NatError::RelayTimeout {
+        relay,
+        sends: max_sends,
+    })
+}
+
+/// A relay server on one UDP socket, serving until dropped.
+#[derive(Debug)]
+pub struct RelayService {
+    local: SocketAddr,
+    task: JoinHandle<()>,
+}
+
+impl RelayService {
+    /// Binds `addr` and relays with `limits` on the current tokio runtime.
+    pub async fn bind(
+        addr: SocketAddr,
+        limits: crate::relay::RelayLimits,
+    ) -> Result<Self, NatError> {
+        let socket = UdpSocket::bind(addr).await?;
+        let local = socket.local_addr()?;
+        let task = tokio::spawn(async move {
+            let mut state = crate::relay::RelayServer::new(limits);
+            let mut buf = vec![0u8; 2048];
+            loop {
+                let Ok((n, from)) = socket.recv_from(&mut buf).await else {
+                    continue;
+                };
+                for (to, bytes) in state.handle(Instant::now(), unix_ms_now(), from, &buf[..n]) {
+                    if let Err(e) = socket.send_to(&bytes, to).await {
+                        tracing::debug!(%to, error = %e, "relay send error");
+                    }
+                }
+            }
+        });
+        Ok(Self { local, task })
+    }
+
+    /// The address served on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+}
+
+impl Drop for RelayService {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}

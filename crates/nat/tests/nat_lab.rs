@@ -351,8 +351,8 @@ async fn punching_succeeds_through_two_masquerade_nats() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn punching_fails_cleanly_through_two_symmetric_nats() {
-    if !can_run("punching_fails_cleanly_through_two_symmetric_nats") {
+async fn symmetric_nats_fail_punching_cleanly_and_the_relay_carries_traffic() {
+    if !can_run("symmetric_nats_fail_punching_cleanly_and_the_relay_carries_traffic") {
         return;
     }
     let lab = Lab::new(Nat::Random);
@@ -373,4 +373,37 @@ async fn punching_fails_cleanly_through_two_symmetric_nats() {
         );
         assert!(out.contains("use a relay"), "{out}");
     }
+
+    // Where punching failed, the relay carries the traffic through both symmetric NATs.
+    let mut relay = lab.spawn("pub", &["relay-server", "203.0.113.9:4100"]);
+    wait_listening(&mut relay, 1).await;
+    let session = "a0a1a2a3a4a5a6a7a8a9aaabacadaeaf";
+    let a = lab.spawn(
+        "lanA",
+        &[
+            "relay-chat",
+            "192.168.77.2:5556",
+            "203.0.113.9:4100",
+            session,
+            SECRET_A,
+            "hello from A",
+        ],
+    );
+    let b = lab.spawn(
+        "lanB",
+        &[
+            "relay-chat",
+            "192.168.88.2:6667",
+            "203.0.113.9:4100",
+            session,
+            SECRET_B,
+            "hello from B",
+        ],
+    );
+    let ((ca, oa, ea), (cb, ob, eb)) = tokio::join!(finish(a), finish(b));
+    eprintln!("relay A ({ca}): {oa}{ea}\nrelay B ({cb}): {ob}{eb}");
+    assert_eq!(ca, 0, "A's relay exchange failed: {oa} {ea}");
+    assert_eq!(cb, 0, "B's relay exchange failed: {ob} {eb}");
+    assert!(oa.contains("relayed received hello from B"), "{oa}");
+    assert!(ob.contains("relayed received hello from A"), "{ob}");
 }

@@ -7,6 +7,8 @@
 //! p2pf-nat behaviour <bind> <primary> <alternate> [<alternate-port>]
 //! p2pf-nat rendezvous <addr>
 //! p2pf-nat punch <bind> <rendezvous> <session-hex32> <secret-hex64> <remote-peer-id>
+//! p2pf-nat relay-server <addr>
+//! p2pf-nat relay-chat <bind> <relay> <session-hex32> <secret-hex64> <message>
 //! ```
 //! Exit status: 0 success, 1 usage or I/O error, 2 punch failed.
 
@@ -15,10 +17,12 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use p2p_foundation_identity::{Keypair, PeerId};
+use p2p_foundation_nat::relay::{RelayLimits, RelayReply, decode_reply, encode_data};
 use p2p_foundation_nat::{
     BehaviourServers, NatError, Punch, PunchConfig, PunchSession, RendezvousService,
     RetransmitConfig, StunServer, discover_behaviour, punch, rendezvous_register, stun_binding,
 };
+use p2p_foundation_nat::{RelayService, relay_allocate};
 use tokio::net::UdpSocket;
 
 const USAGE: &str = "usage:
@@ -26,7 +30,9 @@ const USAGE: &str = "usage:
   p2pf-nat stun <bind> <server>
   p2pf-nat behaviour <bind> <primary> <alternate> [<alternate-port>]
   p2pf-nat rendezvous <addr>
-  p2pf-nat punch <bind> <rendezvous> <session-hex32> <secret-hex64> <remote-peer-id>";
+  p2pf-nat punch <bind> <rendezvous> <session-hex32> <secret-hex64> <remote-peer-id>
+  p2pf-nat relay-server <addr>
+  p2pf-nat relay-chat <bind> <relay> <session-hex32> <secret-hex64> <message>";
 
 fn hex<const N: usize>(s: &str) -> Result<[u8; N], String> {
     if s.len() != 2 * N {
@@ -151,6 +157,69 @@ async fn run(args: Vec<String>) -> Result<ExitCode, String> {
                     Ok(ExitCode::from(2))
                 }
                 Err(e) => Err(e.to_string()),
+            }
+        }
+        ["relay-server", s] => {
+            let server = RelayService::bind(addr(s)?, RelayLimits::default())
+                .await
+                .map_err(|e| e.to_string())?;
+            println!("listening {}", server.local_addr());
+            std::future::pending::<()>().await;
+            Ok(ExitCode::SUCCESS)
+        }
+        ["relay-chat", bind, relay, session, secret, message] => {
+            let session: [u8; 16] = hex(session)?;
+            let keypair = Keypair::from_secret_bytes(hex(secret)?);
+            let relay = addr(relay)?;
+            let socket = UdpSocket::bind(addr(bind)?)
+                .await
+                .map_err(|e| e.to_string())?;
+            relay_allocate(
+                &socket,
+                relay,
+                &keypair,
+                session,
+                Duration::from_millis(200),
+                50,
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+            println!("paired via {relay}");
+            // Send our message every 100 ms (at most 50 times) until the peer's arrives, then
+            // a few more times so the peer gets ours even if it started later.
+            let data = encode_data(message.as_bytes());
+            let mut buf = vec![0u8; 2048];
+            let mut heard: Option<String> = None;
+            let mut extra = 0;
+            for _ in 0..50 {
+                socket
+                    .send_to(&data, relay)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                if heard.is_some() {
+                    extra += 1;
+                    if extra >= 3 {
+                        break;
+                    }
+                }
+                let until = tokio::time::Instant::now() + Duration::from_millis(100);
+                while let Ok(received) =
+                    tokio::time::timeout_at(until, socket.recv_from(&mut buf)).await
+                {
+                    let (n, from) = received.map_err(|e| e.to_string())?;
+                    if from == relay {
+                        if let Some(RelayReply::Data(p)) = decode_reply(&buf[..n]) {
+                            heard.get_or_insert_with(|| String::from_utf8_lossy(p).into_owned());
+                        }
+                    }
+                }
+            }
+            match heard {
+                Some(text) => {
+                    println!("relayed received {text}");
+                    Ok(ExitCode::SUCCESS)
+                }
+                None => Err("nothing arrived through the relay".into()),
             }
         }
         _ => Err(USAGE.to_owned()),

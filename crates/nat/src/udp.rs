@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use tokio::net::UdpSocket;
 use tokio::task::JoinHandle;
+use tracing::Instrument;
 
 use crate::NatError;
 use crate::binding::{
@@ -24,7 +25,14 @@ pub async fn stun_binding(
     config: RetransmitConfig,
 ) -> Result<BindingOutcome, NatError> {
     let span = tracing::debug_span!("stun_binding", %server);
-    let _enter = span.enter();
+    binding_inner(socket, server, config).instrument(span).await
+}
+
+async fn binding_inner(
+    socket: &UdpSocket,
+    server: SocketAddr,
+    config: RetransmitConfig,
+) -> Result<BindingOutcome, NatError> {
     let mut tx = BindingTransaction::new(server, config, Instant::now())?;
     let mut buf = vec![0u8; 2048];
     loop {
@@ -160,10 +168,16 @@ pub async fn rendezvous_register(
 /// are discarded.
 pub async fn punch(
     socket: &UdpSocket,
-    mut punch: crate::Punch,
+    punch: crate::Punch,
 ) -> Result<crate::PunchedPath, NatError> {
     let span = tracing::debug_span!("punch", local = ?socket.local_addr().ok());
-    let _enter = span.enter();
+    punch_inner(socket, punch).instrument(span).await
+}
+
+async fn punch_inner(
+    socket: &UdpSocket,
+    mut punch: crate::Punch,
+) -> Result<crate::PunchedPath, NatError> {
     let mut buf = vec![0u8; 2048];
     loop {
         match punch.poll(Instant::now()) {

@@ -143,6 +143,9 @@ struct Allocation {
     window_start: Instant,
     packets: u32,
     bytes: u32,
+    /// The session's other allocation, cached so DATA is forwarded without a table scan
+    /// (checked against the table before use: it may have expired or moved).
+    partner: Option<SocketAddr>,
 }
 
 /// Relay server state (sans-IO).
@@ -258,6 +261,7 @@ impl RelayServer {
             self.stats.refused += 1;
             return Vec::new();
         }
+        let partner = self.partner(from, &session, &peer, now);
         self.by_addr.insert(
             from,
             Allocation {
@@ -267,14 +271,20 @@ impl RelayServer {
                 window_start: now,
                 packets: 0,
                 bytes: 0,
+                partner,
             },
         );
         self.stats.allocations += 1;
-        match self.partner(from, &session, &peer, now) {
-            Some(other) => vec![
-                (from, allocated(&session, true)),
-                (other, allocated(&session, true)),
-            ],
+        match partner {
+            Some(other) => {
+                if let Some(o) = self.by_addr.get_mut(&other) {
+                    o.partner = Some(from);
+                }
+                vec![
+                    (from, allocated(&session, true)),
+                    (other, allocated(&session, true)),
+                ]
+            }
             None => vec![(from, allocated(&session, false))],
         }
     }
@@ -290,7 +300,12 @@ impl RelayServer {
             self.stats.dropped += 1;
             return Vec::new();
         };
-        let Some(to) = self.partner(from, &al.session, &al.peer, now) else {
+        let to = al.partner.filter(|p| {
+            self.by_addr
+                .get(p)
+                .is_some_and(|o| o.session == al.session && o.peer != al.peer && o.expires > now)
+        });
+        let Some(to) = to else {
             self.stats.dropped += 1;
             return Vec::new();
         };
@@ -376,6 +391,44 @@ mod tests {
         );
         assert_eq!(r.stats().forwarded, 2);
         assert_eq!(r.stats().refused, 1);
+    }
+
+    #[test]
+    fn a_peer_that_moves_takes_its_allocation_along() {
+        let (a, b, a2) = addrs();
+        let ka = Keypair::from_secret_bytes([1; 32]);
+        let kb = Keypair::from_secret_bytes([2; 32]);
+        let now = Instant::now();
+        let mut r = RelayServer::new(RelayLimits::default());
+        r.handle(
+            now,
+            NOW_MS,
+            a,
+            &encode_allocate(&ka, &[4; 16], NOW_MS + 60_000),
+        );
+        r.handle(
+            now,
+            NOW_MS,
+            b,
+            &encode_allocate(&kb, &[4; 16], NOW_MS + 60_000),
+        );
+        // A's NAT mapping changed: it re-allocates from a new address.
+        let out = r.handle(
+            now,
+            NOW_MS,
+            a2,
+            &encode_allocate(&ka, &[4; 16], NOW_MS + 60_000),
+        );
+        assert_eq!(out.len(), 2);
+        assert_eq!(r.allocations(), 2);
+        assert_eq!(
+            r.handle(now, NOW_MS, b, &encode_data(b"hi")),
+            vec![(a2, encode_data(b"hi"))]
+        );
+        assert!(r.handle(now, NOW_MS, a, &encode_data(b"stale")).is_empty());
+        // Allocations expire.
+        let later = now + ALLOCATION_LIFETIME;
+        assert!(r.handle(later, NOW_MS, b, &encode_data(b"late")).is_empty());
     }
 
     #[test]

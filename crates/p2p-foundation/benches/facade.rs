@@ -35,9 +35,15 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
+    let t = Instant::now();
     rt.block_on(dht(&mut suite));
+    eprintln!("dht: {:?}", t.elapsed());
+    let t = Instant::now();
     rt.block_on(mcp(&mut suite));
+    eprintln!("mcp: {:?}", t.elapsed());
+    let t = Instant::now();
     rt.block_on(gossip(&mut suite));
+    eprintln!("gossip: {:?}", t.elapsed());
     suite.finish();
 }
 
@@ -71,6 +77,7 @@ async fn dht(suite: &mut Suite) {
     let gets: u32 = suite.scale(100, 5);
     let rss_before = rss_bytes();
     let (nodes, mut build_ms) = network(n).await;
+    eprintln!("dht: {n} nodes built");
     if let (Some(before), Some(after)) = (rss_before, rss_bytes()) {
         suite.record(
             "node.rss_per_node_bytes",
@@ -102,6 +109,7 @@ async fn dht(suite: &mut Suite) {
         udp[i].0.bootstrap(vec![via]).await.expect("bootstrap");
     }
 
+    eprintln!("dht: baseline built");
     let (mut ours, mut base) = (Vec::new(), Vec::new());
     for i in 0..lookups {
         let at = (i * 37 % n) as usize;

@@ -71,6 +71,19 @@ pub fn default_dht_config() -> p2p_foundation_dht::Config {
     c
 }
 
+/// The facade's gossip defaults: the gossip crate's, with the loopback addresses exempt
+/// from the IP-colocation penalty (P6): peers on `127.0.0.1` or `[::1]` are on this host,
+/// as the DHT's diversity limits also assume (`exempt_loopback`). Without it, more than
+/// four loopback peers (a test network) would graylist each other.
+pub fn default_gossip_config() -> p2p_foundation_gossip::Config {
+    let mut c = p2p_foundation_gossip::Config::default();
+    c.score.ip_colocation_whitelist.extend([
+        std::net::IpAddr::from(std::net::Ipv4Addr::LOCALHOST),
+        std::net::IpAddr::from(Ipv6Addr::LOCALHOST),
+    ]);
+    c
+}
+
 impl NodeBuilder {
     /// Defaults: a fresh identity, listening on `[::]:0` (dual-stack, any port), no
     /// bootstrap peers, no MCP server, each layer's default configuration.
@@ -84,7 +97,7 @@ impl NodeBuilder {
             mcp_server: false,
             transport: p2p_foundation_transport::Config::default(),
             dht: default_dht_config(),
-            gossip: p2p_foundation_gossip::Config::default(),
+            gossip: default_gossip_config(),
             mcp_limits: StreamLimits::default(),
             mcp_record_ttl: p2p_foundation_mcp::records::DEFAULT_RECORD_TTL,
             dial_timeout: Duration::from_secs(15),
@@ -154,7 +167,7 @@ impl NodeBuilder {
         self
     }
 
-    /// Gossip configuration.
+    /// Gossip configuration (default [`default_gossip_config`]).
     pub fn gossip_config(mut self, config: p2p_foundation_gossip::Config) -> Self {
         self.gossip = config;
         self

@@ -14,7 +14,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-pub use builder::{NodeBuilder, default_dht_config};
+pub use builder::{NodeBuilder, default_dht_config, default_gossip_config};
 pub use error::{Error, Result};
 pub use mcp::{DhtRegistry, NodeMcp};
 pub use net::{

@@ -303,3 +303,39 @@ async fn identity_file_is_created_then_reused_and_mcp_needs_the_server() {
     .await
     .expect("hang guard");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gossip_reaches_every_subscriber_among_eight_loopback_nodes() {
+    // More than four peers share 127.0.0.1: without the facade's loopback exemption from
+    // gossip's IP-colocation penalty they would graylist each other and nothing would flow.
+    tokio::time::timeout(HANG_GUARD, async {
+        let mut nodes = five(false).await;
+        for _ in 0..3 {
+            let n = node(Some(&nodes[0]), false).await;
+            nodes.push(n);
+        }
+        let topic = "facade/crowd";
+        let mut subs = Vec::new();
+        for n in &nodes[1..] {
+            subs.push(n.subscribe(topic).await.expect("subscribe"));
+        }
+        nodes[0]
+            .wait_for_topic_peers(topic, 1)
+            .await
+            .expect("topic");
+        let id = nodes[0]
+            .publish(topic, b"to the crowd".to_vec())
+            .await
+            .expect("publish");
+        for sub in &mut subs {
+            let msg = sub.recv().await.expect("a message");
+            assert_eq!(msg.id, id);
+            assert_eq!(msg.data(), b"to the crowd");
+        }
+        let m = nodes[0].gossip().metrics().await.expect("metrics");
+        assert_eq!(m.graylisted, 0, "no loopback peer graylisted");
+        shutdown_all(nodes).await;
+    })
+    .await
+    .expect("hang guard");
+}

@@ -7,6 +7,7 @@ mod addr;
 mod encap;
 mod error;
 mod select;
+mod teredo;
 
 pub use addr::{
     DSLITE_AFTR, DSLITE_B4, DSLITE_SUBNET, IPV4ONLY_ARPA, Nat64Prefix, SIXTO4_RELAY_ANYCAST,
@@ -18,3 +19,7 @@ pub use encap::{
 };
 pub use error::TunnelError;
 pub use select::{Candidate, Connectivity, Mechanism, NatKind, Rejection, Selection, select};
+pub use teredo::{
+    ALL_ROUTERS, OriginIndication, QualifyOutput, RANDOM_FLAG_BITS, RS_ATTEMPTS, RS_RETRANSMIT,
+    RS_SOURCE, TEREDO_PORT, TeredoPacket, TeredoQualifier, encode_rs, ra_prefix,
+};

@@ -165,6 +165,24 @@ async fn shutdown_closes_connections_and_peers_see_it_at_once() {
         b.connect(a.peer_id(), &[a.local_addr().expect("addr")])
             .await
             .expect("connect");
+        // Precondition: the acceptor has the connection too. If the transport completes a
+        // dial without ever handing the connection to the acceptor, say so plainly.
+        let accepted = tokio::time::timeout(Duration::from_secs(15), async {
+            loop {
+                if let PeerEvent::Connected { peer, .. } = events.recv().await.expect("event") {
+                    if peer == b.peer_id() {
+                        break;
+                    }
+                }
+            }
+        })
+        .await;
+        assert!(
+            accepted.is_ok(),
+            "the dial completed at b but a never got the connection: a {:?} / b {:?}",
+            a.transport_metrics(),
+            b.transport_metrics()
+        );
         let (b_id, b_addr) = (b.peer_id(), b.local_addr().expect("addr"));
         b.shutdown().await;
         // Not after the 30 s idle timeout: the close reaches a with the shutdown code.

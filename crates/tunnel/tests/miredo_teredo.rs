@@ -6,6 +6,7 @@
 //! `CI=true`, where it fails.
 
 use std::net::Ipv4Addr;
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 
 use p2p_foundation_tunnel::TeredoAddr;
@@ -36,8 +37,22 @@ impl Lab {
 impl Drop for Lab {
     fn drop(&mut self) {
         if let Some(mut c) = self.server.take() {
-            let _ = c.kill();
-            let _ = c.wait();
+            // miredo-server forks a worker; SIGKILL on the supervisor would orphan it. Ask the
+            // whole process group to terminate, wait (bounded), and only then force it.
+            let group = format!("-{}", c.id());
+            let _ = Command::new("kill").args(["-TERM", "--", &group]).status();
+            let mut exited = false;
+            for _ in 0..100 {
+                if c.try_wait().ok().flatten().is_some() {
+                    exited = true;
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            if !exited {
+                let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
+                let _ = c.wait();
+            }
         }
         for role in ["srv", "cli", "nat"] {
             let _ = Command::new("ip")
@@ -197,6 +212,7 @@ fn lab(tag: &str, behind_nat: bool) -> (Lab, Ipv4Addr) {
             ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
+            .process_group(0)
             .spawn()
             .expect("miredo-server starts"),
     );

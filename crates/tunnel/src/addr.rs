@@ -264,6 +264,11 @@ fn extract_at(addr: Ipv6Addr, len: u8) -> Ipv4Addr {
 /// position matches when it holds 192.0.0.170 or 192.0.0.171, the u-octet is zero and the suffix
 /// after the IPv4 address is zero. The first matching position of each record gives its prefix.
 /// Records that match nowhere are ignored. The result has no duplicates and keeps record order.
+///
+/// Requiring a zero suffix makes the matching position unique (the last IPv4 byte of a longer
+/// position, 170 or 171, lies in the suffix of every shorter one), so the multiple-location case
+/// of RFC 7050 section 3 cannot arise. A NAT64 that fills the suffix with non-zero bits (RFC 6052
+/// only says it SHOULD be zero) is not recognised.
 pub fn discover_nat64_prefixes(records: &[Ipv6Addr]) -> Vec<Nat64Prefix> {
     let mut out: Vec<Nat64Prefix> = Vec::new();
     for &rec in records {

@@ -29,13 +29,15 @@ pub struct SixIn4Packet<'a> {
     pub inner: &'a [u8],
 }
 
-/// The RFC 1071 internet checksum of `data` (even length).
+/// The RFC 1071 internet checksum of `data` (an odd last byte is padded with zero).
 fn checksum(data: &[u8]) -> u16 {
     let mut sum: u32 = 0;
-    for pair in data.chunks(2) {
-        let hi = pair[0];
-        let lo = pair.get(1).copied().unwrap_or(0);
-        sum += u32::from(u16::from_be_bytes([hi, lo]));
+    let mut pairs = data.chunks_exact(2);
+    for pair in &mut pairs {
+        sum += u32::from(u16::from_be_bytes([pair[0], pair[1]]));
+    }
+    if let [last] = pairs.remainder() {
+        sum += u32::from(u16::from_be_bytes([*last, 0]));
     }
     while sum > 0xffff {
         sum = (sum & 0xffff) + (sum >> 16);
@@ -110,13 +112,15 @@ impl<'a> SixIn4Packet<'a> {
                 got: buf.len(),
             });
         }
-        let stored = u16::from_be_bytes([buf[10], buf[11]]);
-        let mut hdr = [0u8; 60];
-        hdr[..ihl].copy_from_slice(&buf[..ihl]);
-        hdr[10] = 0;
-        hdr[11] = 0;
-        let computed = checksum(&hdr[..ihl]);
-        if stored != computed {
+        // A header whose checksum field is right sums (one's complement) to 0xffff, so the
+        // checksum over the whole header, field included, is zero.
+        if checksum(&buf[..ihl]) != 0 {
+            let stored = u16::from_be_bytes([buf[10], buf[11]]);
+            let mut hdr = [0u8; 60];
+            hdr[..ihl].copy_from_slice(&buf[..ihl]);
+            hdr[10] = 0;
+            hdr[11] = 0;
+            let computed = checksum(&hdr[..ihl]);
             return Err(TunnelError::Checksum { stored, computed });
         }
         let frag = u16::from_be_bytes([buf[6], buf[7]]);

@@ -319,8 +319,11 @@ async fn gossip_reaches_every_subscriber_among_eight_loopback_nodes() {
         for n in &nodes[1..] {
             subs.push(n.subscribe(topic).await.expect("subscribe"));
         }
+        // Every subscriber bootstrapped from node 0, so node 0 is connected to all of them:
+        // publish only once it knows each one's subscription (a message published before a
+        // peer subscribes is, by pubsub semantics, not owed to that peer).
         nodes[0]
-            .wait_for_topic_peers(topic, 1)
+            .wait_for_topic_peers(topic, subs.len())
             .await
             .expect("topic");
         let id = nodes[0]

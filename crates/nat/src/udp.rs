@@ -202,6 +202,34 @@ async fn punch_inner(
     }
 }
 
+/// The receive loop of a UDP service driven by a sans-IO server: every datagram goes to
+/// `handle`, whose answers are sent at once. A receive error (an ICMP error reported on the
+/// socket, a datagram larger than the buffer) is logged and the loop goes on; a send error
+/// drops that one answer.
+async fn serve_datagrams<I>(
+    socket: UdpSocket,
+    service: &'static str,
+    mut handle: impl FnMut(SocketAddr, &[u8]) -> I,
+) where
+    I: IntoIterator<Item = (SocketAddr, Vec<u8>)>,
+{
+    let mut buf = vec![0u8; 2048];
+    loop {
+        let (n, from) = match socket.recv_from(&mut buf).await {
+            Ok(received) => received,
+            Err(e) => {
+                tracing::debug!(service, error = %e, "receive error");
+                continue;
+            }
+        };
+        for (to, bytes) in handle(from, &buf[..n]) {
+            if let Err(e) = socket.send_to(&bytes, to).await {
+                tracing::debug!(service, %to, error = %e, "send error");
+            }
+        }
+    }
+}
+
 /// A rendezvous server on one UDP socket, serving until dropped.
 #[derive(Debug)]
 pub struct RendezvousService {
@@ -214,20 +242,12 @@ impl RendezvousService {
     pub async fn bind(addr: SocketAddr) -> Result<Self, NatError> {
         let socket = UdpSocket::bind(addr).await?;
         let local = socket.local_addr()?;
-        let task = tokio::spawn(async move {
-            let mut state = crate::rendezvous::RendezvousServer::new();
-            let mut buf = vec![0u8; 2048];
-            loop {
-                let Ok((n, from)) = socket.recv_from(&mut buf).await else {
-                    continue;
-                };
-                for (to, bytes) in state.handle(Instant::now(), from, &buf[..n]) {
-                    if let Err(e) = socket.send_to(&bytes, to).await {
-                        tracing::debug!(%to, error = %e, "rendezvous send error");
-                    }
-                }
-            }
-        });
+        let mut state = crate::rendezvous::RendezvousServer::new();
+        let task = tokio::spawn(serve_datagrams(
+            socket,
+            "rendezvous",
+            move |from, datagram| state.handle(Instant::now(), from, datagram),
+        ));
         Ok(Self { local, task })
     }
 
@@ -304,20 +324,10 @@ impl RelayService {
     ) -> Result<Self, NatError> {
         let socket = UdpSocket::bind(addr).await?;
         let local = socket.local_addr()?;
-        let task = tokio::spawn(async move {
-            let mut state = crate::relay::RelayServer::new(limits);
-            let mut buf = vec![0u8; 2048];
-            loop {
-                let Ok((n, from)) = socket.recv_from(&mut buf).await else {
-                    continue;
-                };
-                for (to, bytes) in state.handle(Instant::now(), unix_ms_now(), from, &buf[..n]) {
-                    if let Err(e) = socket.send_to(&bytes, to).await {
-                        tracing::debug!(%to, error = %e, "relay send error");
-                    }
-                }
-            }
-        });
+        let mut state = crate::relay::RelayServer::new(limits);
+        let task = tokio::spawn(serve_datagrams(socket, "relay", move |from, datagram| {
+            state.handle(Instant::now(), unix_ms_now(), from, datagram)
+        }));
         Ok(Self { local, task })
     }
 

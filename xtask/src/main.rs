@@ -101,57 +101,69 @@ fn ci(args: &[String]) -> Result<()> {
         }
     );
 
-    let mut fmt = cargo();
-    fmt.args(["fmt", "--all", "--", "--check"]);
-    run("format", fmt)?;
-
-    let mut clippy = cargo();
-    clippy.args([
+    // Every step runs even when an earlier one failed, so one failure does not hide others.
+    let mut steps: Vec<(String, Command)> = Vec::new();
+    let mut step = |name: &str, args: &[&str]| {
+        let mut cmd = cargo();
+        cmd.args(args);
+        steps.push((name.to_owned(), cmd));
+    };
+    step("format", &["fmt", "--all", "--", "--check"]);
+    step(
         "clippy",
-        "--workspace",
-        "--all-targets",
-        "--",
-        "-D",
-        "warnings",
-    ]);
-    run("clippy", clippy)?;
-
-    let mut build = cargo();
-    build.args(["build", "--workspace", "--examples", "--benches"]);
-    run("build examples and benches", build)?;
-
-    if has_nextest() {
-        let mut tests = cargo();
-        tests.args(["nextest", "run", "--workspace", "--no-fail-fast"]);
-        run("tests (nextest)", tests)?;
-    } else {
-        let mut tests = cargo();
-        tests.args([
-            "test",
+        &[
+            "clippy",
             "--workspace",
-            "--lib",
-            "--bins",
-            "--tests",
-            "--examples",
-            "--no-fail-fast",
-        ]);
-        run("tests (cargo test)", tests)?;
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ],
+    );
+    step(
+        "build examples and benches",
+        &["build", "--workspace", "--examples", "--benches"],
+    );
+    if has_nextest() {
+        step(
+            "tests (nextest)",
+            &["nextest", "run", "--workspace", "--no-fail-fast"],
+        );
+    } else {
+        step(
+            "tests (cargo test)",
+            &[
+                "test",
+                "--workspace",
+                "--lib",
+                "--bins",
+                "--tests",
+                "--examples",
+                "--no-fail-fast",
+            ],
+        );
     }
-
-    let mut doctests = cargo();
-    doctests.args(["test", "--workspace", "--doc"]);
-    run("doctests", doctests)?;
-
-    let mut benches = cargo();
+    step("doctests", &["test", "--workspace", "--doc"]);
     // `--bench '*'` selects the bench targets only (`--benches` would rerun every unit test).
-    benches.args(["test", "--workspace", "--bench", "*"]);
-    run("benchmark smoke runs", benches)?;
-
+    step(
+        "benchmark smoke runs",
+        &["test", "--workspace", "--bench", "*"],
+    );
     let mut doc = cargo();
     doc.args(["doc", "--workspace", "--no-deps"])
         .env("RUSTDOCFLAGS", "-D warnings");
-    run("docs", doc)?;
-
+    steps.push(("docs".into(), doc));
+    for fuzz in fuzz_crates()? {
+        // The fuzz crates live outside the workspace (cargo-fuzz needs nightly to *run*
+        // them); building their targets on stable keeps them from rotting.
+        let shown = fuzz.strip_prefix(root()).unwrap_or(&fuzz).display();
+        let name = format!("fuzz targets build ({shown})");
+        let mut cmd = cargo();
+        cmd.args(["build", "--bins", "--manifest-path"])
+            .arg(fuzz.join("Cargo.toml"))
+            .env("CARGO_TARGET_DIR", root().join("target/fuzz-build"));
+        steps.push((name, cmd));
+    }
     if !skip_slow {
         let mut package = cargo();
         package.args([
@@ -162,14 +174,39 @@ fn ci(args: &[String]) -> Result<()> {
             "--exclude",
             "xtask",
         ]);
-        run("package (publishable crates)", package)?;
+        steps.push(("package (publishable crates)".into(), package));
     }
 
-    println!(
-        "\nci: all checks passed in {:.0} s",
-        start.elapsed().as_secs_f64()
-    );
-    Ok(())
+    let mut failures = Vec::new();
+    for (name, cmd) in steps {
+        if let Err(e) = run(&name, cmd) {
+            println!("    FAILED: {e}");
+            failures.push(e);
+        }
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    if failures.is_empty() {
+        println!("\nci: all checks passed in {elapsed:.0} s");
+        Ok(())
+    } else {
+        println!("\nci: {} step(s) failed in {elapsed:.0} s:", failures.len());
+        for failure in &failures {
+            println!("  - {failure}");
+        }
+        Err(format!("{} CI step(s) failed", failures.len()))
+    }
+}
+
+/// The cargo-fuzz crates (`crates/*/fuzz/Cargo.toml`), sorted.
+fn fuzz_crates() -> Result<Vec<PathBuf>> {
+    let crates = root().join("crates");
+    let mut out: Vec<PathBuf> = std::fs::read_dir(&crates)
+        .map_err(|e| format!("{}: {e}", crates.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path().join("fuzz")))
+        .filter(|dir| dir.join("Cargo.toml").is_file())
+        .collect();
+    out.sort();
+    Ok(out)
 }
 
 /// A benchmark suite: `crates/<dir>/benches/<name>.rs` in package `package`.

@@ -1,9 +1,8 @@
 #!/usr/bin/env bash
 # p2p-foundation-transport: the network-namespace test needs `ip` (iproute2) and `nft` (nftables).
+# Idempotent, non-interactive; checks its postconditions.
 set -euo pipefail
-if command -v ip >/dev/null 2>&1 && command -v nft >/dev/null 2>&1; then
-    exit 0
-fi
-export DEBIAN_FRONTEND=noninteractive
-apt-get update -q
-apt-get install -y -q iproute2 nftables
+source "$(dirname "$0")/../../.ci/lib.sh"
+ci_apt_install iproute2 nftables
+ci_need_cmd ip "iproute2"
+ci_need_run "nftables userspace" nft --version

@@ -94,7 +94,16 @@ fn run_with_guard(mut cmd: Command, limit: Duration) -> std::process::Output {
         Ok(out) => out.expect("wait"),
         Err(_) => {
             let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
-            panic!("process {pid} exceeded the {limit:?} hang guard");
+            // What the program printed before it hung usually says where it hung.
+            let said = match rx.recv_timeout(Duration::from_secs(10)) {
+                Ok(Ok(out)) => format!(
+                    "stdout:\n{}\nstderr:\n{}",
+                    String::from_utf8_lossy(&out.stdout),
+                    String::from_utf8_lossy(&out.stderr)
+                ),
+                _ => "<its output could not be collected>".to_owned(),
+            };
+            panic!("process {pid} exceeded the {limit:?} hang guard; {said}");
         }
     }
 }

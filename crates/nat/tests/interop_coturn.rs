@@ -41,6 +41,8 @@ async fn our_client_against_coturn_server() {
     let port = free_udp_port().await;
     let dir = std::env::temp_dir().join(format!("p2pf-nat-coturn-{}-{port}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
+    let log_path = dir.join("turnserver.log");
+    let log = std::fs::File::create(&log_path).expect("log file");
     let mut server = Command::new("turnserver")
         .args([
             "-S",
@@ -55,8 +57,8 @@ async fn our_client_against_coturn_server() {
         .args(["-p", &port.to_string(), "--log-file", "stdout"])
         .arg("--db")
         .arg(dir.join("turndb"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stdout(Stdio::from(log.try_clone().expect("log handle")))
+        .stderr(Stdio::from(log))
         .kill_on_drop(true)
         .spawn()
         .expect("turnserver starts");
@@ -68,10 +70,22 @@ async fn our_client_against_coturn_server() {
         last_wait_multiplier: 16,
     };
     let server_addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
-    let out = timeout(HANG_GUARD, stun_binding(&client, server_addr, cfg))
+    let answer = timeout(HANG_GUARD, stun_binding(&client, server_addr, cfg))
         .await
-        .expect("hang guard")
-        .expect("coturn answers the binding request");
+        .expect("hang guard");
+    // turnserver's own output names its cause when it did not answer (a port in use, a
+    // missing file, a user it cannot switch to).
+    let out = match answer {
+        Ok(out) => out,
+        Err(e) => {
+            let _ = server.kill().await;
+            panic!(
+                "coturn did not answer the binding request: {e}\nturnserver output ({}):\n{}",
+                log_path.display(),
+                std::fs::read_to_string(&log_path).unwrap_or_default()
+            );
+        }
+    };
     assert_eq!(out.mapped, client.local_addr().expect("addr"));
     let _ = server.kill().await;
     let _ = std::fs::remove_dir_all(&dir);
@@ -96,7 +110,12 @@ async fn coturn_client_against_our_server() {
     .expect("hang guard")
     .expect("turnutils_stunclient runs");
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "stunclient failed: {stdout}");
+    assert!(
+        output.status.success(),
+        "stunclient failed ({}): stdout:\n{stdout}\nstderr:\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
     let reflexive = stdout
         .lines()
         .find_map(|l| l.split("UDP reflexive addr: ").nth(1))

@@ -32,6 +32,25 @@ impl Lab {
     fn ns(&self, role: &str) -> String {
         format!("{}-{role}", self.tag)
     }
+
+    /// Where miredo-server's own output (stdout and stderr) goes.
+    fn server_log(&self) -> String {
+        format!("/tmp/{}.log", self.tag)
+    }
+
+    /// What miredo-server said and whether it is still running, for a failure message: a
+    /// server that refused to start (a missing `miredo` user, a bad config) names its cause.
+    fn server_report(&mut self) -> String {
+        let state = match self.server.as_mut().map(Child::try_wait) {
+            None => "was not started".to_owned(),
+            Some(Ok(None)) => "is still running".to_owned(),
+            Some(Ok(Some(status))) => format!("exited early ({status})"),
+            Some(Err(e)) => format!("cannot be waited for ({e})"),
+        };
+        let log = std::fs::read_to_string(self.server_log())
+            .unwrap_or_else(|e| format!("<no log at {}: {e}>", self.server_log()));
+        format!("miredo-server {state}; its output:\n{log}")
+    }
 }
 
 impl Drop for Lab {
@@ -61,6 +80,7 @@ impl Drop for Lab {
         }
         let _ = std::fs::remove_file(format!("/tmp/{}.conf", self.tag));
         let _ = std::fs::remove_file(format!("/tmp/{}.pid", self.tag));
+        let _ = std::fs::remove_file(self.server_log());
     }
 }
 
@@ -74,15 +94,24 @@ fn prerequisites() -> bool {
         .stdout(Stdio::null())
         .status()
         .is_ok_and(|s| s.success());
-    if root && miredo {
+    // miredo-server drops privileges to the `miredo` system user, which Debian's `miredo`
+    // (client) package creates, not `miredo-server`; without it the server exits at start.
+    let user = Command::new("getent")
+        .args(["passwd", "miredo"])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if root && miredo && user {
         return true;
     }
     assert!(
         !in_ci(),
-        "CI=true but root={root} miredo-server={miredo}: run crates/tunnel/ci-setup.sh as root"
+        "CI=true but root={root} miredo-server={miredo} miredo-user={user}: \
+         run crates/tunnel/ci-setup.sh as root"
     );
     eprintln!(
-        "!!! SKIPPING miredo Teredo test: needs root and miredo-server (root={root}, miredo-server={miredo})"
+        "!!! SKIPPING miredo Teredo test: needs root, miredo-server and the miredo user \
+         (root={root}, miredo-server={miredo}, miredo-user={user})"
     );
     false
 }
@@ -195,6 +224,8 @@ fn lab(tag: &str, behind_nat: bool) -> (Lab, Ipv4Addr) {
     sh(&["ip", "-n", &srv, "link", "set", "vs", "up"]);
     let conf = format!("/tmp/{}.conf", lab.tag);
     std::fs::write(&conf, "ServerBindAddress 203.0.113.5\n").expect("config written");
+    let log = std::fs::File::create(lab.server_log()).expect("server log created");
+    let log_for_stderr = log.try_clone().expect("server log handle");
     lab.server = Some(
         Command::new("ip")
             // Each server gets its own PID file: two tests running at once must not share
@@ -210,8 +241,8 @@ fn lab(tag: &str, behind_nat: bool) -> (Lab, Ipv4Addr) {
                 "-p",
                 &format!("/tmp/{}.pid", lab.tag),
             ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stdout(log)
+            .stderr(log_for_stderr)
             .process_group(0)
             .spawn()
             .expect("miredo-server starts"),
@@ -221,7 +252,7 @@ fn lab(tag: &str, behind_nat: bool) -> (Lab, Ipv4Addr) {
 
 /// Runs the qualifier in the client namespace. It retransmits every 4 s (3 tries per address),
 /// which also covers miredo-server still starting, and exits on its own: no sleeps needed.
-fn qualify(lab: &Lab) -> String {
+fn qualify(lab: &mut Lab) -> String {
     let out = Command::new("ip")
         .args([
             "netns",
@@ -233,7 +264,13 @@ fn qualify(lab: &Lab) -> String {
         .output()
         .expect("qualifier runs");
     let line = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    assert!(out.status.success(), "qualification failed: {line}");
+    if !out.status.success() {
+        panic!(
+            "qualification failed: {line}\nqualifier stderr:\n{}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            lab.server_report()
+        );
+    }
     line
 }
 
@@ -258,8 +295,8 @@ fn qualifies_against_miredo_server_directly() {
     if !prerequisites() {
         return;
     }
-    let (lab, public) = lab("tq-dir", false);
-    check(&qualify(&lab), public, true);
+    let (mut lab, public) = lab("tq-dir", false);
+    check(&qualify(&mut lab), public, true);
 }
 
 #[test]
@@ -267,6 +304,6 @@ fn qualifies_against_miredo_server_behind_nat() {
     if !prerequisites() {
         return;
     }
-    let (lab, public) = lab("tq-nat", true);
-    check(&qualify(&lab), public, false);
+    let (mut lab, public) = lab("tq-nat", true);
+    check(&qualify(&mut lab), public, false);
 }

@@ -28,18 +28,15 @@ fn scapy_python() -> Option<PathBuf> {
             PathBuf::from(env!("CARGO_MANIFEST_DIR"))
                 .join("../../target/tunnel-venv/venv/bin/python")
         });
-    let ok = Command::new(&py)
-        .args(["-c", "import scapy"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if ok {
-        return Some(py);
-    }
+    let probe = Command::new(&py).args(["-c", "import scapy"]).output();
+    let why = match &probe {
+        Ok(out) if out.status.success() => return Some(py),
+        Ok(out) => String::from_utf8_lossy(&out.stderr).into_owned(),
+        Err(e) => format!("cannot run it: {e}"),
+    };
     assert!(
         !in_ci(),
-        "CI=true but scapy is missing at {}: run crates/tunnel/ci-setup.sh",
+        "CI=true but scapy is missing at {}: run crates/tunnel/ci-setup.sh\n{why}",
         py.display()
     );
     eprintln!(

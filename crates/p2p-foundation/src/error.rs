@@ -61,6 +61,12 @@ pub enum Error {
     /// A `<peer id>@<address>` string could not be parsed.
     #[error("invalid peer address '{0}': expected <peer id>@<ip>:<port>, e.g. <id>@[::1]:9000")]
     InvalidPeerAddr(String),
+    /// [`P2PNode::connect_addr`](crate::P2PNode::connect_addr) reached this node itself.
+    #[error("{addr} is this node's own address: give the address of another node")]
+    SelfAddress {
+        /// The address.
+        addr: SocketAddr,
+    },
     /// The node is shutting down or has shut down.
     #[error("the node is shut down")]
     Shutdown,

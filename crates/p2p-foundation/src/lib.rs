@@ -124,6 +124,43 @@ impl P2PNode {
         Ok(())
     }
 
+    /// Connects to whoever answers at `addr` and returns the [`PeerId`] it proved: for
+    /// addresses that come without an id, such as three words a person typed.
+    ///
+    /// Trust on first use: a word address names a place, not an identity, so the peer is
+    /// whoever holds the key at that place now. A first handshake pinned to a throwaway id
+    /// learns the id the peer's certificate names (it is aborted there, before the peer
+    /// has proven anything, and the peer counts a failed handshake); a second dial pinned
+    /// to that id then authenticates it in full, so the id returned is proven. The
+    /// address is remembered for later dials, as with [`P2PNode::connect`].
+    ///
+    /// Fails with [`Error::SelfAddress`] if `addr` is this node's own endpoint.
+    pub async fn connect_addr(&self, addr: SocketAddr) -> Result<PeerId> {
+        use tracing::Instrument as _;
+        let span = tracing::debug_span!(parent: &self.span, "connect_addr", %addr);
+        self.connect_addr_inner(addr).instrument(span).await
+    }
+
+    async fn connect_addr_inner(&self, addr: SocketAddr) -> Result<PeerId> {
+        let probe = Keypair::generate().peer_id();
+        let peer = match self.net.endpoint.connect(probe, &[addr]).await {
+            Err(p2p_foundation_transport::TransportError::PeerIdMismatch { actual, .. }) => actual,
+            // The peer proved the throwaway id: it holds a key generated a moment ago
+            // here, which cannot happen; refuse rather than trust it.
+            Ok(conn) => {
+                conn.close(CLOSE_SHUTDOWN, b"identity probe");
+                return Err(Error::InvalidPeerAddr(addr.to_string()));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if peer == self.peer_id() {
+            return Err(Error::SelfAddress { addr });
+        }
+        tracing::debug!(peer = %peer.short(), %addr, "learned the peer id at an address");
+        self.connect(peer, &[addr]).await?;
+        Ok(peer)
+    }
+
     /// Joins the network through `seeds` (dials each, then a DHT bootstrap lookup);
     /// resolves to the routing table size. Fails if no seed could be reached.
     pub async fn bootstrap(&self, seeds: Vec<(PeerId, SocketAddr)>) -> Result<usize> {

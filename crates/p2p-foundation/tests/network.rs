@@ -342,3 +342,37 @@ async fn gossip_reaches_every_subscriber_among_eight_loopback_nodes() {
     .await
     .expect("hang guard");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_addr_learns_and_proves_the_peer_id_at_a_word_address() {
+    tokio::time::timeout(HANG_GUARD, async {
+        let a = node(None, false).await;
+        let b = node(None, false).await;
+        // What a person would type: the three words of a's address, no id.
+        let words = a.word_address().expect("words").to_string();
+        let addr = p2p_foundation::words::parse_socket_addr(&words).expect("parses");
+        let peer = b.connect_addr(addr).await.expect("connects");
+        assert_eq!(peer, a.peer_id());
+        assert_eq!(b.connected_peers(), vec![a.peer_id()]);
+        assert!(b.addresses_of(&a.peer_id()).contains(&addr));
+        // Its own address is refused with an error naming it.
+        let own = b.local_addr().expect("addr");
+        assert!(matches!(
+            b.connect_addr(own).await,
+            Err(Error::SelfAddress { addr }) if addr == own
+        ));
+        // Nobody listening: a transport error, not a hang.
+        let dead = {
+            let s = std::net::UdpSocket::bind(loopback()).expect("bind");
+            s.local_addr().expect("addr")
+        };
+        assert!(matches!(
+            b.connect_addr(dead).await,
+            Err(Error::Transport(_))
+        ));
+        b.shutdown().await;
+        a.shutdown().await;
+    })
+    .await
+    .expect("hang guard");
+}

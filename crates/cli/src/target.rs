@@ -1,0 +1,161 @@
+//! Peers as people write them: `<peer id>@<address>`, or an address alone (numbers or three
+//! words), whose id is then learned on first contact.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::str::FromStr;
+use std::time::Duration;
+
+use p2p_foundation::{P2PNode, PeerId};
+
+use crate::error::CliError;
+
+/// A peer to reach, as given on the command line (`--bootstrap`, `p2pf ping`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PeerTarget {
+    /// `<peer id>@<address>`: the peer must prove this id.
+    Pinned(PeerId, SocketAddr),
+    /// An address alone (`127.0.0.1:9000` or `ocean.thunder.falcon`): whoever answers
+    /// there (see [`P2PNode::connect_addr`]).
+    Addr(SocketAddr),
+}
+
+impl PeerTarget {
+    /// The address.
+    pub fn addr(&self) -> SocketAddr {
+        match self {
+            Self::Pinned(_, a) | Self::Addr(a) => *a,
+        }
+    }
+
+    /// Connects `node` to the target and returns the peer's proven id.
+    pub async fn connect(&self, node: &P2PNode) -> Result<PeerId, CliError> {
+        match *self {
+            Self::Pinned(peer, addr) => {
+                node.connect(peer, &[addr]).await?;
+                Ok(peer)
+            }
+            Self::Addr(addr) => Ok(node.connect_addr(addr).await?),
+        }
+    }
+}
+
+impl fmt::Display for PeerTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Pinned(p, a) => write!(f, "{p}@{a}"),
+            Self::Addr(a) => write!(f, "{a}"),
+        }
+    }
+}
+
+impl FromStr for PeerTarget {
+    type Err = String;
+
+    /// Reads `<peer id>@<address>` or an address alone; each address as numbers or words.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim();
+        if s.contains('@') {
+            return p2p_foundation::parse_peer_addr(s)
+                .map(|(p, a)| Self::Pinned(p, a))
+                .map_err(|e| match e {
+                    p2p_foundation::Error::Identity(e) => {
+                        format!("'{s}': the part before '@' is not a peer id ({e})")
+                    }
+                    other => other.to_string(),
+                });
+        }
+        p2p_foundation::words::parse_socket_addr(s)
+            .map(Self::Addr)
+            .map_err(|e| {
+                format!(
+                    "'{s}' is not a peer: expected <peer id>@<address>, an address such as \
+                     127.0.0.1:9000, or three words ({e})"
+                )
+            })
+    }
+}
+
+/// The outcome of joining the network through bootstrap targets.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Joined {
+    /// Peers reached, with the address used.
+    pub peers: Vec<(PeerId, SocketAddr)>,
+    /// Targets that failed, with why (the join succeeds if at least one was reached).
+    pub failed: Vec<(String, String)>,
+    /// Routing-table size after the DHT bootstrap lookup.
+    pub routing_table: usize,
+}
+
+/// Connects to each target (each dial bounded by `dial_timeout`), then joins the DHT
+/// through those reached. Fails with [`CliError::Unreachable`] when none could be reached.
+pub async fn join(
+    node: &P2PNode,
+    targets: &[PeerTarget],
+    dial_timeout: Duration,
+) -> Result<Joined, CliError> {
+    let mut peers = Vec::new();
+    let mut failed = Vec::new();
+    for t in targets {
+        let dialled = tokio::time::timeout(dial_timeout, t.connect(node))
+            .await
+            .unwrap_or_else(|_| {
+                Err(CliError::Unreachable(format!(
+                    "no answer within {dial_timeout:?}"
+                )))
+            });
+        match dialled {
+            Ok(peer) => peers.push((peer, t.addr())),
+            Err(e) => {
+                tracing::warn!(target = %t, error = %e, "bootstrap peer unreachable");
+                failed.push((t.to_string(), e.to_string()));
+            }
+        }
+    }
+    if peers.is_empty() && !targets.is_empty() {
+        let detail = failed
+            .iter()
+            .map(|(t, e)| format!("{t}: {e}"))
+            .collect::<Vec<_>>()
+            .join("; ");
+        return Err(CliError::Unreachable(format!(
+            "could not reach any of {} bootstrap peer(s) ({detail}); check that the node \
+             there is running and the address is right",
+            targets.len()
+        )));
+    }
+    let routing_table = if peers.is_empty() {
+        0
+    } else {
+        node.bootstrap(peers.clone()).await?
+    };
+    Ok(Joined {
+        peers,
+        failed,
+        routing_table,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_parse_as_pinned_numbers_or_words() {
+        let id = p2p_foundation::Keypair::from_secret_bytes([7; 32]).peer_id();
+        let addr = SocketAddr::from(([127, 0, 0, 1], 9000));
+        assert_eq!(
+            format!("{id}@127.0.0.1:9000").parse::<PeerTarget>(),
+            Ok(PeerTarget::Pinned(id, addr))
+        );
+        assert_eq!("127.0.0.1:9000".parse(), Ok(PeerTarget::Addr(addr)));
+        let words = p2p_foundation::WordAddress::from(addr).to_string();
+        assert_eq!(words.parse(), Ok(PeerTarget::Addr(addr)));
+        let err = "qqqq.wwww.zzzz"
+            .parse::<PeerTarget>()
+            .expect_err("bad words");
+        assert!(err.contains("not a peer"), "{err}");
+        let err = "zzz@127.0.0.1:1".parse::<PeerTarget>().expect_err("bad id");
+        assert!(err.contains("not a peer id"), "{err}");
+    }
+}

@@ -1,0 +1,355 @@
+//! The built `p2pf` binary, driven as a user or a script would: every command's output
+//! (text and `--json`), bad input and its exit codes, two `p2pf node` processes joined by
+//! three words and stopped by signals, and the whole `p2pf demo`.
+
+use std::io::{BufRead as _, BufReader};
+use std::process::{Child, ChildStdout, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// Hang guard for one expected line or exit: every wait is on the process itself.
+const WAIT: Duration = Duration::from_secs(60);
+
+fn p2pf() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_p2pf"));
+    c.env_remove("RUST_LOG").env_remove("P2PF_DATA_DIR");
+    c
+}
+
+fn run(args: &[&str]) -> Output {
+    p2pf().args(args).output().expect("p2pf runs")
+}
+
+fn json_line(out: &Output) -> Value {
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text.lines().last().expect("a line on stdout");
+    serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"))
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn help_lists_exit_codes_and_an_example_per_command() {
+    let out = run(&["--help"]);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("Exit codes:"), "{text}");
+    for cmd in [
+        &["id"][..],
+        &["node"],
+        &["demo"],
+        &["words", "encode"],
+        &["words", "decode"],
+    ] {
+        let mut args = cmd.to_vec();
+        args.push("--help");
+        let out = run(&args);
+        assert!(out.status.success(), "{cmd:?}");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.contains("Example"),
+            "{cmd:?} --help has no example:\n{text}"
+        );
+        assert!(text.contains("p2pf "), "{cmd:?}");
+    }
+    let out = run(&["no-such-command"]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn words_round_trip_and_bad_words_are_a_usage_error() {
+    let out = run(&["words", "encode", "127.0.0.1:9000", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v = json_line(&out);
+    assert_eq!(v["addr"], "127.0.0.1:9000");
+    assert_eq!(v["count"], 3);
+    let words = v["words"].as_str().expect("words").to_owned();
+
+    // Text output, words as separate arguments, upper case.
+    let upper = words.to_uppercase();
+    let parts: Vec<&str> = upper.split('.').collect();
+    let mut args = vec!["words", "decode"];
+    args.extend(parts);
+    let out = run(&args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "127.0.0.1:9000"
+    );
+
+    // IPv6 takes six words.
+    let out = run(&["words", "encode", "[::1]:443", "--json"]);
+    assert_eq!(json_line(&out)["count"], 6);
+
+    let out = run(&["words", "decode", "qqqq.wwww.zzzz", "--json"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("not in the dictionary"),
+        "{}",
+        stderr(&out)
+    );
+    let v = json_line(&out);
+    assert_eq!(v["error"]["kind"], "usage");
+    assert_eq!(v["error"]["exit_code"], 2);
+
+    let out = run(&["words", "encode", "not-an-address"]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn id_is_created_owner_only_and_stays_the_same() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("node");
+    let data = data.to_str().expect("utf-8 path");
+    let first = json_line(&run(&["id", "--data-dir", data, "--json"]));
+    assert_eq!(first["created"], true);
+    let id = first["peer_id"].as_str().expect("peer id").to_owned();
+    assert_eq!(id.len(), 52, "{id}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let key = first["key_file"].as_str().expect("key file");
+        let mode = std::fs::metadata(key).expect("key").permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    // The environment variable names the same directory; text output starts with the id.
+    let out = p2pf()
+        .arg("id")
+        .env("P2PF_DATA_DIR", data)
+        .output()
+        .expect("runs");
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(text.lines().next(), Some(id.as_str()));
+
+    // A key file others can read is refused with the local-file exit code.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let key = std::path::Path::new(data).join("identity.key");
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        let out = run(&["id", "--data-dir", data]);
+        assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
+    }
+}
+
+/// A running `p2pf node --json`: its stdout lines arrive on a channel.
+struct Node {
+    child: Child,
+    lines: mpsc::Receiver<Value>,
+}
+
+impl Node {
+    fn start(data: &std::path::Path, extra: &[&str]) -> Self {
+        let mut child = p2pf()
+            .args(["node", "--json", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data)
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("node starts");
+        let stdout: ChildStdout = child.stdout.take().expect("stdout");
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { return };
+                let Ok(v) = serde_json::from_str::<Value>(&line) else {
+                    panic!("node printed a line that is not JSON: {line}");
+                };
+                if tx.send(v).is_err() {
+                    return;
+                }
+            }
+        });
+        Self { child, lines }
+    }
+
+    /// The next line whose `event` is `event`; earlier lines are skipped.
+    fn wait_for(&self, event: &str) -> Value {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let v = self
+                .lines
+                .recv_timeout(left)
+                .unwrap_or_else(|e| panic!("no '{event}' line from the node: {e}"));
+            if v["event"] == event {
+                return v;
+            }
+        }
+    }
+
+    fn signal(&self, sig: &str) {
+        let status = Command::new("kill")
+            .args([sig, &self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success());
+    }
+
+    fn wait_exit(&mut self) -> Option<i32> {
+        let deadline = Instant::now() + WAIT;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("the node did not exit within {WAIT:?}");
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn two_nodes_join_by_three_words_and_stop_cleanly_on_signals() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut a = Node::start(&dir.path().join("a"), &[]);
+    let ready_a = a.wait_for("ready");
+    let a_id = ready_a["peer_id"].as_str().expect("id").to_owned();
+    let words = ready_a["addresses"][0]["words"]
+        .as_str()
+        .expect("words")
+        .to_owned();
+    assert_eq!(words.split('.').count(), 3, "{words}");
+
+    // B knows only A's three words.
+    let mut b = Node::start(&dir.path().join("b"), &["--bootstrap", &words]);
+    let ready_b = b.wait_for("ready");
+    assert_eq!(ready_b["bootstrap_peers"], 1);
+    assert!(ready_b["routing_table"].as_u64().expect("table") >= 1);
+    let b_id = ready_b["peer_id"].as_str().expect("id").to_owned();
+    let seen = a.wait_for("connected");
+    assert_eq!(seen["peer"], b_id.as_str());
+    assert_eq!(seen["outbound"], false);
+
+    b.signal("-TERM");
+    assert_eq!(b.wait_for("stopped")["signal"], "SIGTERM");
+    assert_eq!(b.wait_exit(), Some(0));
+    // A sees B leave at once (B closed its connections on the way out).
+    assert_eq!(a.wait_for("disconnected")["peer"], b_id.as_str());
+
+    // B restarted from its data directory keeps its identity, and can pin A's id.
+    let pinned = format!(
+        "{a_id}@{}",
+        ready_a["addresses"][0]["addr"].as_str().expect("addr")
+    );
+    let b2 = Node::start(&dir.path().join("b"), &["--bootstrap", &pinned]);
+    assert_eq!(b2.wait_for("ready")["peer_id"], b_id.as_str());
+    drop(b2);
+
+    a.signal("-INT");
+    assert_eq!(a.wait_for("stopped")["signal"], "SIGINT");
+    assert_eq!(a.wait_exit(), Some(0));
+}
+
+#[test]
+fn an_unreachable_bootstrap_peer_is_exit_code_3_with_a_clear_message() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // A port nobody listens on: bound, read, released.
+    let dead = std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .expect("a free port")
+        .to_string();
+    let started = Instant::now();
+    let out = p2pf()
+        .args([
+            "node",
+            "--listen",
+            "127.0.0.1:0",
+            "--dial-timeout",
+            "2",
+            "--json",
+        ])
+        .args(["--bootstrap", &dead, "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(started.elapsed() < Duration::from_secs(30));
+    let err = stderr(&out);
+    assert!(
+        err.contains("could not reach any of 1 bootstrap peer"),
+        "{err}"
+    );
+    assert!(err.contains(&dead), "{err}");
+    assert_eq!(json_line(&out)["error"]["kind"], "unreachable");
+
+    // Malformed peers never start a node.
+    let out = run(&["node", "--bootstrap", "nobody@127.0.0.1:1"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("not a peer id"), "{}", stderr(&out));
+}
+
+#[test]
+fn demo_runs_every_step_on_a_real_loopback_network() {
+    let out = run(&["demo", "--json"]);
+    assert!(
+        out.status.success(),
+        "demo failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        stderr(&out)
+    );
+    let v = json_line(&out);
+    assert_eq!(v["ok"], true);
+    let nodes = v["nodes"].as_array().expect("nodes");
+    assert_eq!(nodes.len(), 8);
+    let mut ports = std::collections::BTreeSet::new();
+    for n in nodes {
+        let addr: std::net::SocketAddr = n["addr"].as_str().expect("addr").parse().expect("addr");
+        assert!(addr.ip().is_loopback());
+        ports.insert(addr.port());
+        assert_eq!(n["words"].as_str().expect("words").split('.').count(), 3);
+    }
+    assert_eq!(ports.len(), 8, "each node has its own endpoint");
+    let steps: Vec<&str> = v["steps"]
+        .as_array()
+        .expect("steps")
+        .iter()
+        .map(|s| {
+            assert_eq!(s["ok"], true, "{s}");
+            assert!(s["ms"].as_f64().expect("ms") >= 0.0);
+            s["step"].as_str().expect("name")
+        })
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            "start nodes",
+            "bootstrap by words",
+            "register MCP tool",
+            "discover via DHT",
+            "call tool",
+            "failover call",
+            "gossip to all",
+            "shut down"
+        ]
+    );
+    let failover = &v["steps"][5]["detail"];
+    assert!(
+        failover.as_str().expect("detail").contains("1 failover"),
+        "{failover}"
+    );
+
+    // The text form ends with the table.
+    let out = run(&["demo"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.lines()
+            .last()
+            .expect("a line")
+            .contains("every step worked"),
+        "{text}"
+    );
+}

@@ -5,7 +5,7 @@ use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime};
 
-use p2p_foundation_identity::{Key, PeerId, Signed};
+use p2p_foundation_identity::{Key, PeerId, Signed, Verified};
 use rand_chacha::ChaCha8Rng;
 use rand_chacha::rand_core::{Rng, SeedableRng};
 
@@ -107,12 +107,12 @@ pub enum QueryResult {
     /// Result of [`Dht::get_record`]: valid records found (highest sequence first), empty if none.
     GetRecord {
         /// The records; every one passed the signature, expiry, key and validator checks.
-        records: Vec<Signed<Record>>,
+        records: Vec<Verified<Record>>,
     },
     /// Result of [`Dht::get_providers`]: valid provider records found, one per provider.
     GetProviders {
-        /// The provider records.
-        providers: Vec<Signed<ProviderRecord>>,
+        /// The provider records; every one passed the same checks.
+        providers: Vec<Verified<ProviderRecord>>,
     },
     /// Result of [`Dht::put_record`]: how many of the k closest nodes accepted the record.
     PutRecord {
@@ -236,8 +236,8 @@ struct Query {
     target: Key,
     paths: Vec<Path>,
     stats: QueryStats,
-    records: Vec<Signed<Record>>,
-    providers: Vec<Signed<ProviderRecord>>,
+    records: Vec<Verified<Record>>,
+    providers: Vec<Verified<ProviderRecord>>,
     /// `Some` once the lookup is over and stores (or child refreshes) are outstanding.
     outstanding: Option<usize>,
     accepted: usize,
@@ -295,8 +295,8 @@ pub struct Dht {
     next_query: u64,
     limiter: RateLimiter,
     outputs: VecDeque<Output>,
-    published: HashMap<Key, Signed<Record>>,
-    provided: HashMap<Key, Signed<ProviderRecord>>,
+    published: HashMap<Key, Verified<Record>>,
+    provided: HashMap<Key, Verified<ProviderRecord>>,
     next_maintenance: Instant,
     next_refresh: Instant,
     next_republish: Instant,
@@ -387,7 +387,7 @@ impl Dht {
     }
 
     /// The live record this node holds for `key`, if any.
-    pub fn local_record(&self, now: Instant, key: &Key) -> Option<&Signed<Record>> {
+    pub fn local_record(&self, now: Instant, key: &Key) -> Option<&Verified<Record>> {
         self.store.get_record(now, key)
     }
 
@@ -475,22 +475,23 @@ impl Dht {
         now: Instant,
         record: Signed<Record>,
     ) -> Result<QueryId, DhtError> {
-        let key = record.payload().key;
         let wall = self.wall(now);
-        check_record(
-            &record,
-            &key,
+        let record = check_record(
+            record,
+            None,
             wall,
             self.config.max_record_len,
             &*self.validator,
         )
         .map_err(|reason| DhtError::RecordRejected { reason })?;
+        let key = record.payload().key;
         let limits = self.limits();
         self.store
             .put_record(now, wall, record.clone(), &limits)
             .map_err(|reason| DhtError::RecordRejected { reason })?;
         self.published.insert(key, record.clone());
-        Ok(self.start_query(now, Kind::PutRecord(record), key, true, None))
+        let kind = Kind::PutRecord(record.into_envelope());
+        Ok(self.start_query(now, kind, key, true, None))
     }
 
     /// Announces `record` (normally signed by this node) on the k nodes closest to its key,
@@ -501,22 +502,23 @@ impl Dht {
         now: Instant,
         record: Signed<ProviderRecord>,
     ) -> Result<QueryId, DhtError> {
-        let key = record.payload().key;
         let wall = self.wall(now);
-        check_provider(
-            &record,
-            &key,
+        let record = check_provider(
+            record,
+            None,
             wall,
             self.config.max_record_len,
             &*self.validator,
         )
         .map_err(|reason| DhtError::RecordRejected { reason })?;
+        let key = record.payload().key;
         let limits = self.limits();
         self.store
             .put_provider(now, wall, record.clone(), &limits)
             .map_err(|reason| DhtError::RecordRejected { reason })?;
         self.provided.insert(key, record.clone());
-        Ok(self.start_query(now, Kind::AddProvider(record), key, true, None))
+        let kind = Kind::AddProvider(record.into_envelope());
+        Ok(self.start_query(now, kind, key, true, None))
     }
 
     // ---------------------------------------------------------------- input / output
@@ -634,13 +636,13 @@ impl Dht {
             records.sort_by_key(|r| r.payload().key);
             for r in records {
                 let key = r.payload().key;
-                self.start_query(now, Kind::PutRecord(r), key, false, None);
+                self.start_query(now, Kind::PutRecord(r.into_envelope()), key, false, None);
             }
             let mut providers: Vec<_> = self.provided.values().cloned().collect();
             providers.sort_by_key(|r| r.payload().key);
             for r in providers {
                 let key = r.payload().key;
-                self.start_query(now, Kind::AddProvider(r), key, false, None);
+                self.start_query(now, Kind::AddProvider(r.into_envelope()), key, false, None);
             }
         }
         if now >= self.next_replicate {
@@ -651,7 +653,7 @@ impl Dht {
             {
                 let key = r.payload().key;
                 if !self.published.contains_key(&key) {
-                    self.start_query(now, Kind::PutRecord(r), key, false, None);
+                    self.start_query(now, Kind::PutRecord(r.into_envelope()), key, false, None);
                 }
             }
         }
@@ -689,7 +691,10 @@ impl Dht {
                 closer: self.table.closest(&target, k, Some(from.key())),
             },
             Request::FindValue { key } => Response::Value {
-                record: self.store.get_record(now, &key).cloned().map(Box::new),
+                record: self
+                    .store
+                    .get_record(now, &key)
+                    .map(|r| Box::new(r.envelope().clone())),
                 closer: self.table.closest(&key, k, Some(from.key())),
             },
             Request::GetProviders { key } => Response::Providers {
@@ -700,32 +705,30 @@ impl Dht {
             },
             Request::Store { record } => {
                 let wall = self.wall(now);
-                let key = record.payload().key;
                 let limits = self.limits();
                 let result = check_record(
-                    &record,
-                    &key,
+                    *record,
+                    None,
                     wall,
                     self.config.max_record_len,
                     &*self.validator,
                 )
-                .and_then(|()| self.store.put_record(now, wall, *record, &limits));
+                .and_then(|record| self.store.put_record(now, wall, record, &limits));
                 Response::Stored {
                     accepted: self.note_rejection(result, from),
                 }
             }
             Request::AddProvider { record } => {
                 let wall = self.wall(now);
-                let key = record.payload().key;
                 let limits = self.limits();
                 let result = check_provider(
-                    &record,
-                    &key,
+                    *record,
+                    None,
                     wall,
                     self.config.max_record_len,
                     &*self.validator,
                 )
-                .and_then(|()| self.store.put_provider(now, wall, *record, &limits));
+                .and_then(|record| self.store.put_provider(now, wall, record, &limits));
                 Response::Stored {
                     accepted: self.note_rejection(result, from),
                 }
@@ -895,16 +898,16 @@ impl Dht {
                 if let Some(record) = record {
                     let wall = self.wall(now);
                     match check_record(
-                        &record,
-                        &target,
+                        *record,
+                        Some(&target),
                         wall,
                         self.config.max_record_len,
                         &*self.validator,
                     ) {
-                        Ok(()) => {
+                        Ok(record) => {
                             if let Some(q) = self.queries.get_mut(&qid) {
                                 if !q.records.contains(&record) {
-                                    q.records.push(*record);
+                                    q.records.push(record);
                                 }
                             }
                         }
@@ -924,13 +927,13 @@ impl Dht {
                     .take(self.config.max_providers_per_key)
                 {
                     match check_provider(
-                        &p,
-                        &target,
+                        p,
+                        Some(&target),
                         wall,
                         self.config.max_record_len,
                         &*self.validator,
                     ) {
-                        Ok(()) => good.push(p),
+                        Ok(p) => good.push(p),
                         Err(_) => self.stats.records_rejected += 1,
                     }
                 }

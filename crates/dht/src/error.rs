@@ -77,6 +77,10 @@ pub enum RejectReason {
     /// The envelope's expiry has passed.
     #[error("expired")]
     Expired,
+    /// The envelope claims to stay valid longer than its type allows (see
+    /// `SignedPayload::MAX_LIFETIME`).
+    #[error("expiry too far in the future")]
+    ExpiryTooFar,
     /// The record names another key than the one it was stored or looked up under.
     #[error("record is for another key")]
     WrongKey,

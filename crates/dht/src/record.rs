@@ -4,7 +4,9 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime};
 
-use p2p_foundation_identity::{IdentityError, Key, PeerId, Signed, SignedPayload, unix_millis};
+use p2p_foundation_identity::{
+    IdentityError, Key, PeerId, Signed, SignedPayload, Verified, unix_millis,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::RejectReason;
@@ -96,53 +98,59 @@ pub struct AcceptAll;
 
 impl Validator for AcceptAll {}
 
-fn verify<T: SignedPayload>(signed: &Signed<T>, wall: SystemTime) -> Result<&T, RejectReason> {
+fn verify<T: SignedPayload>(
+    signed: Signed<T>,
+    wall: SystemTime,
+) -> Result<Verified<T>, RejectReason> {
     signed.verify(wall).map_err(|e| match e {
         IdentityError::Expired { .. } => RejectReason::Expired,
+        IdentityError::ExpiryTooFar { .. } => RejectReason::ExpiryTooFar,
         _ => RejectReason::BadSignature,
     })
 }
 
-/// Checks a record found or offered under `key`: size, key, signature, expiry, validator.
+/// Checks a record found or offered under `key` (any key when `None`): size, signature,
+/// expiry, key, validator. Returns the verified record.
 pub fn check_record(
-    record: &Signed<Record>,
-    key: &Key,
+    record: Signed<Record>,
+    key: Option<&Key>,
     wall: SystemTime,
     max_len: usize,
     validator: &dyn Validator,
-) -> Result<(), RejectReason> {
+) -> Result<Verified<Record>, RejectReason> {
     if record.as_bytes().len() > max_len {
         return Err(RejectReason::TooLarge);
     }
-    if &record.payload().key != key {
+    let record = verify(record, wall)?;
+    if key.is_some_and(|key| &record.payload().key != key) {
         return Err(RejectReason::WrongKey);
     }
-    let payload = verify(record, wall)?;
-    if !validator.validate_record(payload, &record.signer()) {
+    if !validator.validate_record(record.payload(), &record.signer()) {
         return Err(RejectReason::Invalid);
     }
-    Ok(())
+    Ok(record)
 }
 
-/// Checks a provider record found or offered under `key`.
+/// Checks a provider record found or offered under `key` (any key when `None`). Returns
+/// the verified record.
 pub fn check_provider(
-    record: &Signed<ProviderRecord>,
-    key: &Key,
+    record: Signed<ProviderRecord>,
+    key: Option<&Key>,
     wall: SystemTime,
     max_len: usize,
     validator: &dyn Validator,
-) -> Result<(), RejectReason> {
+) -> Result<Verified<ProviderRecord>, RejectReason> {
     if record.as_bytes().len() > max_len {
         return Err(RejectReason::TooLarge);
     }
-    if &record.payload().key != key {
+    let record = verify(record, wall)?;
+    if key.is_some_and(|key| &record.payload().key != key) {
         return Err(RejectReason::WrongKey);
     }
-    let payload = verify(record, wall)?;
-    if !validator.validate_provider(payload, &record.signer()) {
+    if !validator.validate_provider(record.payload(), &record.signer()) {
         return Err(RejectReason::Invalid);
     }
-    Ok(())
+    Ok(record)
 }
 
 /// When an envelope signed to expire at `expires_at_ms` leaves the local store.
@@ -152,13 +160,13 @@ fn local_expiry(now: Instant, wall: SystemTime, expires_at_ms: u64, max_ttl: Dur
 }
 
 pub(crate) struct StoredRecord {
-    pub(crate) record: Signed<Record>,
+    pub(crate) record: Verified<Record>,
     pub(crate) expires: Instant,
     pub(crate) replicated_at: Instant,
 }
 
 pub(crate) struct StoredProvider {
-    pub(crate) record: Signed<ProviderRecord>,
+    pub(crate) record: Verified<ProviderRecord>,
     pub(crate) expires: Instant,
 }
 
@@ -182,7 +190,7 @@ impl RecordStore {
         &mut self,
         now: Instant,
         wall: SystemTime,
-        record: Signed<Record>,
+        record: Verified<Record>,
         limits: &StoreLimits,
     ) -> Result<(), RejectReason> {
         let key = record.payload().key;
@@ -217,7 +225,7 @@ impl RecordStore {
         Ok(())
     }
 
-    pub(crate) fn get_record(&self, now: Instant, key: &Key) -> Option<&Signed<Record>> {
+    pub(crate) fn get_record(&self, now: Instant, key: &Key) -> Option<&Verified<Record>> {
         self.records
             .get(key)
             .filter(|r| r.expires > now)
@@ -229,7 +237,7 @@ impl RecordStore {
         &mut self,
         now: Instant,
         wall: SystemTime,
-        record: Signed<ProviderRecord>,
+        record: Verified<ProviderRecord>,
         limits: &StoreLimits,
     ) -> Result<(), RejectReason> {
         let key = record.payload().key;
@@ -269,7 +277,7 @@ impl RecordStore {
             list.iter()
                 .filter(|p| p.expires > now)
                 .take(max)
-                .map(|p| p.record.clone())
+                .map(|p| p.record.envelope().clone())
                 .collect()
         })
     }
@@ -288,7 +296,7 @@ impl RecordStore {
         &mut self,
         now: Instant,
         interval: Duration,
-    ) -> Vec<Signed<Record>> {
+    ) -> Vec<Verified<Record>> {
         let mut due = Vec::new();
         for r in self.records.values_mut() {
             if r.expires > now && r.replicated_at + interval <= now {

@@ -62,6 +62,19 @@ pub enum IdentityError {
         /// The time it was checked at, in milliseconds since the Unix epoch.
         now_ms: u64,
     },
+    /// An envelope claims to stay valid further into the future than its type allows
+    /// ([`crate::SignedPayload::MAX_LIFETIME`]); the signer should sign a shorter expiry
+    /// and re-sign before it runs out.
+    #[error(
+        "envelope expires at {expires_at_ms} ms since the Unix epoch, after the latest \
+         accepted expiry of {latest_ms} ms; sign it with a shorter lifetime"
+    )]
+    ExpiryTooFar {
+        /// Expiry in milliseconds since the Unix epoch.
+        expires_at_ms: u64,
+        /// The latest expiry accepted at the time it was checked.
+        latest_ms: u64,
+    },
     /// An encoded envelope is larger than the reader accepts.
     #[error("envelope of {len} bytes exceeds the {max}-byte limit")]
     EnvelopeTooLarge {

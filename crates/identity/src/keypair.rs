@@ -1,14 +1,18 @@
 use std::fmt;
-use std::io::Write;
-use std::path::Path;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
 
 use ed25519_dalek::{Signer, SigningKey};
+use zeroize::{Zeroize, Zeroizing};
 
 use crate::peer_id::{PeerId, Signature};
 use crate::{IdentityError, base32};
 
 /// First token of a key file; the base32 secret follows it.
 const KEY_FILE_TAG: &str = "p2pf-ed25519-secret-v1";
+/// No key file is longer than this (tag, space, 52 base32 characters, newline, with room
+/// for stray whitespace).
+const MAX_KEY_FILE_LEN: u64 = 256;
 
 /// An Ed25519 keypair: a node's long-term identity.
 ///
@@ -20,7 +24,7 @@ const KEY_FILE_TAG: &str = "p2pf-ed25519-secret-v1";
 /// let keypair = Keypair::generate();
 /// let signature = keypair.sign(b"hello");
 /// assert!(keypair.peer_id().verify(b"hello", &signature).is_ok());
-/// assert!(!format!("{keypair:?}").contains(&format!("{:?}", keypair.secret_bytes())));
+/// assert!(!format!("{keypair:?}").contains(&format!("{:?}", *keypair.secret_bytes())));
 /// ```
 #[derive(Clone)]
 pub struct Keypair {
@@ -34,27 +38,27 @@ impl Keypair {
     /// # Panics
     /// Panics if the operating system has no randomness to give, as no key could be safe then.
     pub fn generate() -> Self {
-        let mut seed = [0u8; 32];
+        let mut seed = Zeroizing::new([0u8; 32]);
         #[allow(clippy::expect_used)]
-        getrandom::fill(&mut seed).expect("the operating system's random number generator failed");
-        let keypair = Self::from_secret_bytes(seed);
-        seed.fill(0);
-        keypair
+        getrandom::fill(&mut *seed).expect("the operating system's random number generator failed");
+        Self::from_secret_bytes(*seed)
     }
 
     /// Builds the keypair whose 32-byte Ed25519 secret seed is `secret`.
     ///
     /// Deterministic: the same seed always gives the same identity (useful for tests and
-    /// simulations; real nodes use [`Keypair::generate`]).
-    pub fn from_secret_bytes(secret: [u8; 32]) -> Self {
+    /// simulations; real nodes use [`Keypair::generate`]). The copy passed in is wiped.
+    pub fn from_secret_bytes(mut secret: [u8; 32]) -> Self {
         let signing = SigningKey::from_bytes(&secret);
+        secret.zeroize();
         let peer_id = PeerId::from_verifying_key(signing.verifying_key());
         Self { signing, peer_id }
     }
 
-    /// The 32-byte secret seed. Keep it secret.
-    pub fn secret_bytes(&self) -> [u8; 32] {
-        self.signing.to_bytes()
+    /// The 32-byte secret seed, wiped from memory when the returned value is dropped. Keep it
+    /// secret.
+    pub fn secret_bytes(&self) -> Zeroizing<[u8; 32]> {
+        Zeroizing::new(self.signing.to_bytes())
     }
 
     /// This keypair's public identity.
@@ -83,12 +87,23 @@ impl Keypair {
             path: path.to_owned(),
             source,
         };
-        let metadata = std::fs::metadata(path).map_err(io_err)?;
+        // Permissions and contents come from the same open file, so the file checked is the
+        // file read.
+        let file = std::fs::File::open(path).map_err(io_err)?;
+        let metadata = file.metadata().map_err(io_err)?;
         check_private(path, &metadata)?;
-        if metadata.len() > 256 {
+        if metadata.len() > MAX_KEY_FILE_LEN {
             return Err(malformed(path, "file is larger than any key file"));
         }
-        let text = std::fs::read_to_string(path).map_err(io_err)?;
+        // Room for the largest file and then some, so reading never reallocates (which would
+        // leave an unwiped copy of the secret in the old buffer).
+        let mut text = Zeroizing::new(String::with_capacity(2 * MAX_KEY_FILE_LEN as usize));
+        file.take(MAX_KEY_FILE_LEN + 1)
+            .read_to_string(&mut text)
+            .map_err(io_err)?;
+        if text.len() as u64 > MAX_KEY_FILE_LEN {
+            return Err(malformed(path, "file is larger than any key file"));
+        }
         let mut words = text.split_whitespace();
         if words.next() != Some(KEY_FILE_TAG) {
             return Err(malformed(
@@ -102,45 +117,54 @@ impl Keypair {
         if words.next().is_some() {
             return Err(malformed(path, "unexpected text after the secret"));
         }
-        let mut bytes =
-            base32::decode(encoded).ok_or_else(|| malformed(path, "secret is not base32"))?;
-        let secret: [u8; 32] = bytes
-            .as_slice()
-            .try_into()
-            .map_err(|_| malformed(path, "secret is not 32 bytes"))?;
-        bytes.fill(0);
-        Ok(Self::from_secret_bytes(secret))
+        let bytes = Zeroizing::new(
+            base32::decode(encoded).ok_or_else(|| malformed(path, "secret is not base32"))?,
+        );
+        let secret: Zeroizing<[u8; 32]> = Zeroizing::new(
+            bytes
+                .as_slice()
+                .try_into()
+                .map_err(|_| malformed(path, "secret is not 32 bytes"))?,
+        );
+        Ok(Self::from_secret_bytes(*secret))
     }
 
     /// Writes the keypair to `path`, readable and writable by its owner only (mode 0600).
     ///
-    /// The file is written beside `path` and renamed over it, so a crash never leaves a
-    /// half-written key.
+    /// The key is written to a new temporary file beside `path` (created exclusively under
+    /// an unpredictable name, so a planted file or symlink is never followed or reused),
+    /// flushed to disk, renamed over `path`, and the directory is flushed too: a crash
+    /// leaves either the old key or the new one, never a half-written or vanished one.
     pub fn save(&self, path: impl AsRef<Path>) -> Result<(), IdentityError> {
         let path = path.as_ref();
         let io_err = |source| IdentityError::KeyFileIo {
             path: path.to_owned(),
             source,
         };
-        let mut tmp_name = path.file_name().map(|n| n.to_owned()).unwrap_or_default();
-        tmp_name.push(".tmp");
-        let tmp = path.with_file_name(tmp_name);
-        let mut options = std::fs::OpenOptions::new();
-        options.write(true).create(true).truncate(true);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        let mut file = options.open(&tmp).map_err(io_err)?;
-        #[cfg(unix)]
-        file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))
-            .map_err(io_err)?;
-        let contents = format!(
-            "{KEY_FILE_TAG} {}\n",
-            base32::encode(&self.signing.to_bytes())
-        );
-        file.write_all(contents.as_bytes()).map_err(io_err)?;
-        file.sync_all().map_err(io_err)?;
-        drop(file);
-        std::fs::rename(&tmp, path).map_err(io_err)
+        let (tmp, mut file) = create_temp_beside(path).map_err(io_err)?;
+        let written = (|| {
+            #[cfg(unix)]
+            file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+            let encoded = Zeroizing::new(base32::encode(&*self.secret_bytes()));
+            // Sized up front, so no reallocation leaves an unwiped copy of the secret behind.
+            let mut contents = Zeroizing::new(String::with_capacity(
+                KEY_FILE_TAG.len() + encoded.len() + 2,
+            ));
+            contents.push_str(KEY_FILE_TAG);
+            contents.push(' ');
+            contents.push_str(&encoded);
+            contents.push('\n');
+            file.write_all(contents.as_bytes())?;
+            file.sync_all()?;
+            drop(file);
+            std::fs::rename(&tmp, path)
+        })();
+        if let Err(e) = written {
+            // Best effort: the temporary file holds the secret, so do not leave it behind.
+            let _ = std::fs::remove_file(&tmp);
+            return Err(io_err(e));
+        }
+        sync_parent_dir(path).map_err(io_err)
     }
 
     /// Loads the key file at `path`, or generates a keypair and saves it there if the file
@@ -158,6 +182,56 @@ impl Keypair {
             other => other,
         }
     }
+}
+
+/// Creates a new file beside `path` named `.<name>.<random>.tmp`, with `create_new` (so
+/// `O_CREAT | O_EXCL`: an existing file or symlink of that name is an error, never opened)
+/// and mode 0600 from the start. A handful of attempts covers a collision with a file
+/// someone planted; more than that means something is wrong with the directory.
+fn create_temp_beside(path: &Path) -> std::io::Result<(PathBuf, std::fs::File)> {
+    const ATTEMPTS: usize = 8;
+    let name = path.file_name().ok_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "a key file path must end in a file name",
+        )
+    })?;
+    let mut last = None;
+    for _ in 0..ATTEMPTS {
+        let mut nonce = [0u8; 8];
+        getrandom::fill(&mut nonce).map_err(std::io::Error::other)?;
+        let mut tmp_name = std::ffi::OsString::from(".");
+        tmp_name.push(name);
+        tmp_name.push(format!(".{}.tmp", base32::encode(&nonce)));
+        let tmp = path.with_file_name(tmp_name);
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        match options.open(&tmp) {
+            Ok(file) => return Ok((tmp, file)),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => last = Some(e),
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| std::io::Error::other("no temporary key file could be created")))
+}
+
+/// Flushes the directory holding `path`, so the rename that put the key there survives a
+/// crash. (Directories cannot be opened for syncing outside Unix; there the rename is left
+/// to the file system.)
+fn sync_parent_dir(path: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        let dir = match path.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir,
+            _ => Path::new("."),
+        };
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
 }
 
 impl fmt::Debug for Keypair {
@@ -221,6 +295,36 @@ mod tests {
         let loaded = Keypair::load(&path).unwrap();
         assert_eq!(loaded.peer_id(), keypair.peer_id());
         assert_eq!(loaded.secret_bytes(), keypair.secret_bytes());
+    }
+
+    /// Someone who can write to the key's directory plants a symlink where the temporary
+    /// file would go: saving must neither follow it nor truncate what it points at.
+    #[cfg(unix)]
+    #[test]
+    fn save_never_follows_a_planted_symlink() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("node.key");
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, "precious").unwrap();
+        for name in ["node.key.tmp", ".node.key.tmp"] {
+            std::os::unix::fs::symlink(&victim, dir.path().join(name)).unwrap();
+        }
+        let keypair = Keypair::from_secret_bytes([8; 32]);
+        keypair.save(&path).unwrap();
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+        assert!(!std::fs::symlink_metadata(&path).unwrap().is_symlink());
+        assert_eq!(Keypair::load(&path).unwrap().peer_id(), keypair.peer_id());
+        // Saving again over an existing key works, and leaves no temporary file behind.
+        keypair.save(&path).unwrap();
+        let mut names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        assert_eq!(
+            names,
+            [".node.key.tmp", "node.key", "node.key.tmp", "victim"]
+        );
     }
 
     #[cfg(unix)]

@@ -14,4 +14,8 @@ pub use error::IdentityError;
 pub use kad::{Distance, Key};
 pub use keypair::Keypair;
 pub use peer_id::{PeerId, ShortPeerId, Signature};
-pub use signed::{DEFAULT_MAX_ENVELOPE_LEN, MAX_DOMAIN_LEN, Signed, SignedPayload, unix_millis};
+pub use signed::{
+    DEFAULT_MAX_ENVELOPE_LEN, DEFAULT_MAX_LIFETIME, MAX_DOMAIN_LEN, Signed, SignedPayload,
+    Verified, unix_millis,
+};
+pub use zeroize::Zeroizing;

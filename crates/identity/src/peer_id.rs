@@ -14,7 +14,7 @@ const SHORT_LEN: usize = 10;
 
 /// A node's identity: its 32-byte Ed25519 public key.
 ///
-/// Every `PeerId` names a valid Ed25519 point: the constructors check it. The text form is
+/// Every `PeerId` names a valid Ed25519 point of large order: the constructors check it. The text form is
 /// 52 lowercase base32 characters (RFC 4648 alphabet, no padding); parsing accepts any case.
 ///
 /// ```
@@ -29,13 +29,27 @@ const SHORT_LEN: usize = 10;
 pub struct PeerId([u8; 32]);
 
 impl PeerId {
-    /// Builds a peer id from a 32-byte Ed25519 public key, checking that it is a valid point.
+    /// Builds a peer id from a 32-byte Ed25519 public key, checking that it is a valid point
+    /// of large order.
+    ///
+    /// Small-order points (the identity and the seven other torsion points) decode as valid
+    /// keys, but no signature by them passes the strict verification every check here uses:
+    /// a peer id naming one could never prove anything, so it is refused up front.
     pub fn from_bytes(bytes: [u8; 32]) -> Result<Self, IdentityError> {
-        VerifyingKey::from_bytes(&bytes)
-            .map(Self::from_verifying_key)
-            .map_err(|_| IdentityError::InvalidPeerId {
-                reason: "not a valid Ed25519 public key",
-            })
+        let key = VerifyingKey::from_bytes(&bytes).map_err(|_| IdentityError::InvalidPeerId {
+            reason: "not a valid Ed25519 public key",
+        })?;
+        Self::from_checked_key(key)
+    }
+
+    /// Wraps a decoded key from an untrusted source, refusing small-order points.
+    pub(crate) fn from_checked_key(key: VerifyingKey) -> Result<Self, IdentityError> {
+        if key.is_weak() {
+            return Err(IdentityError::InvalidPeerId {
+                reason: "a small-order Ed25519 point, which can sign nothing verifiably",
+            });
+        }
+        Ok(Self::from_verifying_key(key))
     }
 
     /// Builds a peer id from a byte slice that must be exactly 32 bytes long.
@@ -254,6 +268,48 @@ mod tests {
         let bad = format!("{}1", &good[..51]);
         assert!(bad.parse::<PeerId>().is_err());
         assert!(PeerId::from_slice(&[0; 31]).is_err());
+    }
+
+    /// Small-order points (the identity, the point of order 2, ...) are valid encodings but
+    /// `verify_strict` refuses every signature by them: they must not name a peer.
+    #[test]
+    fn small_order_points_are_refused() {
+        let mut identity = [0u8; 32];
+        identity[0] = 1;
+        // y = -1 (p - 1, little-endian): the point of order 2.
+        let mut order_two = [0xff; 32];
+        order_two[0] = 0xec;
+        order_two[31] = 0x7f;
+        for bytes in [identity, order_two, [0; 32]] {
+            assert!(
+                matches!(
+                    PeerId::from_bytes(bytes),
+                    Err(IdentityError::InvalidPeerId { .. })
+                ),
+                "{bytes:02x?}"
+            );
+            let text = base32::encode(&bytes);
+            assert!(text.parse::<PeerId>().is_err(), "{text}");
+            let bin = bincode::serde::encode_to_vec(
+                serde_bytes_array(&bytes),
+                bincode::config::standard(),
+            )
+            .unwrap();
+            let back: Result<(PeerId, usize), _> =
+                bincode::serde::decode_from_slice(&bin, bincode::config::standard());
+            assert!(back.is_err(), "serde accepted {bytes:02x?}");
+        }
+    }
+
+    /// Serializes 32 bytes the way a `PeerId` is in binary formats.
+    fn serde_bytes_array(bytes: &[u8; 32]) -> impl serde::Serialize + '_ {
+        struct Bytes<'a>(&'a [u8; 32]);
+        impl serde::Serialize for Bytes<'_> {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_bytes(self.0)
+            }
+        }
+        Bytes(bytes)
     }
 
     #[test]

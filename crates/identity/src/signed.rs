@@ -17,6 +17,8 @@ const MAGIC: &[u8; 8] = b"p2pfsig1";
 pub const MAX_DOMAIN_LEN: usize = 64;
 /// Default upper bound on an encoded envelope, checked before anything is allocated.
 pub const DEFAULT_MAX_ENVELOPE_LEN: usize = 64 * 1024;
+/// Default [`SignedPayload::MAX_LIFETIME`]: 30 days.
+pub const DEFAULT_MAX_LIFETIME: Duration = Duration::from_secs(30 * 24 * 60 * 60);
 /// Bytes of an envelope that are not domain or payload.
 const FIXED_LEN: usize = MAGIC.len() + 1 + 8 + 8 + 32 + 4 + 64;
 
@@ -39,13 +41,22 @@ const FIXED_LEN: usize = MAGIC.len() + 1 + 8 + 8 + 32 + 4 + 64;
 pub trait SignedPayload: Serialize + DeserializeOwned {
     /// The domain-separation tag: 1 to 64 printable ASCII characters.
     const DOMAIN: &'static str;
+
+    /// The furthest into the future an envelope of this type may expire, counted from the
+    /// time it is verified. [`Signed::verify`] refuses later expiries with
+    /// [`IdentityError::ExpiryTooFar`]: an envelope valid for decades could be replayed for
+    /// decades. Payloads meant to live longer than [`DEFAULT_MAX_LIFETIME`] raise this.
+    const MAX_LIFETIME: Duration = DEFAULT_MAX_LIFETIME;
 }
 
 /// A payload signed by its author, with a sequence number (a higher one replaces a lower
 /// one) and an expiry.
 ///
 /// Build one with [`Signed::sign`], send [`Signed::as_bytes`], read it back with
-/// [`Signed::decode`] and check it with [`Signed::verify`] before trusting the payload.
+/// [`Signed::decode`]. The payload of a `Signed` is not reachable: only [`Signed::verify`]
+/// hands it out, as a [`Verified`], so unchecked data cannot be used by mistake. The
+/// header fields ([`Signed::signer`], [`Signed::seq`], the expiry) are readable before
+/// verification for routing and bookkeeping, but are only claims until then.
 ///
 /// ```
 /// use std::time::{Duration, SystemTime};
@@ -60,9 +71,32 @@ pub trait SignedPayload: Serialize + DeserializeOwned {
 /// let signed = Signed::sign(&author, Note("hi".into()), 1, now + Duration::from_secs(60))?;
 ///
 /// let received = Signed::<Note>::decode(signed.as_bytes())?;
-/// assert_eq!(received.verify(now)?, &Note("hi".into()));
-/// assert_eq!(received.signer(), author.peer_id());
+/// let verified = received.verify(now)?;
+/// assert_eq!(verified.payload(), &Note("hi".into()));
+/// assert_eq!(verified.signer(), author.peer_id());
 /// # Ok::<(), p2p_foundation_identity::IdentityError>(())
+/// ```
+///
+/// An unverified envelope has no payload accessor:
+///
+/// ```compile_fail
+/// # use p2p_foundation_identity::{Signed, SignedPayload};
+/// # #[derive(serde::Serialize, serde::Deserialize)]
+/// # struct Note(String);
+/// # impl SignedPayload for Note { const DOMAIN: &'static str = "example/note"; }
+/// fn use_unchecked(received: &Signed<Note>) -> &Note {
+///     received.payload()
+/// }
+/// ```
+///
+/// ```compile_fail
+/// # use p2p_foundation_identity::{Signed, SignedPayload};
+/// # #[derive(serde::Serialize, serde::Deserialize)]
+/// # struct Note(String);
+/// # impl SignedPayload for Note { const DOMAIN: &'static str = "example/note"; }
+/// fn use_unchecked(received: Signed<Note>) -> Note {
+///     received.into_payload()
+/// }
 /// ```
 #[derive(Clone)]
 pub struct Signed<T> {
@@ -159,16 +193,12 @@ impl<T: SignedPayload> Signed<T> {
         if !reader.rest.is_empty() {
             return Err(malformed("trailing bytes after the signature"));
         }
-        let config = bincode::config::standard().with_limit::<DEFAULT_MAX_ENVELOPE_LEN>();
-        let (payload, used) = bincode::serde::decode_from_slice(payload_bytes, config)
-            .map_err(|e| malformed(&format!("payload does not decode: {e}")))?;
-        if used != payload_bytes.len() {
-            return Err(malformed("payload has trailing bytes"));
-        }
+        let payload = decode_payload(payload_bytes)?;
         // Decompressing the key is the expensive step: last, and once.
         let key = VerifyingKey::from_bytes(&signer_bytes)
             .map_err(|_| malformed("signer is not a valid Ed25519 public key"))?;
-        let signer = PeerId::from_verifying_key(key);
+        let signer = PeerId::from_checked_key(key)
+            .map_err(|_| malformed("signer is a small-order Ed25519 point"))?;
         Ok(Self {
             wire: bytes.to_vec(),
             seq,
@@ -179,12 +209,14 @@ impl<T: SignedPayload> Signed<T> {
         })
     }
 
-    /// Checks the signature and the expiry at time `now`, and returns the payload.
+    /// Checks the signature and the expiry at time `now`, and returns the envelope as
+    /// [`Verified`], the only way to its payload.
     ///
     /// Distinct errors: [`IdentityError::BadSignature`] for tampered or forged bytes,
-    /// [`IdentityError::Expired`] past the expiry. (A wrong domain is refused by
-    /// [`Signed::decode`] already, with [`IdentityError::WrongDomain`].)
-    pub fn verify(&self, now: SystemTime) -> Result<&T, IdentityError> {
+    /// [`IdentityError::Expired`] past the expiry, [`IdentityError::ExpiryTooFar`] for an
+    /// expiry more than [`SignedPayload::MAX_LIFETIME`] after `now`. (A wrong domain is
+    /// refused by [`Signed::decode`] already, with [`IdentityError::WrongDomain`].)
+    pub fn verify(self, now: SystemTime) -> Result<Verified<T>, IdentityError> {
         let split = self.wire.len() - 64;
         let (signed, signature) = self.wire.split_at(split);
         let signature = ed25519_dalek::Signature::from_slice(signature).map_err(|_| {
@@ -204,7 +236,15 @@ impl<T: SignedPayload> Signed<T> {
                 now_ms,
             });
         }
-        Ok(&self.payload)
+        let max_lifetime_ms = u64::try_from(T::MAX_LIFETIME.as_millis()).unwrap_or(u64::MAX);
+        let latest_ms = now_ms.saturating_add(max_lifetime_ms);
+        if self.expires_at_ms > latest_ms {
+            return Err(IdentityError::ExpiryTooFar {
+                expires_at_ms: self.expires_at_ms,
+                latest_ms,
+            });
+        }
+        Ok(Verified { envelope: self })
     }
 }
 
@@ -214,17 +254,7 @@ impl<T> Signed<T> {
         &self.wire
     }
 
-    /// The payload. Unverified until [`Signed::verify`] succeeded.
-    pub fn payload(&self) -> &T {
-        &self.payload
-    }
-
-    /// Takes the payload out of the envelope.
-    pub fn into_payload(self) -> T {
-        self.payload
-    }
-
-    /// The author's peer id.
+    /// The author's peer id (a claim until [`Signed::verify`] succeeded).
     pub fn signer(&self) -> PeerId {
         self.signer
     }
@@ -252,14 +282,108 @@ impl<T> Signed<T> {
     }
 }
 
-impl<T: fmt::Debug> fmt::Debug for Signed<T> {
+impl<T> fmt::Debug for Signed<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Signed")
             .field("signer", &self.signer.short())
             .field("seq", &self.seq)
             .field("expires_at_ms", &self.expires_at_ms)
-            .field("payload", &self.payload)
+            .field("len", &self.wire.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A [`Signed`] envelope whose signature and expiry [`Signed::verify`] checked: the only
+/// way to its payload.
+///
+/// It has no `Deserialize` (bytes from elsewhere decode as [`Signed`] and must be verified
+/// again); it serializes as the envelope's bytes, and [`Verified::into_envelope`] turns it
+/// back into a [`Signed`] for sending.
+#[derive(Clone)]
+pub struct Verified<T> {
+    envelope: Signed<T>,
+}
+
+impl<T> PartialEq for Verified<T> {
+    fn eq(&self, other: &Self) -> bool {
+        self.envelope == other.envelope
+    }
+}
+
+impl<T> Eq for Verified<T> {}
+
+impl<T> Verified<T> {
+    /// The checked payload.
+    pub fn payload(&self) -> &T {
+        &self.envelope.payload
+    }
+
+    /// Takes the checked payload out.
+    pub fn into_payload(self) -> T {
+        self.envelope.payload
+    }
+
+    /// The envelope, for sending.
+    pub fn envelope(&self) -> &Signed<T> {
+        &self.envelope
+    }
+
+    /// Turns back into the envelope, for sending.
+    pub fn into_envelope(self) -> Signed<T> {
+        self.envelope
+    }
+
+    /// The encoded envelope.
+    pub fn as_bytes(&self) -> &[u8] {
+        self.envelope.as_bytes()
+    }
+
+    /// The author, whose signature was checked.
+    pub fn signer(&self) -> PeerId {
+        self.envelope.signer
+    }
+
+    /// The sequence number: for one signer and one subject, a higher number supersedes a lower.
+    pub fn seq(&self) -> u64 {
+        self.envelope.seq
+    }
+
+    /// Expiry in milliseconds since the Unix epoch.
+    pub fn expires_at_ms(&self) -> u64 {
+        self.envelope.expires_at_ms
+    }
+
+    /// Expiry as a [`SystemTime`].
+    pub fn expires_at(&self) -> SystemTime {
+        self.envelope.expires_at()
+    }
+
+    /// The signature.
+    pub fn signature(&self) -> Signature {
+        self.envelope.signature()
+    }
+}
+
+impl<T> From<Verified<T>> for Signed<T> {
+    fn from(verified: Verified<T>) -> Self {
+        verified.envelope
+    }
+}
+
+impl<T: fmt::Debug> fmt::Debug for Verified<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Verified")
+            .field("signer", &self.envelope.signer.short())
+            .field("seq", &self.envelope.seq)
+            .field("expires_at_ms", &self.envelope.expires_at_ms)
+            .field("payload", &self.envelope.payload)
             .finish()
+    }
+}
+
+impl<T> Serialize for Verified<T> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.envelope.serialize(serializer)
     }
 }
 
@@ -319,6 +443,49 @@ pub fn unix_millis(time: SystemTime) -> u64 {
     time.duration_since(UNIX_EPOCH)
         .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
         .unwrap_or(0)
+}
+
+/// Decodes a payload of `bytes.len()` bytes with bincode.
+///
+/// bincode bounds what a decode may claim (string and byte lengths are claimed before
+/// anything is allocated) only through a compile-time limit. The smallest of a few limits
+/// that is at least the payload's own length is used: a claim can never exceed 16 times
+/// the bytes actually present (or 64 KiB), and a payload the caller's envelope limit
+/// admitted is never refused for its size.
+fn decode_payload<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, IdentityError> {
+    use bincode::config::{Configuration, standard};
+    fn run<T: DeserializeOwned, const N: usize>(
+        bytes: &[u8],
+        config: Configuration<
+            bincode::config::LittleEndian,
+            bincode::config::Varint,
+            bincode::config::Limit<N>,
+        >,
+    ) -> Result<T, IdentityError> {
+        let (payload, used) = bincode::serde::decode_from_slice(bytes, config)
+            .map_err(|e| malformed(&format!("payload does not decode: {e}")))?;
+        if used != bytes.len() {
+            return Err(malformed("payload has trailing bytes"));
+        }
+        Ok(payload)
+    }
+    const KIB_64: usize = 1 << 16;
+    const MIB_1: usize = 1 << 20;
+    const MIB_16: usize = 1 << 24;
+    const MIB_256: usize = 1 << 28;
+    const GIB_4: usize = u32::MAX as usize;
+    let len = bytes.len();
+    if len <= KIB_64 {
+        run(bytes, standard().with_limit::<KIB_64>())
+    } else if len <= MIB_1 {
+        run(bytes, standard().with_limit::<MIB_1>())
+    } else if len <= MIB_16 {
+        run(bytes, standard().with_limit::<MIB_16>())
+    } else if len <= MIB_256 {
+        run(bytes, standard().with_limit::<MIB_256>())
+    } else {
+        run(bytes, standard().with_limit::<GIB_4>())
+    }
 }
 
 fn check_domain(domain: &str) -> Result<(), IdentityError> {
@@ -443,7 +610,11 @@ mod tests {
         let signed = Signed::sign(&keypair, note(), 3, at(10_000)).unwrap();
         let back = Signed::<Note>::decode(signed.as_bytes()).unwrap();
         assert_eq!(back, signed);
-        assert_eq!(back.verify(at(9_999)).unwrap(), &note());
+        let verified = back.clone().verify(at(9_999)).unwrap();
+        assert_eq!(verified.payload(), &note());
+        assert_eq!(verified.signer(), keypair.peer_id());
+        assert_eq!(verified.as_bytes(), signed.as_bytes());
+        assert_eq!(verified.into_envelope(), signed);
         assert_eq!(back.seq(), 3);
         assert_eq!(back.signer(), keypair.peer_id());
         assert_eq!(back.expires_at(), at(10_000));
@@ -478,11 +649,30 @@ mod tests {
         let mut bad = signed.as_bytes().to_vec();
         let pos = bad.windows(5).position(|w| w == b"hello").unwrap();
         bad[pos] = b'j';
+        // Still well formed (a payload that decodes), so only the signature catches it.
         let decoded = Signed::<Note>::decode(&bad).unwrap();
-        assert_eq!(decoded.payload().text, "jello");
         assert!(matches!(
             decoded.verify(at(0)),
             Err(IdentityError::BadSignature { .. })
+        ));
+    }
+
+    #[test]
+    fn small_order_signer_is_malformed() {
+        let keypair = Keypair::from_secret_bytes([9; 32]);
+        let signed = Signed::sign(&keypair, note(), 3, at(10_000)).unwrap();
+        let mut bad = signed.as_bytes().to_vec();
+        let at_signer = MAGIC.len() + 1 + Note::DOMAIN.len() + 16;
+        assert_eq!(
+            &bad[at_signer..at_signer + 32],
+            keypair.peer_id().as_bytes()
+        );
+        let mut identity = [0u8; 32];
+        identity[0] = 1;
+        bad[at_signer..at_signer + 32].copy_from_slice(&identity);
+        assert!(matches!(
+            Signed::<Note>::decode(&bad),
+            Err(IdentityError::MalformedEnvelope { .. })
         ));
     }
 
@@ -528,6 +718,61 @@ mod tests {
             err,
             IdentityError::EnvelopeTooLarge { max: 10, .. }
         ));
+    }
+
+    /// A caller that raises the envelope limit gets payloads up to that limit: the payload
+    /// decoder's own bound must not stay at the default 64 KiB.
+    #[test]
+    fn raised_limit_admits_large_payloads() {
+        let keypair = Keypair::from_secret_bytes([9; 32]);
+        let big = Note {
+            text: "x".repeat(100 * 1024),
+            n: 1,
+        };
+        let signed = Signed::sign(&keypair, big.clone(), 1, at(10_000)).unwrap();
+        assert!(matches!(
+            Signed::<Note>::decode(signed.as_bytes()),
+            Err(IdentityError::EnvelopeTooLarge { .. })
+        ));
+        let back = Signed::<Note>::decode_with_limit(signed.as_bytes(), 1024 * 1024).unwrap();
+        assert_eq!(back.verify(at(9_999)).unwrap().payload(), &big);
+    }
+
+    /// An envelope that claims to stay valid for decades is a replay that never ends: the
+    /// reader refuses expiries beyond the payload type's horizon.
+    #[test]
+    fn expiry_beyond_the_horizon_is_refused() {
+        let keypair = Keypair::from_secret_bytes([9; 32]);
+        let now = at(1_800_000_000_000);
+        let far = now + Duration::from_secs(10 * 365 * 24 * 3600);
+        let latest_ms = unix_millis(now + DEFAULT_MAX_LIFETIME);
+        let signed = Signed::sign(&keypair, note(), 1, far).unwrap();
+        let err = signed.verify(now).unwrap_err();
+        assert!(
+            matches!(err, IdentityError::ExpiryTooFar { latest_ms: l, .. } if l == latest_ms),
+            "{err}"
+        );
+        let forever = Signed::sign(&keypair, note(), 1, at(u64::MAX)).unwrap();
+        assert!(matches!(
+            forever.verify(now),
+            Err(IdentityError::ExpiryTooFar { .. })
+        ));
+        // Exactly at the horizon is still fine.
+        let edge = Signed::sign(&keypair, note(), 1, at(latest_ms)).unwrap();
+        assert!(edge.verify(now).is_ok());
+
+        // A type that needs longer lifetimes says so.
+        #[derive(serde::Serialize, serde::Deserialize)]
+        struct Yearly(u8);
+        impl SignedPayload for Yearly {
+            const DOMAIN: &'static str = "test/yearly";
+            const MAX_LIFETIME: Duration = Duration::from_secs(400 * 24 * 3600);
+        }
+        let year = now + Duration::from_secs(365 * 24 * 3600);
+        let yearly = Signed::sign(&keypair, Yearly(1), 1, year).unwrap();
+        assert!(yearly.verify(now).is_ok());
+        let decade = Signed::sign(&keypair, Yearly(1), 1, far).unwrap();
+        assert!(decade.verify(now).is_err());
     }
 
     #[test]
@@ -583,9 +828,9 @@ mod tests {
             let payload = Note { text, n };
             let signed = Signed::sign(&keypair, payload.clone(), seq, at(expiry)).unwrap();
             let back = Signed::<Note>::decode(signed.as_bytes()).unwrap();
-            prop_assert_eq!(back.verify(at(expiry - 1)).unwrap(), &payload);
             prop_assert_eq!(back.seq(), seq);
             prop_assert_eq!(back.expires_at_ms(), expiry);
+            prop_assert_eq!(back.verify(at(expiry - 1)).unwrap().into_payload(), payload);
         }
 
         #[test]

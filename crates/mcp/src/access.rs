@@ -152,7 +152,8 @@ pub fn check(
             }
             let grant = token
                 .verify(now)
-                .map_err(|e| format!("access denied: capability token invalid: {e}"))?;
+                .map_err(|e| format!("access denied: capability token invalid: {e}"))?
+                .into_payload();
             if grant.subject != peer {
                 return Err(format!(
                     "access denied: capability token was granted to {}, not to {peer}",

@@ -111,10 +111,14 @@ impl MemoryRegistry {
 impl Registry for MemoryRegistry {
     fn publish(&self, key: Key, record: SignedServiceRecord) -> BoxFuture<Result<(), McpError>> {
         let result = (|| {
-            record.verify(SystemTime::now())?;
+            let service = record
+                .clone()
+                .verify(SystemTime::now())?
+                .into_payload()
+                .service;
             let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
             let slot = map.entry(key).or_default();
-            let id = (record.signer(), record.payload().service.clone());
+            let id = (record.signer(), service);
             match slot.get(&id) {
                 Some(old) if old.seq() > record.seq() => {}
                 _ => {
@@ -231,7 +235,9 @@ impl ServicePublisher {
         tools: &[&str],
     ) -> Result<SignedServiceRecord, McpError> {
         let record = service_record(&self.keypair, &self.server, name, tools, self.ttl)?;
-        for key in record_keys(record.payload()) {
+        // Our own signature, checked once more: the keys come from the verified payload.
+        let keys = record_keys(record.clone().verify(SystemTime::now())?.payload());
+        for key in keys {
             self.registry.publish(key, record.clone()).await?;
         }
         tracing::debug!(

@@ -285,10 +285,11 @@ fn verify_all(records: Vec<crate::records::SignedServiceRecord>) -> Vec<Verified
         if record.as_bytes().len() > MAX_RECORD_BYTES {
             continue;
         }
-        if record.verify(now).is_err() {
-            tracing::debug!(signer = %record.signer(), "skipping unverifiable service record");
+        let signer = record.signer();
+        let Ok(record) = record.verify(now) else {
+            tracing::debug!(signer = %signer, "skipping unverifiable service record");
             continue;
-        }
+        };
         out.push(Verified {
             provider: record.signer(),
             expires_at_ms: record.expires_at_ms(),

@@ -71,9 +71,12 @@ async fn publish_with_load(
         Duration::from_secs(600),
     )
     .expect("record");
-    let mut payload = base.payload().clone();
-    payload.load = load;
     let now = SystemTime::now();
+    let mut payload = base
+        .verify(now)
+        .expect("own record verifies")
+        .into_payload();
+    payload.load = load;
     let record = Signed::sign(
         keypair,
         payload,
@@ -81,7 +84,8 @@ async fn publish_with_load(
         now + Duration::from_secs(600),
     )
     .expect("sign");
-    for key in record_keys(record.payload()) {
+    let keys = record_keys(record.clone().verify(now).expect("verifies").payload());
+    for key in keys {
         registry
             .publish(key, record.clone())
             .await
@@ -257,6 +261,7 @@ async fn discovery_filters_by_tag_and_schema_and_skips_forgeries() {
         .await
         .expect("publish");
     assert_eq!(record.signer(), owner.peer_id());
+    let record = record.verify(SystemTime::now()).expect("verifies");
     assert_eq!(record.payload().tools.len(), 3);
     assert!(registry.find(tool_key("add")).await.expect("find").len() == 1);
     assert!(registry.find(tag_key("math")).await.expect("find").len() == 1);

@@ -166,13 +166,12 @@ impl DhtRegistry {
             )));
         }
         let now = SystemTime::now();
-        record.verify(now)?;
+        let service = record.clone().verify(now)?.into_payload().service;
         let now_ms = unix_millis(now);
         let (value, expires_ms) = {
             let mut bundles = lock(&self.bundles);
             let slot = bundles.entry(key).or_default();
             slot.retain(|_, r| r.expires_at_ms() > now_ms);
-            let service = record.payload().service.clone();
             let newer = slot
                 .get(&service)
                 .is_none_or(|old| old.seq() <= record.seq());
@@ -432,7 +431,8 @@ mod tests {
         let back = decode_bundle(&bytes).expect("decodes");
         assert_eq!(back.len(), 2);
         assert_eq!(back[0].as_bytes(), records[0].as_bytes());
-        assert_eq!(back[1].payload().service, "b");
+        let verified = back[1].clone().verify(SystemTime::now()).expect("verifies");
+        assert_eq!(verified.payload().service, "b");
         // Truncated or extended bundles are refused.
         assert!(decode_bundle(&bytes[..bytes.len() - 1]).is_err());
         let mut longer = bytes.clone();

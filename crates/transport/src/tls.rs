@@ -297,7 +297,7 @@ pub(crate) fn certificate(
 ) -> Result<(CertificateDer<'static>, PrivatePkcs8KeyDer<'static>)> {
     let mut der = Vec::with_capacity(48);
     der.extend_from_slice(&ED25519_PKCS8_PREFIX);
-    der.extend_from_slice(&keypair.secret_bytes());
+    der.extend_from_slice(&*keypair.secret_bytes());
     let pkcs8 = PrivatePkcs8KeyDer::from(der);
     let key = rcgen::KeyPair::from_pkcs8_der_and_sign_algo(&pkcs8, &rcgen::PKCS_ED25519)
         .map_err(|e| TransportError::TlsConfig(format!("loading the identity key: {e}")))?;

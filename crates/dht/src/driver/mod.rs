@@ -16,7 +16,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
-use p2p_foundation_identity::{Key, PeerId, Signed};
+use p2p_foundation_identity::{Key, PeerId, Signed, Verified};
 use tokio::sync::{mpsc, oneshot};
 
 pub use self::memory::{MemoryNetwork, MemoryTransport};
@@ -63,9 +63,9 @@ type Reply<T> = oneshot::Sender<Result<T, DhtError>>;
 enum Command {
     Bootstrap(Vec<Contact>, Reply<usize>),
     FindNode(Key, Reply<(Vec<Contact>, QueryStats)>),
-    GetRecord(Key, Reply<Vec<Signed<Record>>>),
+    GetRecord(Key, Reply<Vec<Verified<Record>>>),
     PutRecord(Box<Signed<Record>>, Reply<usize>),
-    GetProviders(Key, Reply<Vec<Signed<ProviderRecord>>>),
+    GetProviders(Key, Reply<Vec<Verified<ProviderRecord>>>),
     AddProvider(Box<Signed<ProviderRecord>>, Reply<usize>),
     Snapshot(oneshot::Sender<RoutingSnapshot>),
     Stats(oneshot::Sender<(Stats, usize)>),
@@ -74,9 +74,9 @@ enum Command {
 enum Waiter {
     Bootstrap(Reply<usize>),
     FindNode(Reply<(Vec<Contact>, QueryStats)>),
-    GetRecord(Reply<Vec<Signed<Record>>>),
+    GetRecord(Reply<Vec<Verified<Record>>>),
     Stored(Reply<usize>),
-    GetProviders(Reply<Vec<Signed<ProviderRecord>>>),
+    GetProviders(Reply<Vec<Verified<ProviderRecord>>>),
 }
 
 /// A handle to a DHT node running on a tokio task; cheap to clone. The node stops when
@@ -128,7 +128,7 @@ impl DhtNode {
     }
 
     /// Valid records stored under `key` (empty if none).
-    pub async fn get_record(&self, key: Key) -> Result<Vec<Signed<Record>>, DhtError> {
+    pub async fn get_record(&self, key: Key) -> Result<Vec<Verified<Record>>, DhtError> {
         self.ask(|r| Command::GetRecord(key, r)).await
     }
 
@@ -138,7 +138,7 @@ impl DhtNode {
     }
 
     /// Provider records for `key`.
-    pub async fn get_providers(&self, key: Key) -> Result<Vec<Signed<ProviderRecord>>, DhtError> {
+    pub async fn get_providers(&self, key: Key) -> Result<Vec<Verified<ProviderRecord>>, DhtError> {
         self.ask(|r| Command::GetProviders(key, r)).await
     }
 

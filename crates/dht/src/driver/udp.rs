@@ -275,7 +275,7 @@ pub fn decode_udp_datagram(
 ) -> Result<UdpDatagram, DatagramError> {
     let envelope = Signed::<UdpPayload>::decode_with_limit(bytes, MAX_DATAGRAM)
         .map_err(|_| DatagramError::Malformed)?;
-    envelope
+    let envelope = envelope
         .verify(now)
         .map_err(|_| DatagramError::BadSignature)?;
     let from = envelope.signer();

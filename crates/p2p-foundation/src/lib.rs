@@ -18,10 +18,10 @@ pub use builder::{NodeBuilder, default_dht_config, default_gossip_config};
 pub use error::{Error, Result};
 pub use mcp::{DhtRegistry, NodeMcp};
 pub use net::{
-    CLOSE_DUPLICATE, CLOSE_SHUTDOWN, GOSSIP_PROTOCOL, KAD_PROTOCOL, MCP_PROTOCOL, NodeStats,
-    PeerEvent,
+    CLOSE_DUPLICATE, CLOSE_SHUTDOWN, ConnectionInfo, GOSSIP_PROTOCOL, KAD_PROTOCOL, MCP_PROTOCOL,
+    NodeStats, PeerEvent,
 };
-pub use pubsub::{GossipMessage, Subscription};
+pub use pubsub::{Delivery, GossipMessage, Subscription};
 
 /// The DHT crate (records, provider records, configuration).
 pub use p2p_foundation_dht as dht;
@@ -40,7 +40,7 @@ pub use p2p_foundation_words::WordAddress;
 
 use p2p_foundation_dht::{Contact, DhtNode, ProviderRecord, Record};
 use p2p_foundation_gossip::{MessageId, Topic};
-use p2p_foundation_identity::{Signed, Verified};
+use p2p_foundation_identity::Signed;
 
 use crate::net::Net;
 use crate::pubsub::Pubsub;
@@ -170,6 +170,16 @@ impl P2PNode {
         builder::bootstrap(&self.net, &self.dht.node, seeds).await
     }
 
+    /// The live connection to `peer`, if there is one: its path (QUIC or TCP), the
+    /// peer's address on it and the transport's current round-trip estimate.
+    pub fn connection_info(&self, peer: &PeerId) -> Option<ConnectionInfo> {
+        self.net.connected(peer).map(|c| ConnectionInfo {
+            path: c.path(),
+            remote: c.remote_address(),
+            rtt: c.rtt(),
+        })
+    }
+
     /// Peers with a live connection.
     pub fn connected_peers(&self) -> Vec<PeerId> {
         self.net.connected_peers()
@@ -198,6 +208,23 @@ impl P2PNode {
             .pubsub
             .handle
             .publish(Topic::new(topic)?, data.into())
+            .await?)
+    }
+
+    /// Publishes `data` on `topic` and waits until `subscribers` of them have confirmed
+    /// delivery with a signed acknowledgement (gossip's delivery confirmation), or until
+    /// `deadline`. [`Delivery::complete`] says whether enough confirmed; the acknowledging
+    /// peers are listed either way.
+    pub async fn publish_confirmed(
+        &self,
+        topic: &str,
+        data: impl Into<Vec<u8>>,
+        subscribers: u16,
+        deadline: Duration,
+    ) -> Result<Delivery> {
+        Ok(self
+            .pubsub
+            .publish_confirmed(Topic::new(topic)?, data.into(), subscribers, deadline)
             .await?)
     }
 
@@ -312,7 +339,7 @@ impl NodeDht {
     }
 
     /// Valid records under `key`, highest sequence number first (empty if none).
-    pub async fn get(&self, key: Key) -> Result<Vec<Verified<Record>>> {
+    pub async fn get(&self, key: Key) -> Result<Vec<Signed<Record>>> {
         Ok(self.node.get_record(key).await?)
     }
 
@@ -335,7 +362,7 @@ impl NodeDht {
     }
 
     /// Provider records for `key`, one per provider.
-    pub async fn providers(&self, key: Key) -> Result<Vec<Verified<ProviderRecord>>> {
+    pub async fn providers(&self, key: Key) -> Result<Vec<Signed<ProviderRecord>>> {
         let providers = self.node.get_providers(key).await?;
         for p in &providers {
             self.learn(p.signer(), p.payload().addrs.iter().copied());

@@ -86,6 +86,18 @@ pub enum PeerEvent {
     },
 }
 
+/// A live connection's path and measurements, from
+/// [`P2PNode::connection_info`](crate::P2PNode::connection_info).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionInfo {
+    /// QUIC, or the TCP + TLS fallback.
+    pub path: p2p_foundation_transport::PathKind,
+    /// The peer's address on this connection.
+    pub remote: SocketAddr,
+    /// The transport's smoothed round-trip estimate.
+    pub rtt: Duration,
+}
+
 /// Peer events buffered per receiver before the oldest are dropped.
 const PEER_EVENT_QUEUE: usize = 1024;
 

@@ -5,12 +5,27 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use p2p_foundation_gossip::{Event, GossipHandle, Message, MessageId, Topic};
+use p2p_foundation_gossip::{
+    AckRequest, Event, GossipHandle, Message, MessageId, PublishOptions, Topic,
+};
 use p2p_foundation_identity::PeerId;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 
 /// Messages queued per subscription before new ones are dropped for it.
 pub(crate) const SUBSCRIPTION_QUEUE: usize = 1024;
+/// Delivery outcomes kept for publications whose caller has not started waiting yet.
+const EARLY_OUTCOMES: usize = 256;
+
+/// The outcome of [`P2PNode::publish_confirmed`](crate::P2PNode::publish_confirmed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    /// The message.
+    pub id: MessageId,
+    /// Subscribers whose signed acknowledgement reached this node.
+    pub ackers: Vec<PeerId>,
+    /// Whether as many acknowledged as were asked for before the deadline.
+    pub complete: bool,
+}
 
 /// A message delivered on a subscribed topic.
 #[derive(Debug, Clone)]
@@ -68,6 +83,10 @@ struct State {
     subs: HashMap<Topic, Vec<mpsc::Sender<GossipMessage>>>,
     peers: HashMap<Topic, HashSet<PeerId>>,
     dropped: u64,
+    /// Callers waiting for the delivery outcome of their publication.
+    waiting: HashMap<MessageId, oneshot::Sender<Delivery>>,
+    /// Outcomes that came before their caller waited (bounded).
+    early: HashMap<MessageId, Delivery>,
 }
 
 /// The node's side of gossip: the driver handle and the subscriptions.
@@ -163,7 +182,73 @@ impl Pubsub {
                 drop(st);
                 self.changed.send_modify(|v| *v += 1);
             }
+            Event::DeliveryConfirmed { id, ackers } => self.delivered(Delivery {
+                id,
+                ackers,
+                complete: true,
+            }),
+            Event::DeliveryTimedOut { id, ackers, .. } => self.delivered(Delivery {
+                id,
+                ackers,
+                complete: false,
+            }),
             _ => {}
+        }
+    }
+
+    fn delivered(&self, outcome: Delivery) {
+        let mut st = lock(&self.state);
+        match st.waiting.remove(&outcome.id) {
+            Some(tx) => {
+                let _ = tx.send(outcome);
+            }
+            None => {
+                if st.early.len() >= EARLY_OUTCOMES {
+                    let victim = st.early.keys().next().copied();
+                    if let Some(v) = victim {
+                        st.early.remove(&v);
+                    }
+                }
+                st.early.insert(outcome.id, outcome);
+            }
+        }
+    }
+
+    /// Publishes asking `subscribers` acknowledgements within `deadline`, and waits for
+    /// the gossip layer's verdict (confirmed, or timed out with the ackers so far).
+    pub(crate) async fn publish_confirmed(
+        &self,
+        topic: Topic,
+        data: Vec<u8>,
+        subscribers: u16,
+        deadline: std::time::Duration,
+    ) -> Result<Delivery, p2p_foundation_gossip::GossipError> {
+        let options = PublishOptions {
+            ack: AckRequest::Count(subscribers),
+            ack_deadline: Some(deadline),
+        };
+        let id = self.handle.publish_with(topic, data, options).await?;
+        let rx = {
+            let mut st = lock(&self.state);
+            if let Some(done) = st.early.remove(&id) {
+                return Ok(done);
+            }
+            let (tx, rx) = oneshot::channel();
+            st.waiting.insert(id, tx);
+            rx
+        };
+        // The driver reports a timeout at the deadline; the slack covers its heartbeat.
+        let slack = deadline + std::time::Duration::from_secs(2);
+        let outcome = tokio::time::timeout(slack, rx).await;
+        lock(&self.state).waiting.remove(&id);
+        match outcome {
+            Ok(Ok(delivery)) => Ok(delivery),
+            // Driver stopped, or it never reported: nothing confirmed.
+            _ => Ok(Delivery {
+                id,
+                ackers: Vec::new(),
+                complete: false,
+            }),
         }
     }
 

@@ -47,6 +47,25 @@ async fn five(mcp: bool) -> Vec<P2PNode> {
     nodes
 }
 
+/// Subscribes every node but the first to `topic`, and waits until the first knows each
+/// subscription. Every node bootstrapped from node 0, so node 0 is connected to all of
+/// them: publish only once it knows each one's subscription (a message published before a
+/// peer subscribes is, by pubsub semantics, not owed to that peer).
+async fn subscribe_all_but_the_first(
+    nodes: &[P2PNode],
+    topic: &str,
+) -> Vec<p2p_foundation::Subscription> {
+    let mut subs = Vec::new();
+    for n in &nodes[1..] {
+        subs.push(n.subscribe(topic).await.expect("subscribe"));
+    }
+    nodes[0]
+        .wait_for_topic_peers(topic, subs.len())
+        .await
+        .expect("topic");
+    subs
+}
+
 async fn shutdown_all(nodes: Vec<P2PNode>) {
     for n in nodes {
         n.shutdown().await;
@@ -315,17 +334,7 @@ async fn gossip_reaches_every_subscriber_among_eight_loopback_nodes() {
             nodes.push(n);
         }
         let topic = "facade/crowd";
-        let mut subs = Vec::new();
-        for n in &nodes[1..] {
-            subs.push(n.subscribe(topic).await.expect("subscribe"));
-        }
-        // Every subscriber bootstrapped from node 0, so node 0 is connected to all of them:
-        // publish only once it knows each one's subscription (a message published before a
-        // peer subscribes is, by pubsub semantics, not owed to that peer).
-        nodes[0]
-            .wait_for_topic_peers(topic, subs.len())
-            .await
-            .expect("topic");
+        let mut subs = subscribe_all_but_the_first(&nodes, topic).await;
         let id = nodes[0]
             .publish(topic, b"to the crowd".to_vec())
             .await
@@ -355,6 +364,11 @@ async fn connect_addr_learns_and_proves_the_peer_id_at_a_word_address() {
         assert_eq!(peer, a.peer_id());
         assert_eq!(b.connected_peers(), vec![a.peer_id()]);
         assert!(b.addresses_of(&a.peer_id()).contains(&addr));
+        let info = b.connection_info(&a.peer_id()).expect("a live connection");
+        assert_eq!(info.path, p2p_foundation::transport::PathKind::Quic);
+        assert_eq!(info.remote, addr);
+        assert!(info.rtt > Duration::ZERO && info.rtt < Duration::from_secs(5));
+        assert!(b.connection_info(&Keypair::generate().peer_id()).is_none());
         // Its own address is refused with an error naming it.
         let own = b.local_addr().expect("addr");
         assert!(matches!(
@@ -372,6 +386,39 @@ async fn connect_addr_learns_and_proves_the_peer_id_at_a_word_address() {
         ));
         b.shutdown().await;
         a.shutdown().await;
+    })
+    .await
+    .expect("hang guard");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publish_confirmed_waits_for_every_subscribers_signed_acknowledgement() {
+    tokio::time::timeout(HANG_GUARD, async {
+        let nodes = five(false).await;
+        let topic = "facade/acked";
+        let mut subs = subscribe_all_but_the_first(&nodes, topic).await;
+        let delivery = nodes[0]
+            .publish_confirmed(topic, b"ack me".to_vec(), 4, Duration::from_secs(20))
+            .await
+            .expect("publish");
+        assert!(delivery.complete, "{delivery:?}");
+        let mut ackers = delivery.ackers.clone();
+        ackers.sort();
+        let mut expected: Vec<_> = nodes[1..].iter().map(|n| n.peer_id()).collect();
+        expected.sort();
+        assert_eq!(ackers, expected);
+        for sub in &mut subs {
+            assert_eq!(sub.recv().await.expect("message").id, delivery.id);
+        }
+        // Asking more acknowledgements than there are subscribers times out, with the
+        // ones that did come.
+        let short = nodes[0]
+            .publish_confirmed(topic, b"too many".to_vec(), 9, Duration::from_millis(800))
+            .await
+            .expect("publish");
+        assert!(!short.complete);
+        assert_eq!(short.ackers.len(), 4);
+        shutdown_all(nodes).await;
     })
     .await
     .expect("hang guard");

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::client::ClientArgs;
 use crate::logging::LogFormat;
 use crate::target::PeerTarget;
 
@@ -21,8 +22,9 @@ Exit codes:
 Examples:
   p2pf demo                      # 8 nodes on loopback: words, DHT, MCP failover, gossip
   p2pf id                        # this machine's node identity
-  p2pf node --listen 0.0.0.0:9000
-  p2pf words encode 127.0.0.1:9000";
+  p2pf node --listen 0.0.0.0:9000 --tool reverse
+  p2pf words encode 127.0.0.1:9000
+  p2pf mcp call reverse --args '{\"text\":\"hi\"}' --bootstrap ocean.thunder.falcon";
 
 /// p2pf: run a p2p-foundation node, or see the whole stack work with `p2pf demo`.
 #[derive(Debug, Parser)]
@@ -66,6 +68,26 @@ pub enum Command {
         p2pf node --listen 127.0.0.1:0 --bootstrap ocean.thunder.falcon\n  \
         p2pf node --bootstrap <peer id>@127.0.0.1:9000 --log-format json --json")]
     Node(NodeArgs),
+    /// Reach one peer: its proven id, the path (QUIC or TCP) and the round-trip time.
+    #[command(after_help = "Examples:\n  \
+        p2pf ping ocean.thunder.falcon\n  \
+        p2pf ping <peer id>@127.0.0.1:9000 --json")]
+    Ping(PingArgs),
+    /// Signed records on the DHT.
+    #[command(subcommand)]
+    Dht(DhtCommand),
+    /// Publish messages on a gossip topic (the arguments, or each line of stdin) and wait
+    /// for the subscribers' signed delivery acknowledgements.
+    #[command(after_help = "Examples:\n  \
+        p2pf pub news hello world --bootstrap ocean.thunder.falcon\n  \
+        tail -f log.txt | p2pf pub logs --bootstrap ocean.thunder.falcon --subscribers 2")]
+    Pub(PubArgs),
+    /// Print the messages of a gossip topic, one per line, until --count or Ctrl-C.
+    #[command(after_help = "Example:\n  p2pf sub news --bootstrap ocean.thunder.falcon --count 1")]
+    Sub(SubArgs),
+    /// MCP tools in the network: found through the DHT, called with failover.
+    #[command(subcommand)]
+    Mcp(McpCommand),
     /// Start a real network on loopback and exercise every layer, with measured times.
     #[command(after_help = "Example:\n  \
         cargo run --release -p p2p-foundation-cli -- demo\n  \
@@ -105,6 +127,119 @@ pub struct NodeArgs {
     /// Longest a dial to one bootstrap peer may take, in seconds.
     #[arg(long, value_name = "SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=300))]
     pub dial_timeout: u64,
+    /// Offer a built-in MCP tool to the network (`reverse`, `echo`), published on the DHT.
+    /// Repeatable.
+    #[arg(long, value_name = "NAME", value_parser = clap::builder::PossibleValuesParser::new(crate::tools::BUILTIN))]
+    pub tool: Vec<String>,
+}
+
+/// `p2pf ping …`
+#[derive(Debug, Args)]
+pub struct PingArgs {
+    /// The peer: `<peer id>@<address>` or an address alone (numbers or three words).
+    pub peer: PeerTarget,
+    /// Longest the dial may take, in seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=300))]
+    pub dial_timeout: u64,
+}
+
+/// `p2pf dht …`
+#[derive(Debug, Subcommand)]
+pub enum DhtCommand {
+    /// Sign VALUE under KEY and store it on the nodes closest to the key.
+    #[command(
+        after_help = "Example:\n  p2pf dht put greeting 'hello' --bootstrap ocean.thunder.falcon"
+    )]
+    Put {
+        /// The record's name (its DHT key is the SHA-256 of it).
+        key: String,
+        /// The value (text).
+        value: String,
+        /// How long the record lives, in seconds.
+        #[arg(long, default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+        ttl: u64,
+        /// How to join the network.
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Print the values stored under KEY (newest first); exit code 4 if there are none.
+    #[command(
+        after_help = "Example:\n  p2pf dht get greeting --bootstrap ocean.thunder.falcon --json"
+    )]
+    Get {
+        /// The record's name.
+        key: String,
+        /// How to join the network.
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+/// `p2pf pub …`
+#[derive(Debug, Args)]
+pub struct PubArgs {
+    /// The topic.
+    pub topic: String,
+    /// The message; without one, each line of stdin is a message.
+    pub message: Vec<String>,
+    /// Publish once this many subscribers are known, and wait for their acknowledgements.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=1000))]
+    pub subscribers: u16,
+    /// How to join the network.
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+/// `p2pf sub …`
+#[derive(Debug, Args)]
+pub struct SubArgs {
+    /// The topic.
+    pub topic: String,
+    /// Exit after this many messages.
+    #[arg(long)]
+    pub count: Option<u64>,
+    /// How to join the network.
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+/// `p2pf mcp …`
+#[derive(Debug, Subcommand)]
+pub enum McpCommand {
+    /// Tools found through the DHT, by name or tag (default: the tag `p2pf` of the built-in
+    /// tools); exit code 4 if none.
+    #[command(
+        after_help = "Example:\n  p2pf mcp list --tool reverse --bootstrap ocean.thunder.falcon"
+    )]
+    List {
+        /// Providers of this tool.
+        #[arg(long)]
+        tool: Option<String>,
+        /// Tools carrying this tag.
+        #[arg(long, conflicts_with = "tool")]
+        tag: Option<String>,
+        /// How to join the network.
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Call TOOL at the best provider, failing over to the next; exit code 4 if no node
+    /// provides it.
+    #[command(
+        after_help = "Example:\n  p2pf mcp call reverse --args '{\"text\":\"hello\"}' --bootstrap ocean.thunder.falcon"
+    )]
+    Call {
+        /// The tool.
+        tool: String,
+        /// Its arguments, a JSON object.
+        #[arg(long, default_value = "{}", value_parser = parse_json_args)]
+        args: JsonArgs,
+        /// Only this provider.
+        #[arg(long, value_parser = parse_peer)]
+        peer: Option<p2p_foundation::PeerId>,
+        /// How to join the network.
+        #[command(flatten)]
+        client: ClientArgs,
+    },
 }
 
 /// `p2pf demo …`
@@ -123,4 +258,28 @@ pub fn parse_addr(s: &str) -> Result<SocketAddr, String> {
     p2p_foundation::words::parse_socket_addr(s).map_err(|e| {
         format!("'{s}' is not an address: give numbers such as 127.0.0.1:9000 or words ({e})")
     })
+}
+
+/// `--args` as given: a JSON object (for clap).
+#[derive(Debug, Clone)]
+pub struct JsonArgs(pub p2p_foundation::mcp_crate::JsonObject);
+
+/// Parses `--args`: it must be a JSON object.
+pub fn parse_json_args(s: &str) -> Result<JsonArgs, String> {
+    match serde_json::from_str::<serde_json::Value>(s) {
+        Ok(serde_json::Value::Object(o)) => Ok(JsonArgs(o)),
+        Ok(_) => Err(format!(
+            "'{s}' is JSON but not an object: give e.g. '{{\"text\":\"hi\"}}'"
+        )),
+        Err(e) => Err(format!(
+            "'{s}' is not JSON ({e}): give e.g. '{{\"text\":\"hi\"}}'"
+        )),
+    }
+}
+
+/// Parses a peer id (for clap).
+pub fn parse_peer(s: &str) -> Result<p2p_foundation::PeerId, String> {
+    s.trim()
+        .parse()
+        .map_err(|e| format!("'{s}' is not a peer id ({e})"))
 }

@@ -20,6 +20,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 pub mod cli;
+pub mod client;
 mod cmd;
 pub mod error;
 pub mod logging;
@@ -27,6 +28,7 @@ pub mod output;
 pub mod paths;
 pub mod signal;
 pub mod target;
+pub mod tools;
 
 pub use cli::{Cli, Command};
 pub use error::{CliError, exit};
@@ -53,6 +55,11 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Words(w) => cmd::words::run(out, w),
         Command::Node(args) => cmd::node::run(out, &data_dir, args).await,
         Command::Demo(args) => cmd::demo::run(out, args).await,
+        Command::Ping(args) => cmd::ping::run(out, args).await,
+        Command::Dht(c) => cmd::dht::run(out, c).await,
+        Command::Pub(args) => cmd::pubsub::publish(out, args).await,
+        Command::Sub(args) => cmd::pubsub::subscribe(out, args).await,
+        Command::Mcp(c) => cmd::mcp::run(out, c).await,
     }
 }
 
@@ -62,5 +69,10 @@ fn command_name(c: &Command) -> &'static str {
         Command::Words(_) => "words",
         Command::Node(_) => "node",
         Command::Demo(_) => "demo",
+        Command::Ping(_) => "ping",
+        Command::Dht(_) => "dht",
+        Command::Pub(_) => "pub",
+        Command::Sub(_) => "sub",
+        Command::Mcp(_) => "mcp",
     }
 }

@@ -145,10 +145,16 @@ struct Node {
 
 impl Node {
     fn start(data: &std::path::Path, extra: &[&str]) -> Self {
-        let mut child = p2pf()
-            .args(["node", "--json", "--listen", "127.0.0.1:0", "--data-dir"])
+        let mut cmd = p2pf();
+        cmd.args(["node", "--json", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data)
-            .args(extra)
+            .args(extra);
+        Self::spawn(cmd)
+    }
+
+    /// Any `p2pf` command whose stdout is JSON lines.
+    fn spawn(mut cmd: Command) -> Self {
+        let mut child = cmd
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -352,4 +358,188 @@ fn demo_runs_every_step_on_a_real_loopback_network() {
             .contains("every step worked"),
         "{text}"
     );
+}
+
+/// The words of a running node's first address.
+fn words_of(ready: &Value) -> String {
+    ready["addresses"][0]["words"]
+        .as_str()
+        .expect("words")
+        .to_owned()
+}
+
+#[test]
+fn one_shot_commands_ping_dht_pubsub_and_mcp_against_node_processes() {
+    // Each short-lived client stays in the nodes' routing tables after it exits; a 1 s
+    // peer timeout keeps the requests other clients then send it short.
+    let run = |args: &[&str]| {
+        p2pf()
+            .args(args)
+            .args(["--peer-timeout", "1"])
+            .output()
+            .expect("p2pf runs")
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut a = Node::start(
+        &dir.path().join("a"),
+        &["--tool", "reverse", "--tool", "echo"],
+    );
+    let ready_a = a.wait_for("ready");
+    let (a_id, a_words) = (
+        ready_a["peer_id"].as_str().expect("id").to_owned(),
+        words_of(&ready_a),
+    );
+    let b = Node::start(
+        &dir.path().join("b"),
+        &["--tool", "reverse", "--bootstrap", &a_words],
+    );
+    let ready_b = b.wait_for("ready");
+    let (b_id, b_words) = (
+        ready_b["peer_id"].as_str().expect("id").to_owned(),
+        words_of(&ready_b),
+    );
+
+    // ping by words: the proven id, QUIC, a round-trip time.
+    let out = p2pf()
+        .args(["ping", &a_words, "--json"])
+        .output()
+        .expect("p2pf runs");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let pong = json_line(&out);
+    assert_eq!(pong["peer_id"], a_id.as_str());
+    assert_eq!(pong["path"], "quic");
+    assert!(pong["rtt_ms"].as_f64().expect("rtt") > 0.0);
+
+    // A record put through A is got through B; a missing one is exit code 4.
+    let out = run(&[
+        "dht",
+        "put",
+        "cli/greeting",
+        "hello dht",
+        "--bootstrap",
+        &a_words,
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(json_line(&out)["stored_on"].as_u64().expect("stored") >= 1);
+    let out = run(&[
+        "dht",
+        "get",
+        "cli/greeting",
+        "--bootstrap",
+        &b_words,
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(json_line(&out)["records"][0]["value"], "hello dht");
+    let out = run(&["dht", "get", "cli/nothing", "--bootstrap", &b_words]);
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    assert!(stderr(&out).contains("no record under 'cli/nothing'"));
+
+    // Both providers are listed; a call is answered by one of them.
+    let out = run(&[
+        "mcp",
+        "list",
+        "--tool",
+        "reverse",
+        "--bootstrap",
+        &b_words,
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mut providers: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).expect("JSON")["provider"]
+                .as_str()
+                .expect("p")
+                .to_owned()
+        })
+        .collect();
+    providers.sort();
+    let mut expected = vec![a_id.clone(), b_id.clone()];
+    expected.sort();
+    assert_eq!(providers, expected);
+    let call = |via: &str| {
+        run(&[
+            "mcp",
+            "call",
+            "reverse",
+            "--args",
+            r#"{"text":"abc"}"#,
+            "--bootstrap",
+            via,
+            "--json",
+        ])
+    };
+    let out = call(&a_words);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(json_line(&out)["structured"]["reversed"], "cba");
+
+    // Bad input: JSON that is not an object, a tool nobody offers.
+    let out = run(&[
+        "mcp",
+        "call",
+        "reverse",
+        "--args",
+        "[1]",
+        "--bootstrap",
+        &a_words,
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("not an object"), "{}", stderr(&out));
+    let out = run(&["mcp", "call", "nosuch", "--bootstrap", &a_words, "--json"]);
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    assert_eq!(json_line(&out)["error"]["kind"], "not_found");
+
+    // pub/sub: a subscriber through B gets the line published through A, confirmed.
+    let mut sub_cmd = p2pf();
+    sub_cmd.args([
+        "sub",
+        "cli/news",
+        "--count",
+        "1",
+        "--json",
+        "--bootstrap",
+        &b_words,
+    ]);
+    sub_cmd.args(["--peer-timeout", "1"]);
+    let mut sub = Node::spawn(sub_cmd);
+    let subscribed = sub.wait_for("subscribed");
+    let sub_id = subscribed["peer_id"].as_str().expect("id").to_owned();
+    let out = run(&[
+        "pub",
+        "cli/news",
+        "hello",
+        "gossip",
+        "--bootstrap",
+        &a_words,
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(json_line(&out)["confirmed_by"], 1);
+    let deadline = Instant::now() + WAIT;
+    let got = loop {
+        let v = sub
+            .lines
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .expect("a message line");
+        if v.get("data").is_some() {
+            break v;
+        }
+    };
+    assert_eq!(got["data"], "hello gossip");
+    assert_ne!(got["author"], sub_id.as_str());
+    assert_eq!(sub.wait_exit(), Some(0));
+
+    // The provider process A is killed outright (no goodbye): calls through B still work,
+    // served by B, the router failing over if it tries A first.
+    let _ = a.child.kill();
+    let _ = a.child.wait();
+    let out = call(&b_words);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let answer = json_line(&out);
+    assert_eq!(answer["provider"], b_id.as_str());
+    assert_eq!(answer["structured"]["served_by"], b_id.as_str());
+    drop(b);
 }

@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use p2p_foundation::mcp_crate::{JsonObject, Query, Tool, tool_result};
+use p2p_foundation::mcp_crate::{JsonObject, Query};
 use p2p_foundation::{P2PNode, PeerId};
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -26,6 +26,8 @@ const TOOL: &str = "reverse";
 const TOPIC: &str = "p2pf/demo";
 /// How long a dial to a node that is gone may take before failing over.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long the publisher waits for every node's signed delivery acknowledgement.
+const ACK_DEADLINE: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Clone, Serialize)]
 struct NodeInfo {
@@ -86,26 +88,6 @@ impl Steps {
         });
         value.ok_or_else(|| CliError::Failed(format!("demo step '{step}' failed: {detail}")))
     }
-}
-
-fn reverse_tool(index: usize) -> Tool {
-    Tool::new(TOOL)
-        .with_description("reverses a text; says which demo node served the call")
-        .with_tags(["text", "demo"])
-        .with_schema(json!({
-            "type": "object",
-            "properties": {"text": {"type": "string"}},
-            "required": ["text"],
-        }))
-        .handler(move |call| async move {
-            let Some(text) = call.arguments.get("text").and_then(Value::as_str) else {
-                return Ok(tool_result::error("`text` must be a string"));
-            };
-            Ok(tool_result::structured(json!({
-                "reversed": text.chars().rev().collect::<String>(),
-                "served_by": index,
-            })))
-        })
 }
 
 fn node_config() -> p2p_foundation::transport::Config {
@@ -296,7 +278,7 @@ async fn exercise(
         .run("register MCP tool", async {
             for &i in &providers {
                 let mcp = nodes[i].mcp();
-                mcp.register_tool(reverse_tool(i))
+                mcp.register_tool(crate::tools::reverse(json!(i)))
                     .map_err(|e| e.to_string())?;
                 mcp.register_service("demo-text", &[TOOL])
                     .await
@@ -370,29 +352,42 @@ async fn exercise(
                 .wait_for_topic_peers(TOPIC, subs.len())
                 .await
                 .map_err(|e| e.to_string())?;
+            let want = u16::try_from(subs.len()).map_err(|e| e.to_string())?;
+            // Each node's arrival time is taken by a task waiting on its subscription.
             let sent = Instant::now();
-            let id = nodes[0]
-                .publish(TOPIC, b"hello, every node".to_vec())
+            let mut arrivals = tokio::task::JoinSet::new();
+            for (i, mut sub) in subs.into_iter().enumerate() {
+                arrivals.spawn(async move { (i + 1, sub.recv().await, sent.elapsed()) });
+            }
+            let delivery = nodes[0]
+                .publish_confirmed(TOPIC, b"hello, every node".to_vec(), want, ACK_DEADLINE)
                 .await
                 .map_err(|e| e.to_string())?;
+            let confirmed = sent.elapsed();
+            if !delivery.complete {
+                return Err(format!(
+                    "{} of {want} nodes confirmed delivery within {ACK_DEADLINE:?}",
+                    delivery.ackers.len()
+                ));
+            }
             let mut slowest = Duration::ZERO;
-            for (i, sub) in subs.iter_mut().enumerate() {
-                let msg = sub
-                    .recv()
-                    .await
-                    .ok_or_else(|| format!("node {} stopped before the message came", i + 1))?;
-                if msg.id != id || msg.data() != b"hello, every node" {
-                    return Err(format!("node {} received another message", i + 1));
+            let mut received = 0;
+            while let Some(joined) = arrivals.join_next().await {
+                let (i, msg, at) = joined.map_err(|e| e.to_string())?;
+                let msg = msg.ok_or_else(|| format!("node {i} stopped before the message came"))?;
+                if msg.id != delivery.id || msg.data() != b"hello, every node" {
+                    return Err(format!("node {i} received another message"));
                 }
-                slowest = slowest.max(sent.elapsed());
+                slowest = slowest.max(at);
+                received += 1;
             }
             Ok((
                 (),
                 format!(
-                    "delivered to {}/{} nodes, last after {:.1} ms",
-                    subs.len(),
-                    subs.len(),
-                    slowest.as_secs_f64() * 1e3
+                    "delivered to {received}/{want} nodes, last after {:.1} ms; {} signed acks in {:.1} ms",
+                    slowest.as_secs_f64() * 1e3,
+                    delivery.ackers.len(),
+                    confirmed.as_secs_f64() * 1e3
                 ),
             ))
         })

@@ -98,12 +98,14 @@ async fn serve(
     key_file: &Path,
 ) -> Result<&'static str, CliError> {
     let mut events = node.peer_events();
+    offer_tools(node, &args.tool).await?;
     let joined = target::join(
         node,
         &args.bootstrap,
         std::time::Duration::from_secs(args.dial_timeout),
     )
     .await?;
+    publish_tools(node, &args.tool).await?;
     let ready = Ready {
         event: "ready",
         peer_id: node.peer_id().to_string(),
@@ -145,6 +147,26 @@ async fn serve(
             },
         }
     }
+}
+
+/// Registers the built-in tools `names` on the node's MCP server.
+async fn offer_tools(node: &P2PNode, names: &[String]) -> Result<(), CliError> {
+    for name in names {
+        let tool = crate::tools::builtin(name, serde_json::json!(node.peer_id().to_string()))
+            .ok_or_else(|| CliError::Usage(format!("no built-in tool '{name}'")))?;
+        node.mcp().register_tool(tool)?;
+    }
+    Ok(())
+}
+
+/// Publishes the tools as the service `p2pf` on the DHT (after the node joined, so the
+/// records reach other nodes; republished before they expire).
+async fn publish_tools(node: &P2PNode, names: &[String]) -> Result<(), CliError> {
+    if !names.is_empty() {
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        node.mcp().register_service("p2pf", &names).await?;
+    }
+    Ok(())
 }
 
 fn report(out: Output, event: PeerEvent) {

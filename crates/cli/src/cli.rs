@@ -45,8 +45,13 @@ pub struct Global {
     #[arg(long, global = true)]
     pub json: bool,
     /// Log line format on stderr (filter with RUST_LOG, e.g. RUST_LOG=debug).
-    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
-    pub log_format: LogFormat,
+    /// [default: text]
+    #[arg(long, global = true, value_enum)]
+    pub log_format: Option<LogFormat>,
+    /// Configuration file (TOML; every key optional, flags win).
+    /// [default: config.toml in the data directory, if it exists]
+    #[arg(long, global = true, env = "P2PF_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
     /// Where the node identity is kept (created owner-only if missing).
     /// [default: $XDG_DATA_HOME/p2pf or ~/.local/share/p2pf]
     #[arg(long, global = true, env = "P2PF_DATA_DIR", value_name = "DIR")]
@@ -118,19 +123,59 @@ pub enum WordsCommand {
 pub struct NodeArgs {
     /// Address to listen on (UDP for QUIC, TCP on the same port), as numbers or words.
     /// `[::]:PORT` is dual-stack.
-    #[arg(long, short, value_name = "ADDR", default_value = "[::]:0", value_parser = parse_addr)]
-    pub listen: SocketAddr,
+    /// [default: `[::]:0`]
+    #[arg(long, short, value_name = "ADDR", value_parser = parse_addr)]
+    pub listen: Option<SocketAddr>,
     /// A peer to join the network through: `<peer id>@<address>` or an address alone
     /// (numbers or three words; its id is learned on first contact). Repeatable.
     #[arg(long, short, value_name = "PEER")]
     pub bootstrap: Vec<PeerTarget>,
-    /// Longest a dial to one bootstrap peer may take, in seconds.
-    #[arg(long, value_name = "SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=300))]
-    pub dial_timeout: u64,
+    /// Longest a dial to one bootstrap peer may take, in seconds. [default: 10]
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=300))]
+    pub dial_timeout: Option<u64>,
     /// Offer a built-in MCP tool to the network (`reverse`, `echo`), published on the DHT.
     /// Repeatable.
     #[arg(long, value_name = "NAME", value_parser = clap::builder::PossibleValuesParser::new(crate::tools::BUILTIN))]
     pub tool: Vec<String>,
+}
+
+impl NodeArgs {
+    /// Fills what the command line left unset from the `[node]` table.
+    pub fn merge(&mut self, cfg: &crate::config::NodeConfig) -> Result<(), crate::CliError> {
+        if self.listen.is_none() {
+            if let Some(l) = &cfg.listen {
+                self.listen =
+                    crate::config::each("node.listen", std::slice::from_ref(l), parse_addr)?.pop();
+            }
+        }
+        if self.bootstrap.is_empty() {
+            self.bootstrap = crate::config::each("node.bootstrap", &cfg.bootstrap, |s| s.parse())?;
+        }
+        self.dial_timeout = self.dial_timeout.or(cfg.dial_timeout);
+        if self.tool.is_empty() {
+            for t in &cfg.tools {
+                if !crate::tools::BUILTIN.contains(&t.as_str()) {
+                    return Err(crate::CliError::Usage(format!(
+                        "configuration key node.tools: no built-in tool '{t}' (there are: {})",
+                        crate::tools::BUILTIN.join(", ")
+                    )));
+                }
+            }
+            self.tool = cfg.tools.clone();
+        }
+        Ok(())
+    }
+
+    /// The listen address (default `[::]:0`, dual-stack).
+    pub fn listen(&self) -> SocketAddr {
+        self.listen
+            .unwrap_or(SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0)))
+    }
+
+    /// The dial timeout (default 10 s).
+    pub fn dial_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.dial_timeout.unwrap_or(10))
+    }
 }
 
 /// `p2pf ping …`
@@ -282,4 +327,19 @@ pub fn parse_peer(s: &str) -> Result<p2p_foundation::PeerId, String> {
     s.trim()
         .parse()
         .map_err(|e| format!("'{s}' is not a peer id ({e})"))
+}
+
+impl Command {
+    /// The one-shot command's network options, if it is one.
+    pub fn client_args_mut(&mut self) -> Option<&mut ClientArgs> {
+        match self {
+            Self::Dht(DhtCommand::Put { client, .. } | DhtCommand::Get { client, .. })
+            | Self::Mcp(McpCommand::List { client, .. } | McpCommand::Call { client, .. }) => {
+                Some(client)
+            }
+            Self::Pub(a) => Some(&mut a.client),
+            Self::Sub(a) => Some(&mut a.client),
+            _ => None,
+        }
+    }
 }

@@ -14,23 +14,47 @@ use crate::target::{self, Joined, PeerTarget};
 #[derive(Debug, Args)]
 pub struct ClientArgs {
     /// A peer to join through: `<peer id>@<address>` or an address alone (numbers or three
-    /// words). Repeatable; at least one.
-    #[arg(long, short, value_name = "PEER", required = true)]
+    /// words). Repeatable; at least one, here or in the configuration's `client.bootstrap`.
+    #[arg(long, short, value_name = "PEER")]
     pub bootstrap: Vec<PeerTarget>,
     /// Longest a dial to one bootstrap peer may take, in seconds.
     #[arg(long, value_name = "SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=300))]
     pub dial_timeout: u64,
     /// Longest this short-lived node waits for one peer's handshake or DHT answer, in
     /// seconds. Nodes that left the network stay in routing tables until requests to them
-    /// fail, and each such request costs this much.
-    #[arg(long, value_name = "SECS", default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=60))]
-    pub peer_timeout: u64,
+    /// fail, and each such request costs this much. [default: 3]
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=60))]
+    pub peer_timeout: Option<u64>,
     /// Longest the command's own work may take, in seconds.
     #[arg(long, value_name = "SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub timeout: u64,
 }
 
 impl ClientArgs {
+    /// Fills what the command line left unset from the `[client]` table; fails if no
+    /// bootstrap peer is given either way.
+    pub fn merge(&mut self, cfg: &crate::config::ClientConfig) -> Result<(), CliError> {
+        if self.bootstrap.is_empty() {
+            self.bootstrap =
+                crate::config::each("client.bootstrap", &cfg.bootstrap, |s| s.parse())?;
+        }
+        if self.bootstrap.is_empty() {
+            return Err(CliError::Usage(
+                "no peer to join the network through: give --bootstrap PEER (or set \
+                 client.bootstrap in the configuration file)"
+                    .into(),
+            ));
+        }
+        self.peer_timeout = self.peer_timeout.or(cfg.peer_timeout);
+        Ok(())
+    }
+
+    /// The per-peer timeout (default [`CLIENT_PEER_TIMEOUT`]).
+    pub fn peer_timeout(&self) -> Duration {
+        self.peer_timeout
+            .map_or(CLIENT_PEER_TIMEOUT, Duration::from_secs)
+    }
+
     /// The command's own time limit.
     pub fn timeout(&self) -> Duration {
         Duration::from_secs(self.timeout)
@@ -70,7 +94,7 @@ pub async fn start_bare(
 
 /// [`start_bare`], then joins the network through `args.bootstrap`.
 pub async fn start(args: &ClientArgs) -> Result<(P2PNode, Joined), CliError> {
-    let node = start_bare(&args.bootstrap, Duration::from_secs(args.peer_timeout)).await?;
+    let node = start_bare(&args.bootstrap, args.peer_timeout()).await?;
     match target::join(
         &node,
         &args.bootstrap,

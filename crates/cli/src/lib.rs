@@ -22,6 +22,7 @@
 pub mod cli;
 pub mod client;
 mod cmd;
+pub mod config;
 pub mod error;
 pub mod logging;
 pub mod output;
@@ -35,19 +36,31 @@ pub use error::{CliError, exit};
 pub use output::Output;
 
 /// Runs a parsed command line; the error's [`CliError::exit_code`] is the exit code.
-pub async fn run(cli: Cli) -> Result<(), CliError> {
+pub async fn run(mut cli: Cli) -> Result<(), CliError> {
     let out = Output::new(cli.global.json);
     let data_dir = cli
         .global
         .data_dir
         .clone()
         .unwrap_or_else(paths::default_data_dir);
+    let config = config::Config::load(cli.global.config.as_deref(), &data_dir)?;
+    if let Command::Node(args) = &mut cli.command {
+        args.merge(&config.node)?;
+    }
+    if let Some(client) = cli.command.client_args_mut() {
+        client.merge(&config.client)?;
+    }
+    let log_format = cli
+        .global
+        .log_format
+        .or(config.log_format)
+        .unwrap_or_default();
     // A running node reports what it does; one-shot commands only warn.
     let default_filter = match cli.command {
         Command::Node(_) => "info",
         _ => "warn",
     };
-    logging::init(cli.global.log_format, default_filter);
+    logging::init(log_format, default_filter);
     let span = tracing::info_span!("p2pf", command = command_name(&cli.command));
     let _enter = span.enter();
     match &cli.command {

@@ -17,6 +17,13 @@ fn main() -> ExitCode {
                 exit::SUCCESS
             };
             let _ = e.print();
+            // Scripts asked for JSON: the usage error too, on stdout.
+            if code == exit::USAGE && std::env::args_os().any(|a| a == "--json") {
+                let value = serde_json::json!({
+                    "error": {"kind": "usage", "message": usage_summary(&e), "exit_code": code}
+                });
+                Output::new(true).emit(&value, |_| String::new());
+            }
             return ExitCode::from(code);
         }
     };
@@ -39,4 +46,11 @@ fn main() -> ExitCode {
             ExitCode::from(e.exit_code())
         }
     }
+}
+
+/// The first line of clap's message, without its `error: ` prefix.
+fn usage_summary(e: &clap::Error) -> String {
+    let text = e.to_string();
+    let first = text.lines().next().unwrap_or_default();
+    first.trim_start_matches("error: ").to_owned()
 }

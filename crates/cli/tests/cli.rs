@@ -44,6 +44,13 @@ fn help_lists_exit_codes_and_an_example_per_command() {
         &["demo"],
         &["words", "encode"],
         &["words", "decode"],
+        &["ping"],
+        &["dht", "put"],
+        &["dht", "get"],
+        &["pub"],
+        &["sub"],
+        &["mcp", "list"],
+        &["mcp", "call"],
     ] {
         let mut args = cmd.to_vec();
         args.push("--help");
@@ -56,8 +63,99 @@ fn help_lists_exit_codes_and_an_example_per_command() {
         );
         assert!(text.contains("p2pf "), "{cmd:?}");
     }
-    let out = run(&["no-such-command"]);
+    let out = run(&["no-such-command", "--json"]);
     assert_eq!(out.status.code(), Some(2));
+    assert_eq!(json_line(&out)["error"]["kind"], "usage");
+}
+
+#[test]
+fn a_configuration_file_sets_what_the_flags_set_and_flags_win() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = dir.path().join("p2pf.toml");
+    std::fs::write(
+        &cfg,
+        "log_format = \"json\"\n[node]\nlisten = \"127.0.0.1:0\"\ntools = [\"echo\"]\n",
+    )
+    .expect("write config");
+    let cfg_arg = cfg.to_str().expect("utf-8 path");
+    let mut a = Node::spawn({
+        let mut c = p2pf();
+        c.args(["node", "--json", "--config", cfg_arg, "--data-dir"])
+            .arg(dir.path().join("a"));
+        c
+    });
+    let ready = a.wait_for("ready");
+    let listen: std::net::SocketAddr = ready["listen"]
+        .as_str()
+        .expect("listen")
+        .parse()
+        .expect("addr");
+    assert_eq!(
+        listen.ip().to_string(),
+        "127.0.0.1",
+        "listen came from the file"
+    );
+    let words = words_of(&ready);
+
+    // [client] bootstrap stands in for --bootstrap; the node offers the file's tool; a
+    // flag wins over the file (--peer-timeout 2 over peer_timeout = 1 is accepted).
+    let client_cfg = dir.path().join("client.toml");
+    std::fs::write(
+        &client_cfg,
+        format!("[client]\nbootstrap = [\"{words}\"]\npeer_timeout = 1\n"),
+    )
+    .expect("write config");
+    let client_arg = client_cfg.to_str().expect("utf-8 path");
+    let out = run(&[
+        "mcp",
+        "call",
+        "echo",
+        "--args",
+        r#"{"n":1}"#,
+        "--config",
+        client_arg,
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(json_line(&out)["structured"]["echo"]["n"], 1);
+    // --bootstrap given on the command line replaces the file's list: a dead address fails.
+    let dead = std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .expect("a free port")
+        .to_string();
+    let out = run(&[
+        "dht",
+        "get",
+        "k",
+        "--config",
+        client_arg,
+        "--bootstrap",
+        &dead,
+        "--dial-timeout",
+        "1",
+    ]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+
+    // No bootstrap anywhere, a typo in a key, a missing file: each a clear error.
+    let empty = dir.path().join("empty.toml");
+    std::fs::write(&empty, "").expect("write");
+    let out = run(&["dht", "get", "k", "--config", empty.to_str().expect("path")]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("give --bootstrap"),
+        "{}",
+        stderr(&out)
+    );
+    let typo = dir.path().join("typo.toml");
+    std::fs::write(&typo, "[node]\nlisen = \"127.0.0.1:0\"\n").expect("write");
+    let out = run(&["node", "--config", typo.to_str().expect("path")]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("lisen"), "{}", stderr(&out));
+    let out = run(&["id", "--config", "/nonexistent/p2pf.toml"]);
+    assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
+
+    a.signal("-TERM");
+    assert_eq!(a.wait_exit(), Some(0));
 }
 
 #[test]

@@ -77,7 +77,7 @@ pub(crate) async fn run(out: Output, data_dir: &Path, args: &NodeArgs) -> Result
     let (keypair, key_file, _) = paths::load_identity(data_dir)?;
     let node = P2PNode::builder()
         .keypair(keypair)
-        .listen(args.listen)
+        .listen(args.listen())
         .with_mcp_server()
         .build()
         .await?;
@@ -99,12 +99,7 @@ async fn serve(
 ) -> Result<&'static str, CliError> {
     let mut events = node.peer_events();
     offer_tools(node, &args.tool).await?;
-    let joined = target::join(
-        node,
-        &args.bootstrap,
-        std::time::Duration::from_secs(args.dial_timeout),
-    )
-    .await?;
+    let joined = target::join(node, &args.bootstrap, args.dial_timeout()).await?;
     publish_tools(node, &args.tool).await?;
     let ready = Ready {
         event: "ready",

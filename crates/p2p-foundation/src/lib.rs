@@ -40,7 +40,7 @@ pub use p2p_foundation_words::WordAddress;
 
 use p2p_foundation_dht::{Contact, DhtNode, ProviderRecord, Record};
 use p2p_foundation_gossip::{MessageId, Topic};
-use p2p_foundation_identity::Signed;
+use p2p_foundation_identity::{Signed, Verified};
 
 use crate::net::Net;
 use crate::pubsub::Pubsub;
@@ -339,7 +339,7 @@ impl NodeDht {
     }
 
     /// Valid records under `key`, highest sequence number first (empty if none).
-    pub async fn get(&self, key: Key) -> Result<Vec<Signed<Record>>> {
+    pub async fn get(&self, key: Key) -> Result<Vec<Verified<Record>>> {
         Ok(self.node.get_record(key).await?)
     }
 
@@ -362,7 +362,7 @@ impl NodeDht {
     }
 
     /// Provider records for `key`, one per provider.
-    pub async fn providers(&self, key: Key) -> Result<Vec<Signed<ProviderRecord>>> {
+    pub async fn providers(&self, key: Key) -> Result<Vec<Verified<ProviderRecord>>> {
         let providers = self.node.get_providers(key).await?;
         for p in &providers {
             self.learn(p.signer(), p.payload().addrs.iter().copied());

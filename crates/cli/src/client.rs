@@ -94,6 +94,10 @@ pub async fn start_bare(
 
 /// [`start_bare`], then joins the network through `args.bootstrap`.
 pub async fn start(args: &ClientArgs) -> Result<(P2PNode, Joined), CliError> {
+    let _progress = crate::progress::Progress::start(format!(
+        "joining the network through {} peer(s)",
+        args.bootstrap.len()
+    ));
     let node = start_bare(&args.bootstrap, args.peer_timeout()).await?;
     match target::join(
         &node,
@@ -116,6 +120,7 @@ pub async fn bounded<T>(
     what: &str,
     work: impl Future<Output = Result<T, CliError>>,
 ) -> Result<T, CliError> {
+    let _progress = crate::progress::Progress::start(what);
     tokio::time::timeout(args.timeout(), work)
         .await
         .unwrap_or_else(|_| {

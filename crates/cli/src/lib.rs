@@ -27,6 +27,7 @@ pub mod error;
 pub mod logging;
 pub mod output;
 pub mod paths;
+pub mod progress;
 pub mod signal;
 pub mod target;
 pub mod tools;

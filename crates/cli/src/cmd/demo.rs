@@ -67,11 +67,13 @@ impl Steps {
         fut: impl Future<Output = Result<(T, String), String>>,
     ) -> Result<T, CliError> {
         let start = Instant::now();
+        let progress = crate::progress::Progress::start(step);
         let outcome = match tokio::time::timeout(self.timeout, fut).await {
             Ok(r) => r,
             Err(_) => Err(format!("did not finish within {:?}", self.timeout)),
         };
         let ms = start.elapsed().as_secs_f64() * 1e3;
+        drop(progress);
         let (ok, detail, value) = match outcome {
             Ok((v, detail)) => (true, detail, Some(v)),
             Err(e) => (false, e, None),

@@ -254,7 +254,8 @@ impl Node {
     fn spawn(mut cmd: Command) -> Self {
         let mut child = cmd
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            // The harness captures it and shows it when a test fails.
+            .stderr(Stdio::inherit())
             .spawn()
             .expect("node starts");
         let stdout: ChildStdout = child.stdout.take().expect("stdout");
@@ -640,4 +641,82 @@ fn one_shot_commands_ping_dht_pubsub_and_mcp_against_node_processes() {
     assert_eq!(answer["provider"], b_id.as_str());
     assert_eq!(answer["structured"]["served_by"], b_id.as_str());
     drop(b);
+}
+
+#[test]
+fn twenty_node_processes_share_the_dht_and_an_mcp_call_fails_over_when_a_provider_is_killed() {
+    const NODES: usize = 20;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let oneshot = |args: &[&str]| {
+        p2pf()
+            .args(args)
+            .args(["--peer-timeout", "1", "--json"])
+            .output()
+            .expect("p2pf runs")
+    };
+    // Node 0 and node 19 offer `reverse`. Node i joins by the three words of node
+    // (i - 1) / 2, a binary tree: every process shares 127.0.0.1, and the transport
+    // limits handshakes per source IP (burst 40), which 19 joins at one node would exceed.
+    let mut nodes = vec![Node::start(&dir.path().join("0"), &["--tool", "reverse"])];
+    let first = nodes[0].wait_for("ready");
+    let mut ready = vec![first];
+    for i in 1..NODES {
+        let seed = words_of(&ready[(i - 1) / 2]);
+        let mut extra = vec!["--bootstrap", seed.as_str()];
+        if i == NODES - 1 {
+            extra.extend(["--tool", "reverse"]);
+        }
+        let n = Node::start(&dir.path().join(i.to_string()), &extra);
+        let r = n.wait_for("ready");
+        assert_eq!(r["bootstrap_peers"], 1, "node {i}");
+        ready.push(r);
+        nodes.push(n);
+    }
+    let words: Vec<String> = ready.iter().map(words_of).collect();
+    let id = |i: usize| ready[i]["peer_id"].as_str().expect("id").to_owned();
+
+    let out = oneshot(&[
+        "dht",
+        "put",
+        "twenty/key",
+        "value 20",
+        "--bootstrap",
+        &words[5],
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = oneshot(&["dht", "get", "twenty/key", "--bootstrap", &words[17]]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(json_line(&out)["records"][0]["value"], "value 20");
+
+    let call = |via: &str| {
+        oneshot(&[
+            "mcp",
+            "call",
+            "reverse",
+            "--args",
+            r#"{"text":"xyz"}"#,
+            "--bootstrap",
+            via,
+        ])
+    };
+    let out = call(&words[10]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let answer = json_line(&out);
+    assert_eq!(answer["structured"]["reversed"], "zyx");
+    assert!([id(0), id(NODES - 1)].contains(&answer["provider"].as_str().expect("p").to_owned()));
+
+    // The provider process node 0 is killed outright; the call goes to node 19.
+    let _ = nodes[0].child.kill();
+    let _ = nodes[0].child.wait();
+    let out = call(&words[12]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(json_line(&out)["provider"], id(NODES - 1).as_str());
+
+    // Every other node stops cleanly on SIGTERM.
+    for n in &mut nodes[1..] {
+        n.signal("-TERM");
+    }
+    for (i, n) in nodes.iter_mut().enumerate().skip(1) {
+        assert_eq!(n.wait_exit(), Some(0), "node {i}");
+    }
 }

@@ -446,6 +446,13 @@ fn demo_runs_every_step_on_a_real_loopback_network() {
         "{failover}"
     );
 
+    // More nodes than the transport's per-IP handshake burst allows by default.
+    let out = run(&["demo", "--nodes", "16", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v = json_line(&out);
+    assert_eq!(v["ok"], true);
+    assert_eq!(v["nodes"].as_array().expect("nodes").len(), 16);
+
     // The text form ends with the table.
     let out = run(&["demo"]);
     assert!(out.status.success(), "{}", stderr(&out));

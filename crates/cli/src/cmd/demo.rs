@@ -92,16 +92,22 @@ impl Steps {
     }
 }
 
-fn node_config() -> p2p_foundation::transport::Config {
+/// Every demo node shares 127.0.0.1, and the transport limits handshakes per source IP
+/// (burst 40 by default): each join costs the seed three (learning the id at its words
+/// over QUIC and TCP, then the pinned dial), so the limit is sized to the network.
+fn node_config(nodes: usize) -> p2p_foundation::transport::Config {
     let mut c = p2p_foundation::transport::Config::default();
     c.handshake_timeout = HANDSHAKE_TIMEOUT;
+    let joins = u32::try_from(nodes).unwrap_or(u32::MAX).saturating_mul(4);
+    c.handshake_burst_per_ip = c.handshake_burst_per_ip.max(joins);
+    c.handshakes_per_ip_per_sec = c.handshakes_per_ip_per_sec.max(f64::from(joins));
     c
 }
 
-async fn start_node() -> Result<P2PNode, p2p_foundation::Error> {
+async fn start_node(nodes: usize) -> Result<P2PNode, p2p_foundation::Error> {
     P2PNode::builder()
         .listen(SocketAddr::from(([127, 0, 0, 1], 0)))
-        .transport_config(node_config())
+        .transport_config(node_config(nodes))
         .with_mcp_server()
         .build()
         .await
@@ -111,7 +117,7 @@ async fn start_node() -> Result<P2PNode, p2p_foundation::Error> {
 async fn start_nodes(n: usize) -> Result<(Vec<P2PNode>, String), String> {
     let mut set = tokio::task::JoinSet::new();
     for i in 0..n {
-        set.spawn(async move { (i, start_node().await) });
+        set.spawn(async move { (i, start_node(n).await) });
     }
     let mut nodes: Vec<Option<P2PNode>> = (0..n).map(|_| None).collect();
     let mut first_error = None;

@@ -3,6 +3,8 @@
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::time::Duration;
 
+use crate::side::SideChannelConfig;
+
 /// Where the endpoint listens. The UDP (QUIC) and TCP listeners use the same address and,
 /// when the port is 0, the same OS-chosen port number.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,6 +91,10 @@ pub struct Config {
     /// Protocols that may be sent in 0-RTT: only replay-safe (idempotent) ones. Incoming 0-RTT
     /// streams for any other protocol are refused (default: none).
     pub zero_rtt_protocols: Vec<String>,
+    /// Non-QUIC datagrams (STUN, NAT probes) to take out of the QUIC socket's receive path
+    /// and hand to [`Endpoint::side_channel`](crate::Endpoint::side_channel) (default: none;
+    /// without it such datagrams are counted as junk and dropped).
+    pub side_channel: Option<SideChannelConfig>,
 }
 
 impl Default for Config {
@@ -110,6 +116,7 @@ impl Default for Config {
             tcp_fallback_delay: Duration::from_millis(250),
             session_cache_peers: 1024,
             zero_rtt_protocols: Vec::new(),
+            side_channel: None,
         }
     }
 }

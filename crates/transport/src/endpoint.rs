@@ -24,6 +24,7 @@ use crate::header::{self, StreamKind};
 use crate::limits::HandshakeLimiter;
 use crate::metrics::{FailureReason, Metrics, MetricsSnapshot};
 use crate::session::{self, MuxSettings};
+use crate::side::{SideChannel, SideTap};
 use crate::stream::{RecvInner, RecvStream, SendInner, SendStream};
 use crate::tls::{self, PeerClient, TlsContext};
 
@@ -102,6 +103,7 @@ struct EndpointInner {
     incoming: Mutex<mpsc::Receiver<Connection>>,
     tasks: Vec<AbortHandle>,
     filter: Arc<Filter>,
+    side: Option<SideChannel>,
 }
 
 impl Drop for EndpointInner {
@@ -236,11 +238,17 @@ impl Endpoint {
             let key = cid_key.clone();
             move || Box::new(KeyedCidGenerator(key.clone()))
         });
-        let filter = Arc::new(Filter::new(
+        let side = config.side_channel.as_ref().map(SideTap::new);
+        let mut filter = Filter::new(
             cid_key,
             metrics.clone(),
             config.max_connections.saturating_mul(2),
-        ));
+        );
+        if let Some((tap, _)) = &side {
+            filter = filter.with_side_channel(tap.clone());
+        }
+        let side = side.map(|(tap, rx)| SideChannel::new(tap, rx));
+        let filter = Arc::new(filter);
         let socket = FilteredSocket::wrap(udp, filter.clone())
             .map_err(|source| TransportError::Bind { addr, source })?;
         let quic = quinn::Endpoint::new_with_abstract_socket(
@@ -293,8 +301,16 @@ impl Endpoint {
                 incoming: Mutex::new(incoming_rx),
                 tasks,
                 filter,
+                side,
             }),
         })
+    }
+
+    /// The side channel of the QUIC socket: the non-QUIC datagrams that
+    /// [`Config::side_channel`] claims, and a way to send from the same socket. `None` when it
+    /// was not configured.
+    pub fn side_channel(&self) -> Option<SideChannel> {
+        self.inner.side.clone()
     }
 
     /// This node's PeerId.

@@ -29,6 +29,7 @@ use quinn::udp::{RecvMeta, Transmit};
 use quinn::{AsyncUdpSocket, ConnectionId, ConnectionIdGenerator, UdpPoller};
 
 use crate::metrics::{JunkReason, Metrics};
+use crate::side::SideTap;
 
 /// Length of the connection ids this endpoint issues: a random nonce and a keyed tag.
 pub const CID_LEN: usize = 8;
@@ -218,6 +219,8 @@ pub(crate) struct Filter {
     /// unroutable short-header packets may be stateless resets and are passed on.
     peers: Mutex<HashSet<SocketAddr>>,
     peers_cap: usize,
+    /// Takes the non-QUIC datagrams the application claims (STUN, NAT probes), if configured.
+    side: Option<Arc<SideTap>>,
 }
 
 impl fmt::Debug for Filter {
@@ -239,7 +242,14 @@ impl Filter {
             metrics,
             peers: Mutex::new(HashSet::new()),
             peers_cap: peers_cap.max(16),
+            side: None,
         }
+    }
+
+    /// Hands the datagrams `side`'s matcher claims to the side channel instead of QUIC.
+    pub(crate) fn with_side_channel(mut self, side: Arc<SideTap>) -> Self {
+        self.side = Some(side);
+        self
     }
 
     /// Whether to keep one datagram from `from`.
@@ -250,6 +260,11 @@ impl Filter {
         peers: &mut PeerGuard<'a>,
         learned: &mut Option<SocketAddr>,
     ) -> bool {
+        if let Some(side) = &self.side {
+            if side.claim(datagram, from) {
+                return false;
+            }
+        }
         match classify(datagram, CID_LEN, |cid| self.key.validate(cid)) {
             Verdict::Pass => true,
             Verdict::PassOurs => {
@@ -350,6 +365,9 @@ impl FilteredSocket {
     ) -> io::Result<Arc<dyn AsyncUdpSocket>> {
         use quinn::Runtime as _;
         let inner = quinn::TokioRuntime.wrap_udp_socket(socket)?;
+        if let Some(side) = &filter.side {
+            side.set_socket(inner.clone());
+        }
         Ok(Arc::new(Self { inner, filter }))
     }
 }

@@ -12,6 +12,7 @@ pub mod header;
 mod limits;
 mod metrics;
 mod session;
+mod side;
 mod stream;
 mod tls;
 
@@ -23,6 +24,7 @@ pub use connection::{
 pub use endpoint::{EarlyConnect, Endpoint};
 pub use error::{Result, TransportError};
 pub use metrics::{FailureReason, JunkReason, MetricsSnapshot};
+pub use side::{SideChannel, SideChannelConfig, SideChannelStats, SideDatagram};
 pub use stream::{RecvStream, STREAM_CANCELLED, SendStream};
 pub use tls::ALPN;
 

@@ -1,0 +1,150 @@
+//! The side channel: non-QUIC datagrams claimed out of the QUIC socket's receive path, and
+//! datagrams sent from the same socket, while QUIC keeps working on it.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{echo, endpoint, endpoint_with, guard, spawn_echo};
+use p2p_foundation_transport::{Endpoint, Listen, PathKind, SideChannelConfig, SideChannelStats};
+use tokio::net::UdpSocket;
+
+/// A STUN-shaped datagram: first two bits zero, the magic cookie at bytes 4..8.
+fn stun_like(tag: u8) -> Vec<u8> {
+    let mut d = vec![0x00, 0x01, 0x00, 0x00, 0x21, 0x12, 0xA4, 0x42];
+    d.extend_from_slice(&[tag; 12]);
+    d
+}
+
+fn is_stun_like(d: &[u8]) -> bool {
+    d.len() >= 20 && d[0] & 0xC0 == 0 && d[4..8] == [0x21, 0x12, 0xA4, 0x42]
+}
+
+/// A loopback endpoint whose side channel claims STUN-shaped datagrams, queueing `capacity`.
+async fn stun_endpoint(capacity: usize) -> Endpoint {
+    endpoint_with(Listen::loopback_v4(), |c| {
+        c.side_channel = Some(SideChannelConfig::new(is_stun_like).with_capacity(capacity));
+    })
+    .await
+}
+
+#[tokio::test]
+async fn claimed_datagrams_arrive_and_answers_leave_from_the_quic_port_while_quic_works() {
+    guard(async {
+        let server = stun_endpoint(SideChannelConfig::DEFAULT_CAPACITY).await;
+        let side = server.side_channel().expect("configured");
+        let quic_addr = server.local_addr().unwrap();
+        spawn_echo(server.clone());
+
+        let outsider = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        outsider.send_to(&stun_like(7), quic_addr).await.unwrap();
+        let got = side.recv().await.expect("a claimed datagram");
+        assert_eq!(got.from, outsider.local_addr().unwrap());
+        assert_eq!(&got.data[..], &stun_like(7)[..]);
+
+        // The answer leaves from the QUIC socket itself (same address and port).
+        side.send_to(b"answer", got.from).await.unwrap();
+        let mut buf = [0u8; 64];
+        let (n, from) = outsider.recv_from(&mut buf).await.unwrap();
+        assert_eq!((&buf[..n], from), (&b"answer"[..], quic_addr));
+
+        // QUIC on the same socket is unaffected.
+        let client = endpoint(Listen::loopback_v4()).await;
+        let conn = client
+            .connect_quic(server.peer_id(), quic_addr)
+            .await
+            .unwrap();
+        assert_eq!(conn.path(), PathKind::Quic);
+        assert_eq!(echo(&conn, "/echo/1", b"hello").await, b"hello");
+
+        let stats = side.stats();
+        assert_eq!((stats.received, stats.dropped, stats.sent), (1, 0, 1));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn unclaimed_non_quic_datagrams_are_junk_and_never_reach_the_side_channel() {
+    guard(async {
+        let server = stun_endpoint(SideChannelConfig::DEFAULT_CAPACITY).await;
+        let side = server.side_channel().expect("configured");
+        let outsider = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        // Fixed bit clear but no magic cookie: not claimed, dropped as junk.
+        outsider
+            .send_to(&[0x00; 40], server.local_addr().unwrap())
+            .await
+            .unwrap();
+        // Then a claimed one: once it arrives, the first was already judged (same socket, in order).
+        outsider
+            .send_to(&stun_like(1), server.local_addr().unwrap())
+            .await
+            .unwrap();
+        let got = side.recv().await.expect("the claimed datagram");
+        assert_eq!(&got.data[..], &stun_like(1)[..]);
+        assert_eq!(side.stats().received, 1);
+        assert!(server.metrics().junk_fixed_bit_clear >= 1);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_flood_beyond_the_queue_is_dropped_and_counted_and_memory_stays_bounded() {
+    guard(async {
+        let server = stun_endpoint(4).await;
+        let side = server.side_channel().expect("configured");
+        let outsider = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        const SENT: u64 = 50;
+        for i in 0..SENT {
+            outsider
+                .send_to(&stun_like(i as u8), server.local_addr().unwrap())
+                .await
+                .unwrap();
+        }
+        // Every datagram is judged (queued or dropped); nothing is read meanwhile.
+        let mut stats = SideChannelStats::default();
+        for _ in 0..500 {
+            stats = side.stats();
+            if stats.received + stats.dropped == SENT {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(stats.received, 4, "{stats:?}");
+        assert_eq!(stats.dropped, SENT - 4, "{stats:?}");
+        // The queued ones are the first four, in order.
+        for i in 0..4u8 {
+            assert_eq!(side.recv().await.expect("queued").data[8], i);
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn without_configuration_there_is_no_side_channel() {
+    let server = endpoint(Listen::loopback_v4()).await;
+    assert!(server.side_channel().is_none());
+}
+
+#[tokio::test]
+async fn after_a_rebind_the_side_channel_uses_the_new_socket_both_ways() {
+    guard(async {
+        let server = endpoint_with(Listen::loopback_v4(), |c| {
+            c.side_channel = Some(SideChannelConfig::new(is_stun_like));
+            c.tcp_listener = false;
+        })
+        .await;
+        let side = server.side_channel().expect("configured");
+        let old = server.local_addr().unwrap();
+        server.rebind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let new = server.local_addr().unwrap();
+        assert_ne!(old, new);
+        let outsider = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        outsider.send_to(&stun_like(9), new).await.unwrap();
+        let got = side.recv().await.expect("claimed on the new socket");
+        side.send_to(b"from the new port", got.from).await.unwrap();
+        let mut buf = [0u8; 64];
+        let (n, from) = outsider.recv_from(&mut buf).await.unwrap();
+        assert_eq!((&buf[..n], from), (&b"from the new port"[..], new));
+    })
+    .await;
+}

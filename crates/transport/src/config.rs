@@ -80,9 +80,12 @@ pub struct Config {
     /// whole receive window). Smaller frames interleave streams more finely but cost
     /// throughput: every frame is an allocation, a copy and a task wake-up on each side.
     pub tcp_max_frame: usize,
-    /// Incoming handshakes allowed per source IP per second, refused before any crypto (default 20).
+    /// Incoming handshakes allowed per source (IPv4 address or IPv6 /64) per second, checked
+    /// before any crypto (default 20). Applies twice: to QUIC sources that have not proven
+    /// their address (over it they get a Retry) and to proven ones (QUIC after a Retry, TCP;
+    /// over it they are refused). See the transport protocol doc.
     pub handshakes_per_ip_per_sec: f64,
-    /// Burst of handshakes allowed per source IP (default 40).
+    /// Burst of handshakes allowed per source, in each of the two budgets (default 40).
     pub handshake_burst_per_ip: u32,
     /// Happy eyeballs: start TCP this long after QUIC unless QUIC already failed (default 250 ms).
     pub tcp_fallback_delay: Duration,

@@ -21,7 +21,7 @@ use crate::connection::{Connection, PathKind, QuicStart};
 use crate::error::{Result, TransportError};
 use crate::filter::{CidKey, Filter, FilteredSocket, KeyedCidGenerator};
 use crate::header::{self, StreamKind};
-use crate::limits::HandshakeLimiter;
+use crate::limits::{Proof, SourceLimits};
 use crate::metrics::{FailureReason, Metrics, MetricsSnapshot};
 use crate::session::{self, MuxSettings};
 use crate::side::{SideChannel, SideTap};
@@ -33,7 +33,7 @@ pub(crate) struct Shared {
     pub(crate) config: Config,
     pub(crate) tls: TlsContext,
     pub(crate) metrics: Arc<Metrics>,
-    limiter: StdMutex<HandshakeLimiter>,
+    limiter: StdMutex<SourceLimits>,
     open: AtomicUsize,
     transport: Arc<quinn::TransportConfig>,
 }
@@ -259,7 +259,7 @@ impl Endpoint {
         )
         .map_err(|source| TransportError::Bind { addr, source })?;
         let shared = Arc::new(Shared {
-            limiter: StdMutex::new(HandshakeLimiter::new(
+            limiter: StdMutex::new(SourceLimits::new(
                 config.handshakes_per_ip_per_sec,
                 config.handshake_burst_per_ip,
                 65_536,
@@ -810,25 +810,41 @@ fn bind_pair(
     Err(last.unwrap_or(TransportError::NoAddress))
 }
 
-fn allow_handshake(shared: &Shared, remote: SocketAddr) -> std::result::Result<(), FailureReason> {
-    let ok = shared
+/// Charges a handshake from `remote` to its `proof` budget; false means over budget.
+fn allow_handshake(shared: &Shared, remote: SocketAddr, proof: Proof) -> bool {
+    shared
         .limiter
         .lock()
-        .map(|mut l| l.allow(remote.ip(), Instant::now()))
-        .unwrap_or(false);
-    if ok {
-        Ok(())
-    } else {
-        Err(FailureReason::RateLimited)
-    }
+        .map(|mut l| l.allow(remote.ip(), proof, Instant::now()))
+        .unwrap_or(false)
 }
 
 async fn quic_listen(quic: quinn::Endpoint, shared: Arc<Shared>, out: mpsc::Sender<Connection>) {
     while let Some(incoming) = quic.accept().await {
         let remote = incoming.remote_address();
-        // Refuse before any crypto: rate limit per source IP, then the connection limit.
-        if let Err(reason) = allow_handshake(&shared, remote) {
-            shared.metrics.fail(reason);
+        // Before any crypto: the per-source rate limit, then the connection limit. A source
+        // that has not echoed a Retry token only claims its address, which a spoofer may
+        // have forged to spend the owner's budget: over budget, it is asked to prove the
+        // address with a (stateless, smaller than the Initial) Retry instead of being
+        // refused, and is then charged to its proven budget (see limits.rs).
+        let proof = if incoming.remote_address_validated() {
+            Proof::Validated
+        } else {
+            Proof::Claimed
+        };
+        if !allow_handshake(&shared, remote, proof) {
+            if proof == Proof::Claimed {
+                shared.metrics.retries.fetch_add(1, Relaxed);
+                tracing::trace!(%remote, "unproven QUIC source over budget: sending Retry");
+                if let Err(e) = incoming.retry() {
+                    // Cannot happen without a token (quinn guarantees `may_retry`); silence
+                    // is the safe answer to a sender that cannot be told from a spoofer.
+                    tracing::debug!(%remote, "Retry refused by QUIC: {e}");
+                    e.into_incoming().ignore();
+                }
+                continue;
+            }
+            shared.metrics.fail(FailureReason::RateLimited);
             tracing::debug!(%remote, "refusing QUIC handshake: rate limited");
             incoming.refuse();
             continue;
@@ -915,8 +931,9 @@ async fn tcp_listen(listener: TcpListener, shared: Arc<Shared>, out: mpsc::Sende
                 continue;
             }
         };
-        if let Err(reason) = allow_handshake(&shared, remote) {
-            shared.metrics.fail(reason);
+        // The three-way handshake proved the address.
+        if !allow_handshake(&shared, remote, Proof::Validated) {
+            shared.metrics.fail(FailureReason::RateLimited);
             tracing::debug!(%remote, "refusing TCP handshake: rate limited");
             continue;
         }

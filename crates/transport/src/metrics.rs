@@ -83,7 +83,11 @@ pub struct MetricsSnapshot {
     pub tcp_connections_total: u64,
     /// Connections that resumed a session with 0-RTT accepted.
     pub zero_rtt_accepted: u64,
-    /// Handshakes refused by the per-IP rate limit.
+    /// QUIC Initials from an unproven source address over its handshake budget, answered
+    /// with a stateless Retry instead of a refusal (the address may be forged; the handshake
+    /// goes on, charged to the proven budget, once the source echoes the Retry token).
+    pub quic_retries: u64,
+    /// Handshakes refused by the per-source rate limit (proven sources over budget).
     pub failed_rate_limited: u64,
     /// Handshakes refused by the connection limit.
     pub failed_connection_limit: u64,
@@ -159,6 +163,7 @@ pub(crate) struct Metrics {
     pub(crate) quic_total: AtomicU64,
     pub(crate) tcp_total: AtomicU64,
     pub(crate) zero_rtt: AtomicU64,
+    pub(crate) retries: AtomicU64,
     failures: [AtomicU64; 6],
     pub(crate) refused_header: AtomicU64,
     pub(crate) refused_0rtt: AtomicU64,
@@ -197,6 +202,7 @@ impl Metrics {
             quic_connections_total: self.quic_total.load(Relaxed),
             tcp_connections_total: self.tcp_total.load(Relaxed),
             zero_rtt_accepted: self.zero_rtt.load(Relaxed),
+            quic_retries: self.retries.load(Relaxed),
             failed_rate_limited: f(FailureReason::RateLimited),
             failed_connection_limit: f(FailureReason::ConnectionLimit),
             failed_timeout: f(FailureReason::Timeout),

@@ -2,6 +2,7 @@
 
 mod common;
 
+use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -289,6 +290,9 @@ async fn oversized_stream_header_tcp() {
     guard(oversized_header(PathKind::Tcp)).await;
 }
 
+/// Each source has a budget for handshakes from a claimed address (QUIC without a token)
+/// and one for proven addresses (QUIC after a Retry, TCP): over the first, QUIC is asked
+/// for a Retry; over the second, QUIC and TCP are refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn handshake_rate_limit_per_source_ip() {
     guard(async {
@@ -299,31 +303,117 @@ async fn handshake_rate_limit_per_source_ip() {
         .await;
         let echo_task = spawn_echo(server.clone());
         let client = endpoint(Listen::loopback_v4()).await;
-        let a = client
-            .connect_quic(server.peer_id(), server.local_addr().unwrap())
-            .await
-            .unwrap();
-        let b = client
-            .connect_tcp(server.peer_id(), server.tcp_local_addr().unwrap())
-            .await
-            .unwrap();
-        assert!(
-            client
-                .connect_quic(server.peer_id(), server.local_addr().unwrap())
-                .await
-                .is_err()
+        let (quic, tcp) = (
+            server.local_addr().unwrap(),
+            server.tcp_local_addr().unwrap(),
         );
-        assert!(
-            client
-                .connect_tcp(server.peer_id(), server.tcp_local_addr().unwrap())
-                .await
-                .is_err()
-        );
+        let peer = server.peer_id();
+        let mut conns = Vec::new();
+        // Claimed budget: two QUIC handshakes, no Retry.
+        for _ in 0..2 {
+            conns.push(client.connect_quic(peer, quic).await.unwrap());
+        }
+        assert_eq!(server.metrics().quic_retries, 0);
+        // Proven budget: one TCP handshake and one QUIC handshake after a Retry.
+        conns.push(client.connect_tcp(peer, tcp).await.unwrap());
+        conns.push(client.connect_quic(peer, quic).await.unwrap());
+        assert_eq!(server.metrics().quic_retries, 1);
+        // Both budgets spent: refused, after a Retry on QUIC.
+        assert!(client.connect_quic(peer, quic).await.is_err());
+        assert!(client.connect_tcp(peer, tcp).await.is_err());
         let m = server.metrics();
         assert_eq!(m.failed_rate_limited, 2, "{m:?}");
-        assert_eq!(echo(&a, "/t/1", b"a").await, b"a");
-        assert_eq!(echo(&b, "/t/1", b"b").await, b"b");
+        assert_eq!(m.quic_retries, 2, "{m:?}");
+        for (i, c) in conns.iter().enumerate() {
+            assert_eq!(echo(c, "/t/1", &[i as u8]).await, [i as u8]);
+        }
         echo_task.abort();
+    })
+    .await;
+}
+
+/// The Destination Connection ID of a QUIC long-header Initial packet, if `d` is one.
+fn initial_dcid(d: &[u8]) -> Option<Vec<u8>> {
+    let first = *d.first()?;
+    // Long header, fixed bit, packet type 0 (Initial).
+    if first & 0xc0 != 0xc0 || (first >> 4) & 0x03 != 0 {
+        return None;
+    }
+    let len = usize::from(*d.get(5)?);
+    d.get(6..6 + len).map(<[u8]>::to_vec)
+}
+
+/// Forwards every datagram sent to it on to `server`, from a socket on 127.0.0.1 that never
+/// reads what the server answers: to the server, the senders are someone spoofing
+/// 127.0.0.1, who never sees a reply. Publishes how many distinct Initials (by DCID) it
+/// has forwarded.
+async fn one_way_proxy(server: SocketAddr) -> (SocketAddr, tokio::sync::watch::Receiver<usize>) {
+    let inbound = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let outbound = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let addr = inbound.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::watch::channel(0);
+    tokio::spawn(async move {
+        let mut seen = HashSet::new();
+        let mut buf = vec![0u8; 2048];
+        // Bounded: the test sends a few dozen datagrams at most.
+        for _ in 0..10_000 {
+            let Ok(n) = inbound.recv(&mut buf).await else {
+                return;
+            };
+            let _ = outbound.send_to(&buf[..n], server).await;
+            if let Some(dcid) = initial_dcid(&buf[..n]) {
+                if seen.insert(dcid) {
+                    tx.send_replace(seen.len());
+                }
+            }
+        }
+    });
+    (addr, rx)
+}
+
+/// Handshakes from a sender that cannot receive at its source address (a spoofer's) use up
+/// only that address's unproven budget: its real owner gets a Retry, proves the address and
+/// connects, charged to a budget the spoofer cannot spend.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spoofed_initials_do_not_lock_out_their_source() {
+    guard(async {
+        const BURST: u32 = 3;
+        const SPOOFED: usize = 8;
+        let server = endpoint_with(Listen::loopback_v4(), |c| {
+            c.handshakes_per_ip_per_sec = 0.001;
+            c.handshake_burst_per_ip = BURST;
+        })
+        .await;
+        let task = spawn_echo(server.clone());
+        let (proxy, mut initials) = one_way_proxy(server.local_addr().unwrap()).await;
+
+        // The spoofer: real QUIC Initials "from 127.0.0.1" that never see an answer.
+        let spoofer = endpoint_with(Listen::loopback_v4(), |c| {
+            c.handshake_timeout = Duration::from_secs(50)
+        })
+        .await;
+        let mut attempts = tokio::task::JoinSet::new();
+        for _ in 0..SPOOFED {
+            let (spoofer, peer) = (spoofer.clone(), server.peer_id());
+            attempts.spawn(async move { spoofer.connect_quic(peer, proxy).await });
+        }
+        initials.wait_for(|n| *n >= SPOOFED).await.unwrap();
+        // Every spoofed Initial is in the server's socket before the owner's first one, and
+        // the server takes them in order: the owner finds its unproven budget spent.
+        let owner = endpoint(Listen::loopback_v4()).await;
+        let conn = owner
+            .connect_quic(server.peer_id(), server.local_addr().unwrap())
+            .await
+            .expect("the address owner must not be locked out by spoofed handshakes");
+        assert_eq!(echo(&conn, "/test/echo/1", b"hi").await, b"hi");
+        let m = server.metrics();
+        assert_eq!(m.failed_rate_limited, 0, "{m:?}");
+        assert!(
+            m.quic_retries > (SPOOFED - BURST as usize) as u64,
+            "the spoofed Initials over budget and the owner's were answered with Retry: {m:?}"
+        );
+        attempts.abort_all();
+        task.abort();
     })
     .await;
 }

@@ -26,7 +26,7 @@ use crate::metrics::{FailureReason, Metrics, MetricsSnapshot};
 use crate::session::{self, MuxSettings};
 use crate::side::{SideChannel, SideTap};
 use crate::stream::{RecvInner, RecvStream, SendInner, SendStream};
-use crate::tls::{self, PeerClient, TlsContext};
+use crate::tls::{self, DialAttempt, TlsContext};
 
 /// State shared by an endpoint and its connections.
 pub(crate) struct Shared {
@@ -404,8 +404,8 @@ impl Endpoint {
         Err(best.unwrap_or(TransportError::NoAddress))
     }
 
-    fn quic_client(&self, peer: PeerId) -> Result<(quinn::ClientConfig, Arc<PeerClient>)> {
-        let seen = self.inner.shared.tls.client(peer)?;
+    fn quic_client(&self, peer: PeerId) -> Result<(quinn::ClientConfig, DialAttempt)> {
+        let seen = self.inner.shared.tls.client(peer)?.attempt();
         let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(seen.quic.clone())
             .map_err(|e| TransportError::TlsConfig(e.to_string()))?;
         let mut cfg = quinn::ClientConfig::new(Arc::new(crypto));
@@ -427,12 +427,12 @@ impl Endpoint {
         &self,
         addr: SocketAddr,
         expected: PeerId,
-        seen: &PeerClient,
+        seen: &DialAttempt,
         err: TransportError,
         reason: FailureReason,
     ) -> TransportError {
         let m = &self.inner.shared.metrics;
-        match seen.mismatch(expected) {
+        match seen.mismatch() {
             Some(actual) => {
                 m.fail(FailureReason::PeerIdMismatch);
                 TransportError::PeerIdMismatch { expected, actual }
@@ -470,7 +470,7 @@ impl Endpoint {
         connecting: quinn::Connecting,
         addr: SocketAddr,
         peer: PeerId,
-        seen: &PeerClient,
+        seen: &DialAttempt,
     ) -> Result<quinn::Connection> {
         let timeout = self.inner.shared.config.handshake_timeout;
         match tokio::time::timeout(timeout, connecting).await {
@@ -487,7 +487,7 @@ impl Endpoint {
         &self,
         addr: SocketAddr,
         peer: PeerId,
-        seen: &PeerClient,
+        seen: &DialAttempt,
     ) -> TransportError {
         let err = TransportError::HandshakeTimeout { addr };
         self.dial_failed(addr, peer, seen, err, FailureReason::Timeout)
@@ -678,7 +678,7 @@ impl Endpoint {
         T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let shared = &self.inner.shared;
-        let seen = shared.tls.client(peer)?;
+        let seen = shared.tls.client(peer)?.attempt();
         let cfg = seen.tcp.clone();
         let name = ServerName::try_from(tls::server_name(&peer))
             .map_err(|e| TransportError::TlsConfig(e.to_string()))?;

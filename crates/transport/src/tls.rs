@@ -136,12 +136,22 @@ fn tls12_refused() -> rustls::Error {
     rustls::Error::General("TLS 1.2 is not supported: p2pf requires TLS 1.3".into())
 }
 
+/// The wrong PeerIds that servers proved when dialed as one PeerId, numbered in order, so a
+/// dial can tell the ones it met from earlier dials' (see [`DialAttempt`]).
+#[derive(Debug, Default)]
+pub(crate) struct Sightings {
+    /// How many wrong PeerIds were seen so far.
+    count: u64,
+    /// The last one and its number.
+    last: Option<(u64, PeerId)>,
+}
+
 /// Dialer side: verifies the server and pins the expected PeerId.
 #[derive(Debug)]
 pub(crate) struct PinnedServerVerifier {
     expected: PeerId,
-    /// The PeerId the server last proved, even if it did not match (for the error message).
-    seen: Arc<Mutex<Option<PeerId>>>,
+    /// Servers that proved another PeerId (for the error of the dial that met them).
+    seen: Arc<Mutex<Sightings>>,
     algs: WebPkiSupportedAlgorithms,
 }
 
@@ -156,10 +166,11 @@ impl ServerCertVerifier for PinnedServerVerifier {
     ) -> Result<ServerCertVerified, rustls::Error> {
         check_single(intermediates)?;
         let actual = peer_id_from_cert(end_entity)?;
-        if let Ok(mut seen) = self.seen.lock() {
-            *seen = Some(actual);
-        }
         if actual != self.expected {
+            if let Ok(mut seen) = self.seen.lock() {
+                seen.count += 1;
+                seen.last = Some((seen.count, actual));
+            }
             return Err(rustls::Error::InvalidCertificate(CertificateError::Other(
                 OtherError(Arc::new(PeerMismatch {
                     expected: self.expected,
@@ -370,7 +381,7 @@ impl TlsContext {
         if let Some(c) = clients.get(&expected) {
             return Ok(c.clone());
         }
-        let seen = Arc::new(Mutex::new(None));
+        let seen = Arc::new(Mutex::new(Sightings::default()));
         let verifier: Arc<dyn ServerCertVerifier> = Arc::new(PinnedServerVerifier {
             expected,
             seen: seen.clone(),
@@ -412,18 +423,49 @@ pub(crate) struct PeerClient {
     pub(crate) quic: Arc<rustls::ClientConfig>,
     /// For TCP (no early data).
     pub(crate) tcp: Arc<rustls::ClientConfig>,
-    /// The PeerId the remote last proved when dialing this peer.
-    pub(crate) seen: Arc<Mutex<Option<PeerId>>>,
+    /// Wrong PeerIds proved by servers dialed as this peer.
+    seen: Arc<Mutex<Sightings>>,
 }
 
 impl PeerClient {
-    /// The PeerId the remote proved, if it was not the expected one.
-    pub(crate) fn mismatch(&self, expected: PeerId) -> Option<PeerId> {
-        self.seen
-            .lock()
-            .ok()
-            .and_then(|s| *s)
-            .filter(|p| *p != expected)
+    /// Starts a dial with these configurations: its errors consider only the certificates
+    /// seen from now on.
+    pub(crate) fn attempt(self: Arc<Self>) -> DialAttempt {
+        let since = self.seen.lock().map_or(u64::MAX, |s| s.count);
+        DialAttempt {
+            client: self,
+            since,
+        }
+    }
+}
+
+/// One dial through a [`PeerClient`]. The configurations, and so the verifier, are shared
+/// by every dial of the peer (rustls resumes a session only with the verifier that made
+/// it), so what a dial met is told apart by order: a wrong PeerId seen before the dial
+/// started belongs to an earlier dial and is never reported for this one.
+pub(crate) struct DialAttempt {
+    client: Arc<PeerClient>,
+    /// [`Sightings::count`] when the dial started.
+    since: u64,
+}
+
+impl DialAttempt {
+    /// The PeerId a server proved instead of the expected one since this dial started.
+    /// Concurrent dials of the same PeerId (several addresses, both paths) share what they
+    /// see, which is what their combined error reports.
+    pub(crate) fn mismatch(&self) -> Option<PeerId> {
+        let seen = self.client.seen.lock().ok()?;
+        seen.last
+            .filter(|(n, _)| *n > self.since)
+            .map(|(_, peer)| peer)
+    }
+}
+
+impl std::ops::Deref for DialAttempt {
+    type Target = PeerClient;
+
+    fn deref(&self) -> &PeerClient {
+        &self.client
     }
 }
 
@@ -501,7 +543,7 @@ mod tests {
         let a = Keypair::generate();
         let b = Keypair::generate();
         let (cert, _) = certificate(&b).unwrap();
-        let seen = Arc::new(Mutex::new(None));
+        let seen = Arc::new(Mutex::new(Sightings::default()));
         let v = PinnedServerVerifier {
             expected: a.peer_id(),
             seen: seen.clone(),
@@ -518,15 +560,20 @@ mod tests {
                 actual: b.peer_id()
             })
         );
-        assert_eq!(*seen.lock().unwrap(), Some(b.peer_id()));
+        assert_eq!(seen.lock().unwrap().last, Some((1, b.peer_id())));
         let ok = PinnedServerVerifier {
             expected: b.peer_id(),
-            seen: Arc::new(Mutex::new(None)),
+            seen: seen.clone(),
             algs: rustls::crypto::ring::default_provider().signature_verification_algorithms,
         };
         assert!(
             ok.verify_server_cert(&cert, &[], &name, &[], UnixTime::now())
                 .is_ok()
+        );
+        assert_eq!(
+            seen.lock().unwrap().count,
+            1,
+            "only wrong PeerIds are recorded"
         );
         assert!(
             ok.verify_server_cert(

@@ -14,6 +14,7 @@ use tokio::sync::mpsc;
 use crate::error::{Error, Result};
 use crate::kad::QuicKad;
 use crate::mcp::{DhtRegistry, NodeMcp, QuicConnector};
+use crate::nat::{NatConfig, NatService};
 use crate::net::{Layers, Net};
 use crate::pubsub::Pubsub;
 use crate::{P2PNode, parse_peer_addr};
@@ -39,6 +40,7 @@ pub struct NodeBuilder {
     mcp_record_ttl: Duration,
     dial_timeout: Duration,
     seed: Option<u64>,
+    nat: NatConfig,
 }
 
 impl std::fmt::Debug for NodeBuilder {
@@ -102,6 +104,7 @@ impl NodeBuilder {
             mcp_record_ttl: p2p_foundation_mcp::records::DEFAULT_RECORD_TTL,
             dial_timeout: Duration::from_secs(15),
             seed: None,
+            nat: NatConfig::default(),
         }
     }
 
@@ -192,6 +195,14 @@ impl NodeBuilder {
         self
     }
 
+    /// NAT traversal: observed addresses, STUN on the QUIC port, coordinated hole punching
+    /// (default [`NatConfig::default`], on). With `enabled` off, the node neither answers
+    /// STUN nor punches.
+    pub fn nat_config(mut self, config: NatConfig) -> Self {
+        self.nat = config;
+        self
+    }
+
     /// Seed of the DHT's and gossip's random choices (default: from the OS).
     pub fn seed(mut self, seed: u64) -> Self {
         self.seed = Some(seed);
@@ -225,9 +236,18 @@ impl NodeBuilder {
         };
         let mut transport = self.transport;
         transport.listen = Self::listen_config(self.listen);
+        if self.nat.enabled {
+            transport.side_channel = Some(crate::nat::side_channel_config());
+        }
         let endpoint = Endpoint::bind(&keypair, transport).await?;
         let local_addr = endpoint.local_addr()?;
+        let side = endpoint.side_channel();
         let net = Net::new(endpoint, self.dial_timeout);
+        if let Some(side) = side {
+            let nat = NatService::new(keypair.clone(), side, self.nat);
+            nat.start(&net);
+            let _ = net.nat.set(nat);
+        }
         let span = tracing::info_span!("p2pf.node", node = %local.short());
         let _enter = span.enter();
 

@@ -67,6 +67,10 @@ pub enum Error {
         /// The address.
         addr: SocketAddr,
     },
+    /// NAT traversal failed: no rendezvous could introduce the peer, the punch got no
+    /// authenticated answer, or a signalling message was refused (the text says which).
+    #[error("nat traversal: {0}")]
+    Nat(String),
     /// The node is shutting down or has shut down.
     #[error("the node is shut down")]
     Shutdown,

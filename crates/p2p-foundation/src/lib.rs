@@ -7,6 +7,7 @@ mod builder;
 mod error;
 mod kad;
 pub mod mcp;
+mod nat;
 mod net;
 mod pubsub;
 
@@ -17,10 +18,12 @@ use std::time::{Duration, SystemTime};
 pub use builder::{NodeBuilder, default_dht_config, default_gossip_config};
 pub use error::{Error, Result};
 pub use mcp::{DhtRegistry, NodeMcp};
+pub use nat::{NAT_PROTOCOL, NatConfig, NatStats, NatStatus, Observation, Observer};
 pub use net::{
     CLOSE_DUPLICATE, CLOSE_SHUTDOWN, ConnectionInfo, GOSSIP_PROTOCOL, KAD_PROTOCOL, MCP_PROTOCOL,
     NodeStats, PeerEvent,
 };
+pub use p2p_foundation_nat::MappingBehaviour;
 pub use pubsub::{Delivery, GossipMessage, Subscription};
 
 /// The DHT crate (records, provider records, configuration).
@@ -32,6 +35,8 @@ pub use p2p_foundation_identity as identity;
 pub use p2p_foundation_identity::{Key, Keypair, PeerId};
 /// The MCP crate (tools, servers, routing).
 pub use p2p_foundation_mcp as mcp_crate;
+/// The NAT crate (STUN codec, punch probes, mapping behaviour).
+pub use p2p_foundation_nat as nat_crate;
 /// The transport crate (QUIC endpoint configuration).
 pub use p2p_foundation_transport as transport;
 /// The three-word address crate.
@@ -178,6 +183,34 @@ impl P2PNode {
             remote: c.remote_address(),
             rtt: c.rtt(),
         })
+    }
+
+    /// This node's NAT as peers see it: the reflexive address of its QUIC socket, the
+    /// mapping behaviour and the observations behind them. Empty until a peer (or a STUN
+    /// server) answered; observers are asked as connections come up.
+    ///
+    /// ```no_run
+    /// # async fn demo(node: p2p_foundation::P2PNode) {
+    /// if let Some(public) = node.nat_status().reflexive {
+    ///     println!("peers see this node at {public}");
+    /// }
+    /// # }
+    /// ```
+    pub fn nat_status(&self) -> NatStatus {
+        let local = self
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+        match self.net.nat.get() {
+            Some(nat) => nat.status(local),
+            None => {
+                nat::Observations::new(2, Duration::ZERO).status(local, std::time::Instant::now())
+            }
+        }
+    }
+
+    /// Counters of NAT traversal (all zero when it is off).
+    pub fn nat_stats(&self) -> NatStats {
+        self.net.nat.get().map(|n| n.stats()).unwrap_or_default()
     }
 
     /// Peers with a live connection.

@@ -28,6 +28,7 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use crate::error::{Error, Result};
+use crate::nat::{NAT_PROTOCOL, NatService, Observer};
 
 /// Protocol id of DHT streams: one request and one response per bidirectional stream.
 pub const KAD_PROTOCOL: &str = p2p_foundation_dht::message::PROTOCOL_ID;
@@ -83,6 +84,23 @@ pub enum PeerEvent {
         peer: PeerId,
         /// Why it closed.
         reason: String,
+    },
+    /// This node's reflexive address or NAT mapping behaviour changed (see
+    /// [`P2PNode::nat_status`](crate::P2PNode::nat_status) for the evidence).
+    NatChanged {
+        /// The most recently observed reflexive address of the QUIC socket.
+        reflexive: Option<SocketAddr>,
+        /// The mapping behaviour, once observers on two IP addresses answered.
+        mapping: Option<p2p_foundation_nat::MappingBehaviour>,
+    },
+    /// A dial reached `peer` on a hole-punched path.
+    HolePunched {
+        /// The peer.
+        peer: PeerId,
+        /// The peer's address on the punched path (its NAT's public mapping).
+        addr: SocketAddr,
+        /// From the start of the dial to the authenticated connection.
+        took: Duration,
     },
 }
 
@@ -151,6 +169,8 @@ pub(crate) struct Net {
     pub(crate) events: broadcast::Sender<PeerEvent>,
     /// Serialises gossip attachments, so the gossip driver sees them in table order.
     gossip_turn: tokio::sync::Mutex<()>,
+    /// NAT traversal, when enabled.
+    pub(crate) nat: OnceLock<Arc<NatService>>,
 }
 
 /// A reader that yields nothing until its gate opens: the gossip driver drops frames from
@@ -219,6 +239,7 @@ impl Net {
             counters: Counters::default(),
             events: broadcast::channel(PEER_EVENT_QUEUE).0,
             gossip_turn: tokio::sync::Mutex::new(()),
+            nat: OnceLock::new(),
         })
     }
 
@@ -315,6 +336,11 @@ impl Net {
         lock(&self.conns).get(peer).map(|e| e.conn.clone())
     }
 
+    /// Every live connection (one per peer).
+    pub(crate) fn connections(&self) -> Vec<Connection> {
+        lock(&self.conns).values().map(|e| e.conn.clone()).collect()
+    }
+
     pub(crate) fn connected_peers(&self) -> Vec<PeerId> {
         lock(&self.conns).keys().copied().collect()
     }
@@ -353,7 +379,7 @@ impl Net {
                 return Ok(c);
             }
         }
-        if addrs.is_empty() {
+        if addrs.is_empty() && self.nat.get().is_none() {
             return Err(Error::NoAddress { peer });
         }
         let gate = Arc::clone(lock(&self.dialing).entry(peer).or_default());
@@ -375,8 +401,9 @@ impl Net {
 
     async fn dial(self: &Arc<Self>, peer: PeerId, addrs: &[SocketAddr]) -> Result<Connection> {
         tracing::debug!(peer = %peer.short(), ?addrs, "dialing");
-        let attempt = tokio::time::timeout(self.dial_timeout, self.endpoint.connect(peer, addrs));
-        let conn = tokio::select! {
+        let started = std::time::Instant::now();
+        let attempt = tokio::time::timeout(self.dial_timeout, self.race(peer, addrs));
+        let (conn, punched) = tokio::select! {
             () = self.cancel.cancelled() => return Err(Error::Shutdown),
             r = attempt => match r {
                 Ok(r) => r?,
@@ -389,7 +416,63 @@ impl Net {
         if conn.path() == PathKind::Quic {
             self.learn(peer, [conn.remote_address()]);
         }
+        if punched {
+            let _ = self.events.send(PeerEvent::HolePunched {
+                peer,
+                addr: canonical(conn.remote_address()),
+                took: started.elapsed(),
+            });
+        }
         Ok(self.register(conn, true))
+    }
+
+    /// The direct dial, raced against a coordinated punch that starts once the direct
+    /// dial has had [`NatConfig::punch_after`](crate::NatConfig::punch_after) to itself.
+    /// The first connection wins; an error only when both failed (the direct one's, when
+    /// there was one to try). The bool tells whether the punched path won.
+    async fn race(
+        self: &Arc<Self>,
+        peer: PeerId,
+        addrs: &[SocketAddr],
+    ) -> Result<(Connection, bool)> {
+        let Some(nat) = self.nat.get().cloned() else {
+            return Ok((self.endpoint.connect(peer, addrs).await?, false));
+        };
+        let direct = async {
+            if addrs.is_empty() {
+                return Err(Error::NoAddress { peer });
+            }
+            Ok(self.endpoint.connect(peer, addrs).await?)
+        };
+        let punched = async {
+            if !addrs.is_empty() {
+                tokio::time::sleep(nat.config.punch_after).await;
+            }
+            nat.punch_connect(self, peer).await
+        };
+        tokio::pin!(direct, punched);
+        let (mut direct_err, mut punch_err) = (None, None);
+        loop {
+            tokio::select! {
+                r = &mut direct, if direct_err.is_none() => match r {
+                    Ok(c) => return Ok((c, false)),
+                    Err(e) => direct_err = Some(e),
+                },
+                r = &mut punched, if punch_err.is_none() => match r {
+                    Ok(c) => return Ok((c, true)),
+                    Err(e) => punch_err = Some(e),
+                },
+            }
+            if let (Some(d), Some(p)) = (&direct_err, &punch_err) {
+                tracing::debug!(peer = %peer.short(), direct = %d, punch = %p, "every path failed");
+                return Err(match (direct_err, punch_err) {
+                    (Some(Error::NoAddress { .. }), Some(p)) => p,
+                    (Some(d), _) => d,
+                    (None, Some(p)) => p,
+                    (None, None) => Error::NoAddress { peer },
+                });
+            }
+        }
     }
 
     async fn lookup(&self, peer: PeerId) -> Vec<SocketAddr> {
@@ -446,6 +529,10 @@ impl Net {
         if !outbound && conn.path() == PathKind::Quic {
             // A QUIC peer sends from the socket it listens on.
             self.learn(peer, [conn.remote_address()]);
+        }
+        if let (Some(nat), PathKind::Quic) = (self.nat.get(), conn.path()) {
+            // Every QUIC peer answers STUN on the socket this connection reaches.
+            nat.maybe_observe(self, Observer::Peer(peer), conn.remote_address());
         }
         let span = tracing::debug_span!(
             "p2pf.conn",
@@ -542,6 +629,13 @@ impl Net {
                 let net = Arc::clone(self);
                 self.spawn(async move { net.attach_gossip(peer, id, ip, false, send, recv).await });
             }
+            NAT_PROTOCOL => match self.nat.get() {
+                Some(nat) => {
+                    let (nat, net, c) = (Arc::clone(nat), Arc::clone(self), conn.clone());
+                    self.spawn(async move { nat.serve(net, c, send, recv).await });
+                }
+                None => self.refuse_stream(send, recv),
+            },
             MCP_PROTOCOL => match &layers.mcp {
                 Some((server, limits)) => {
                     self.counters.mcp_sessions.fetch_add(1, Ordering::Relaxed);
@@ -561,23 +655,22 @@ impl Net {
                         }
                     });
                 }
-                None => {
-                    self.counters
-                        .unknown_protocol_streams
-                        .fetch_add(1, Ordering::Relaxed);
-                    send.reset();
-                    recv.stop();
-                }
+                None => self.refuse_stream(send, recv),
             },
             other => {
                 tracing::debug!(protocol = other, "refusing a stream of an unknown protocol");
-                self.counters
-                    .unknown_protocol_streams
-                    .fetch_add(1, Ordering::Relaxed);
-                send.reset();
-                recv.stop();
+                self.refuse_stream(send, recv);
             }
         }
+    }
+
+    /// Refuses a stream whose protocol this node does not serve.
+    fn refuse_stream(&self, mut send: SendStream, mut recv: RecvStream) {
+        self.counters
+            .unknown_protocol_streams
+            .fetch_add(1, Ordering::Relaxed);
+        send.reset();
+        recv.stop();
     }
 
     /// Hands a gossip stream to the gossip driver if it belongs to the peer's current

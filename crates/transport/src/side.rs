@@ -196,7 +196,8 @@ impl SideChannel {
         self.rx.lock().await.recv().await
     }
 
-    /// Sends one datagram from the QUIC socket (the one in use now, after any rebind).
+    /// Sends one datagram from the QUIC socket (the one in use now, after any rebind). An
+    /// IPv4 destination is sent to in its v4-mapped form when the socket is dual-stack.
     pub async fn send_to(&self, data: &[u8], to: SocketAddr) -> io::Result<()> {
         let socket = self
             .tap
@@ -205,6 +206,13 @@ impl SideChannel {
             .ok()
             .and_then(|slot| slot.clone())
             .ok_or_else(|| io::Error::new(io::ErrorKind::NotConnected, "endpoint closed"))?;
+        // An IPv6 socket (dual-stack) reaches IPv4 destinations by their v4-mapped form.
+        let to = match (to, socket.local_addr()) {
+            (SocketAddr::V4(v4), Ok(SocketAddr::V6(_))) => {
+                SocketAddr::new(v4.ip().to_ipv6_mapped().into(), v4.port())
+            }
+            _ => to,
+        };
         let transmit = Transmit {
             destination: to,
             ecn: None,

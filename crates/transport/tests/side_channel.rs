@@ -148,3 +148,25 @@ async fn after_a_rebind_the_side_channel_uses_the_new_socket_both_ways() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_dual_stack_socket_sends_to_ipv4_destinations() {
+    guard(async {
+        let server = endpoint_with(Listen::DualStack { port: 0 }, |c| {
+            c.side_channel = Some(SideChannelConfig::new(is_stun_like));
+        })
+        .await;
+        let side = server.side_channel().expect("configured");
+        let port = server.local_addr().unwrap().port();
+        let outsider = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        // Given as plain IPv4 (as a peer's address usually is), not in v4-mapped form.
+        side.send_to(b"to v4", outsider.local_addr().unwrap())
+            .await
+            .unwrap();
+        let mut buf = [0u8; 16];
+        let (n, from) = outsider.recv_from(&mut buf).await.unwrap();
+        assert_eq!(&buf[..n], b"to v4");
+        assert_eq!(from.port(), port);
+    })
+    .await;
+}

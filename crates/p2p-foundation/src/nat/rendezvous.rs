@@ -1,0 +1,333 @@
+//! Coordinated hole punching through a rendezvous peer.
+//!
+//! The dialer asks peers it is connected to (which may also be connected to the target)
+//! to introduce it. A rendezvous forwards the dialer's candidates to the target, with the
+//! address it sees the dialer at first; the target answers with its own candidates and
+//! starts punching at once; the rendezvous hands them back, with the address it sees the
+//! target at first, and the dialer starts punching when they arrive, half a round trip
+//! later. Each side's probes open its own NAT's mapping towards the other; the first
+//! authenticated ack proves a path, and the dialer completes the QUIC handshake on it
+//! while both keep answering the other's probes for [`PunchConfig::linger`].
+//!
+//! The rendezvous vouches for nothing: probes and acks are signed by each side's key over
+//! the session nonce (the nat crate's [`Punch`]), so a lying rendezvous can only make two
+//! nodes send a bounded number of probes ([`MAX_CANDIDATES`] per round) to addresses it
+//! names, and cannot make either side accept an impostor.
+//!
+//! [`PunchConfig::linger`]: p2p_foundation_nat::PunchConfig::linger
+//! [`MAX_CANDIDATES`]: p2p_foundation_nat::punch::MAX_CANDIDATES
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Duration, Instant};
+
+use p2p_foundation_identity::PeerId;
+use p2p_foundation_nat::punch::{Punch, PunchPoll, PunchSession};
+use p2p_foundation_transport::{Connection, PathKind, RecvStream, SendStream};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinSet;
+use tracing::Instrument;
+
+use super::signal::{MAX_SIGNAL_LEN, NAT_PROTOCOL, Nonce, Signal, with_first};
+use super::{NatService, PER_TASK_QUEUE, Waiter, lock};
+use crate::error::{Error, Result};
+use crate::net::{Net, canonical};
+
+/// Longest a signalling exchange (one request, one answer) may take.
+const SIGNAL_TIMEOUT: Duration = Duration::from_secs(5);
+/// Rendezvous peers asked at once by one dial.
+const MAX_RENDEZVOUS: usize = 4;
+
+fn random<const N: usize>() -> Result<[u8; N]> {
+    let mut b = [0u8; N];
+    getrandom::fill(&mut b).map_err(|e| Error::Nat(format!("no randomness: {e}")))?;
+    Ok(b)
+}
+
+/// One request and its answer on a new stream of `conn`.
+async fn exchange(conn: &Connection, request: &Signal) -> Result<Signal> {
+    let work = async {
+        let (mut send, mut recv) = conn.open_bi(NAT_PROTOCOL).await?;
+        send.write_all(&request.encode()).await?;
+        send.finish().await?;
+        let bytes = recv.read_to_end(MAX_SIGNAL_LEN).await?;
+        Signal::decode(&bytes).map_err(Error::Nat)
+    };
+    tokio::time::timeout(SIGNAL_TIMEOUT, work)
+        .await
+        .map_err(|_| {
+            Error::Nat(format!(
+                "no signalling answer from {} in {SIGNAL_TIMEOUT:?}",
+                conn.peer_id().short()
+            ))
+        })?
+}
+
+async fn answer(send: &mut SendStream, signal: &Signal) {
+    if send.write_all(&signal.encode()).await.is_ok() {
+        let _ = send.finish().await;
+        let _ = tokio::time::timeout(SIGNAL_TIMEOUT, send.stopped()).await;
+    }
+}
+
+/// The addresses this node offers as its own candidates: its reflexive addresses first,
+/// then its local address when it is a specific one.
+fn own_candidates(nat: &NatService, net: &Net) -> Vec<SocketAddr> {
+    let local = net.endpoint.local_addr().ok();
+    let status = local.map(|l| nat.status(l));
+    let mut list: Vec<SocketAddr> = status.map(|s| s.reflexive_all).unwrap_or_default();
+    list.extend(local.filter(|l| !l.ip().is_unspecified()));
+    with_first(None, &list)
+}
+
+impl NatService {
+    /// Punches towards `remote` at `candidates` in session `nonce`; resolves to the punched
+    /// remote address as soon as one is proven. The punch keeps answering the peer's probes
+    /// for its linger time afterwards, in the background.
+    pub(crate) async fn punch(
+        self: &Arc<Self>,
+        net: &Arc<Net>,
+        remote: PeerId,
+        nonce: [u8; 16],
+        candidates: Vec<SocketAddr>,
+    ) -> Result<SocketAddr> {
+        let in_flight = lock(&self.punch_waiters).len();
+        if in_flight >= self.config.max_in_flight {
+            return Err(Error::Nat(format!("{in_flight} punches in flight: busy")));
+        }
+        let (inbox, mut rx) = mpsc::channel(PER_TASK_QUEUE);
+        if lock(&self.punch_waiters).insert(nonce, inbox).is_some() {
+            return Err(Error::Nat("punch session nonce already in use".into()));
+        }
+        let local = net.endpoint.local_addr()?;
+        let session = PunchSession {
+            keypair: self.keypair.clone(),
+            remote,
+            nonce,
+        };
+        let mut punch = Punch::new(
+            session,
+            local,
+            &candidates,
+            self.config.punch,
+            random()?,
+            Instant::now(),
+        );
+        self.counters.punches_started.fetch_add(1, Relaxed);
+        let (found, result) = oneshot::channel();
+        let nat = Arc::clone(self);
+        let span = tracing::debug_span!("p2pf.punch", peer = %remote.short(), ?candidates);
+        net.spawn(
+            async move {
+                let _waiter = Waiter {
+                    map: &nat.punch_waiters,
+                    key: nonce,
+                };
+                let mut found = Some(found);
+                loop {
+                    match punch.poll(Instant::now()) {
+                        PunchPoll::Transmit { to, bytes } => {
+                            if let Err(e) = nat.side.send_to(&bytes, to).await {
+                                tracing::debug!(%to, error = %e, "probe not sent");
+                            }
+                        }
+                        PunchPoll::WaitUntil(at) => {
+                            tokio::select! {
+                                () = tokio::time::sleep_until(at.into()) => {}
+                                got = rx.recv() => if let Some((from, bytes)) = got {
+                                    let acks = punch.stats().acks_received;
+                                    punch.handle_datagram(Instant::now(), from, &bytes);
+                                    if acks == 0 && punch.stats().acks_received > 0 {
+                                        nat.counters.punches_succeeded.fetch_add(1, Relaxed);
+                                        tracing::debug!(%from, "path punched");
+                                        if let Some(f) = found.take() {
+                                            let _ = f.send(Ok(from));
+                                        }
+                                    }
+                                },
+                            }
+                        }
+                        PunchPoll::Done(r) => {
+                            if let (Err(e), Some(f)) = (r, found.take()) {
+                                nat.counters.punches_failed.fetch_add(1, Relaxed);
+                                let _ = f.send(Err(Error::Nat(e.to_string())));
+                            }
+                            return;
+                        }
+                    }
+                }
+            }
+            .instrument(span),
+        );
+        result.await.map_err(|_| Error::Shutdown)?
+    }
+
+    /// Dials `target` on a path punched through a rendezvous peer.
+    pub(crate) async fn punch_connect(
+        self: &Arc<Self>,
+        net: &Arc<Net>,
+        target: PeerId,
+    ) -> Result<Connection> {
+        let rendezvous: Vec<Connection> = net
+            .connections()
+            .into_iter()
+            .filter(|c| c.peer_id() != target && c.path() == PathKind::Quic)
+            .take(MAX_RENDEZVOUS)
+            .collect();
+        if rendezvous.is_empty() {
+            return Err(Error::Nat(
+                "no connected peer to act as a rendezvous".into(),
+            ));
+        }
+        let nonce = Nonce(random()?);
+        let request = Signal::Introduce {
+            target,
+            nonce,
+            candidates: own_candidates(self, net),
+        };
+        let mut asks = JoinSet::new();
+        for conn in rendezvous {
+            let request = request.clone();
+            asks.spawn(async move { (conn.peer_id(), exchange(&conn, &request).await) });
+        }
+        let mut reasons = Vec::new();
+        let candidates = loop {
+            match asks.join_next().await {
+                Some(Ok((_, Ok(Signal::Candidates { candidates })))) => break candidates,
+                Some(Ok((via, Ok(Signal::Refused { reason })))) => {
+                    reasons.push(format!("{}: {reason}", via.short()))
+                }
+                Some(Ok((via, Ok(other)))) => {
+                    reasons.push(format!("{}: unexpected answer {other:?}", via.short()))
+                }
+                Some(Ok((via, Err(e)))) => reasons.push(format!("{}: {e}", via.short())),
+                Some(Err(e)) => reasons.push(e.to_string()),
+                None => {
+                    return Err(Error::Nat(format!(
+                        "no rendezvous could introduce {}: {}",
+                        target.short(),
+                        reasons.join("; ")
+                    )));
+                }
+            }
+        };
+        asks.abort_all();
+        let remote = self.punch(net, target, nonce.0, candidates).await?;
+        let conn = net.endpoint.connect(target, &[remote]).await?;
+        self.counters.punched_connections.fetch_add(1, Relaxed);
+        Ok(conn)
+    }
+
+    /// Serves one inbound `/p2pf/nat/1` stream from the peer behind `conn`.
+    pub(crate) async fn serve(
+        self: Arc<Self>,
+        net: Arc<Net>,
+        conn: Connection,
+        mut send: SendStream,
+        mut recv: RecvStream,
+    ) {
+        let request =
+            match tokio::time::timeout(SIGNAL_TIMEOUT, recv.read_to_end(MAX_SIGNAL_LEN)).await {
+                Ok(Ok(bytes)) => Signal::decode(&bytes),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(_) => Err("request too slow".into()),
+            };
+        let reply = match request {
+            Ok(Signal::Introduce {
+                target,
+                nonce,
+                candidates,
+            }) => {
+                self.introduce(&net, &conn, target, nonce, &candidates)
+                    .await
+            }
+            Ok(Signal::Introduced {
+                from,
+                nonce,
+                candidates,
+            }) => self.introduced(&net, from, nonce, candidates),
+            Ok(other) => Signal::Refused {
+                reason: format!("not a request: {other:?}"),
+            },
+            Err(e) => Signal::Refused { reason: e },
+        };
+        if matches!(reply, Signal::Refused { .. }) {
+            self.counters.introductions_refused.fetch_add(1, Relaxed);
+            tracing::debug!(peer = %conn.peer_id().short(), ?reply, "refused a signal");
+        }
+        answer(&mut send, &reply).await;
+    }
+
+    /// As a rendezvous: forwards the dialer's candidates to `target` and its answer back.
+    async fn introduce(
+        &self,
+        net: &Arc<Net>,
+        dialer: &Connection,
+        target: PeerId,
+        nonce: Nonce,
+        candidates: &[SocketAddr],
+    ) -> Signal {
+        let refuse = |reason: String| Signal::Refused { reason };
+        if !self.config.rendezvous {
+            return refuse("this node does not act as a rendezvous".into());
+        }
+        if target == net.local || target == dialer.peer_id() {
+            return refuse("cannot introduce a peer to itself or to the rendezvous".into());
+        }
+        let Some(to) = net
+            .connected(&target)
+            .filter(|c| c.path() == PathKind::Quic)
+        else {
+            return refuse(format!("not connected to {} over QUIC", target.short()));
+        };
+        let forwarded = Signal::Introduced {
+            from: dialer.peer_id(),
+            nonce,
+            candidates: with_first(Some(canonical(dialer.remote_address())), candidates),
+        };
+        match exchange(&to, &forwarded).await {
+            Ok(Signal::Candidates { candidates }) => {
+                self.counters.introductions_served.fetch_add(1, Relaxed);
+                Signal::Candidates {
+                    candidates: with_first(Some(canonical(to.remote_address())), &candidates),
+                }
+            }
+            Ok(Signal::Refused { reason }) => {
+                refuse(format!("{} refused: {reason}", target.short()))
+            }
+            Ok(other) => refuse(format!("{} answered {other:?}", target.short())),
+            Err(e) => refuse(e.to_string()),
+        }
+    }
+
+    /// As the target: answers with this node's candidates and starts punching.
+    fn introduced(
+        self: &Arc<Self>,
+        net: &Arc<Net>,
+        from: PeerId,
+        nonce: Nonce,
+        candidates: Vec<SocketAddr>,
+    ) -> Signal {
+        if from == net.local {
+            return Signal::Refused {
+                reason: "introduced to myself".into(),
+            };
+        }
+        if lock(&self.punch_waiters).len() >= self.config.max_in_flight {
+            return Signal::Refused {
+                reason: "too many punches in flight".into(),
+            };
+        }
+        let mine = own_candidates(self, net);
+        let nat = Arc::clone(self);
+        let net2 = Arc::clone(net);
+        net.spawn(async move {
+            // The dialer completes the handshake; here the punch only opens our NAT.
+            if let Err(e) = nat.punch(&net2, from, nonce.0, candidates).await {
+                tracing::debug!(peer = %from.short(), error = %e, "punch (as target) failed");
+            }
+        });
+        Signal::Candidates { candidates: mine }
+    }
+}

@@ -1,0 +1,422 @@
+//! The NAT lab (see ../shared/design/NAT-LAB.md): real nodes inside network namespaces
+//! behind real nftables NATs, on one machine.
+//!
+//! ```text
+//!  lanA 192.168.77.2 ── natA 192.168.77.1 | 203.0.113.1 ──┐
+//!                                                         ├── pub br0 203.0.113.9, .10
+//!  lanB 192.168.88.2 ── natB 192.168.88.1 | 203.0.113.2 ──┘
+//! ```
+//!
+//! Each node runs on its own thread moved into its namespace, with a current-thread tokio
+//! runtime, so every socket it opens (QUIC, TCP, side channel) belongs to that namespace.
+//! Every namespace is deleted when the [`Lab`] drops, also when a test fails.
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::fs::File;
+use std::net::SocketAddr;
+use std::os::fd::AsFd;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use p2p_foundation::P2PNode;
+use rustix::thread::{LinkNameSpaceType, move_into_link_name_space};
+use tokio::sync::oneshot;
+
+static LAB_SEQ: AtomicU32 = AtomicU32::new(0);
+
+/// Whether the lab can run: root with `ip` and `nft`. Without them the test skips loudly,
+/// except with `CI=true`, where it fails.
+pub fn can_run(test: &str) -> bool {
+    let root = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(2).map(|e| e == "0"))
+        })
+        .unwrap_or(false);
+    let tools = ["ip", "nft"].iter().all(|t| {
+        Command::new(t)
+            .arg("-V")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    });
+    if root && tools {
+        return true;
+    }
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!(
+            "{test} needs root, ip and nft with CI=true (root: {root}, tools: {tools}); see crates/nat/ci-setup.sh"
+        );
+    }
+    eprintln!("SKIPPED {test}: needs root and iproute2 + nftables (root: {root}, tools: {tools})");
+    false
+}
+
+fn sh(args: &[&str]) {
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .unwrap_or_else(|e| panic!("{} does not run: {e}", args[0]));
+    assert!(
+        out.status.success(),
+        "{args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn sh_stdin(args: &[&str], input: &str) {
+    use std::io::Write;
+    let mut child = Command::new(args[0])
+        .args(&args[1..])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{} does not run: {e}", args[0]));
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input.as_bytes())
+        .expect("input written");
+    let out = child.wait_with_output().expect("exits");
+    assert!(
+        out.status.success(),
+        "{args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// How a LAN's router translates.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NatKind {
+    /// No NAT: the host sits on the public segment itself.
+    Public,
+    /// `masquerade`: port-preserving, endpoint-independent mapping (address-and-port
+    /// dependent filtering, as conntrack does).
+    EndpointIndependent,
+    /// `masquerade random`: a random port per destination ("symmetric").
+    EndpointDependent,
+}
+
+/// A LAN side of the lab.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Side {
+    /// 192.168.77.0/24 behind 203.0.113.1.
+    A,
+    /// 192.168.88.0/24 behind 203.0.113.2.
+    B,
+}
+
+impl Side {
+    fn tag(self) -> &'static str {
+        match self {
+            Side::A => "A",
+            Side::B => "B",
+        }
+    }
+
+    /// The host's address on its LAN.
+    pub fn host_ip(self) -> &'static str {
+        match self {
+            Side::A => "192.168.77.2",
+            Side::B => "192.168.88.2",
+        }
+    }
+
+    /// The router's public address.
+    pub fn public_ip(self) -> &'static str {
+        match self {
+            Side::A => "203.0.113.1",
+            Side::B => "203.0.113.2",
+        }
+    }
+}
+
+/// The public segment's two addresses for servers.
+pub const PUBLIC_1: &str = "203.0.113.9";
+/// The second public address (another IP, so mapping behaviour can be told).
+pub const PUBLIC_2: &str = "203.0.113.10";
+
+/// The lab's namespaces.
+pub struct Lab {
+    prefix: String,
+}
+
+impl Lab {
+    /// Name of a role's namespace.
+    pub fn ns(&self, role: &str) -> String {
+        format!("{}{role}", self.prefix)
+    }
+
+    /// Builds the topology with side A behind `a` and side B behind `b`.
+    pub fn new(a: NatKind, b: NatKind) -> Self {
+        let prefix = format!(
+            "p2pflab-{}-{}-",
+            std::process::id(),
+            LAB_SEQ.fetch_add(1, Ordering::Relaxed)
+        );
+        let lab = Lab { prefix };
+        for role in ["lanA", "natA", "lanB", "natB", "pub"] {
+            sh(&["ip", "netns", "add", &lab.ns(role)]);
+            sh(&["ip", "-n", &lab.ns(role), "link", "set", "lo", "up"]);
+        }
+        let pubns = lab.ns("pub");
+        sh(&["ip", "-n", &pubns, "link", "add", "br0", "type", "bridge"]);
+        sh(&["ip", "-n", &pubns, "link", "set", "br0", "up"]);
+        for ip in [PUBLIC_1, PUBLIC_2] {
+            sh(&[
+                "ip",
+                "-n",
+                &pubns,
+                "addr",
+                "add",
+                &format!("{ip}/24"),
+                "dev",
+                "br0",
+            ]);
+        }
+        for (side, kind) in [(Side::A, a), (Side::B, b)] {
+            lab.wire(side, kind);
+        }
+        // Resolve every neighbour once, as on a network that has been up for a while: the
+        // first datagram through a fresh segment otherwise waits for ARP and a node's first
+        // QUIC Initial can be lost to it.
+        for side in [Side::A, Side::B] {
+            for ip in [PUBLIC_1, PUBLIC_2] {
+                sh(&[
+                    "ip",
+                    "netns",
+                    "exec",
+                    &lab.lan(side),
+                    "ping",
+                    "-c1",
+                    "-W2",
+                    ip,
+                ]);
+            }
+        }
+        lab
+    }
+
+    fn wire(&self, side: Side, kind: NatKind) {
+        let t = side.tag();
+        let lan = self.ns(&format!("lan{t}"));
+        let router = self.ns(&format!("nat{t}"));
+        let pubns = self.ns("pub");
+        let lan_net = &side.host_ip()[..side.host_ip().len() - 2];
+        sh(&[
+            "ip", "link", "add", "name", "l0", "netns", &lan, "type", "veth", "peer", "name", "l1",
+            "netns", &router,
+        ]);
+        sh(&[
+            "ip",
+            "-n",
+            &lan,
+            "addr",
+            "add",
+            &format!("{}/24", side.host_ip()),
+            "dev",
+            "l0",
+        ]);
+        sh(&["ip", "-n", &lan, "link", "set", "l0", "up"]);
+        sh(&[
+            "ip",
+            "-n",
+            &lan,
+            "route",
+            "add",
+            "default",
+            "via",
+            &format!("{lan_net}.1"),
+        ]);
+        sh(&[
+            "ip",
+            "-n",
+            &router,
+            "addr",
+            "add",
+            &format!("{lan_net}.1/24"),
+            "dev",
+            "l1",
+        ]);
+        sh(&["ip", "-n", &router, "link", "set", "l1", "up"]);
+        let port = format!("p{t}");
+        sh(&[
+            "ip", "link", "add", "name", "w0", "netns", &router, "type", "veth", "peer", "name",
+            &port, "netns", &pubns,
+        ]);
+        sh(&[
+            "ip",
+            "-n",
+            &router,
+            "addr",
+            "add",
+            &format!("{}/24", side.public_ip()),
+            "dev",
+            "w0",
+        ]);
+        sh(&["ip", "-n", &router, "link", "set", "w0", "up"]);
+        sh(&["ip", "-n", &pubns, "link", "set", &port, "master", "br0"]);
+        sh(&["ip", "-n", &pubns, "link", "set", &port, "up"]);
+        sh(&[
+            "ip",
+            "netns",
+            "exec",
+            &router,
+            "sysctl",
+            "-qw",
+            "net.ipv4.ip_forward=1",
+        ]);
+        // A home router: source NAT out of the WAN port; nothing unsolicited reaches the
+        // router itself, so an inbound packet with no conntrack entry is dropped.
+        let translate = match kind {
+            NatKind::Public => None,
+            NatKind::EndpointIndependent => Some("masquerade"),
+            NatKind::EndpointDependent => Some("masquerade random"),
+        };
+        if let Some(masq) = translate {
+            let rules = format!(
+                "table ip nat {{\n chain post {{\n  type nat hook postrouting priority 100\n  oifname \"w0\" {masq}\n }}\n}}\n\
+                 table inet filter {{\n chain input {{\n  type filter hook input priority 0\n  policy drop\n }}\n}}\n"
+            );
+            sh_stdin(&["ip", "netns", "exec", &router, "nft", "-f", "-"], &rules);
+        } else {
+            // A public host: the public segment routes its LAN without translation.
+            sh(&[
+                "ip",
+                "-n",
+                &pubns,
+                "route",
+                "add",
+                &format!("{lan_net}.0/24"),
+                "via",
+                side.public_ip(),
+            ]);
+        }
+    }
+
+    /// The namespace of a side's host.
+    pub fn lan(&self, side: Side) -> String {
+        self.ns(&format!("lan{}", side.tag()))
+    }
+
+    /// Flushes the conntrack table of a side's router (every mapping is forgotten).
+    pub fn flush_conntrack(&self, side: Side) {
+        let router = self.ns(&format!("nat{}", side.tag()));
+        sh(&["ip", "netns", "exec", &router, "conntrack", "-F"]);
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        for role in ["lanA", "natA", "lanB", "natB", "pub"] {
+            let _ = Command::new("ip")
+                .args(["netns", "del", &self.ns(role)])
+                .status();
+        }
+    }
+}
+
+/// A thread inside a namespace running a current-thread runtime: everything spawned on it
+/// opens its sockets in that namespace.
+pub struct NsRuntime {
+    handle: tokio::runtime::Handle,
+    stop: Option<oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl NsRuntime {
+    /// Starts the thread in namespace `ns`.
+    pub fn new(ns: &str) -> Self {
+        let path = format!("/var/run/netns/{ns}");
+        let (handle_tx, handle_rx) = std::sync::mpsc::channel();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let file = File::open(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+            move_into_link_name_space(file.as_fd(), Some(LinkNameSpaceType::Network))
+                .expect("setns into the lab namespace");
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            handle_tx.send(rt.handle().clone()).expect("handle sent");
+            rt.block_on(async {
+                let _ = stopped.await;
+            });
+        });
+        let handle = handle_rx.recv().expect("namespace thread started");
+        Self {
+            handle,
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+
+    /// Runs `fut` inside the namespace and waits for its output.
+    pub async fn run<T: Send + 'static>(&self, fut: impl Future<Output = T> + Send + 'static) -> T {
+        self.handle.spawn(fut).await.expect("lab task panicked")
+    }
+}
+
+impl Drop for NsRuntime {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// A node running inside a namespace.
+pub struct LabNode {
+    /// The node (call its sync methods from anywhere; async ones through [`LabNode::run`]).
+    pub node: Arc<P2PNode>,
+    rt: NsRuntime,
+}
+
+impl LabNode {
+    /// Builds a node in `ns` with `builder` (called inside the namespace).
+    pub async fn start(
+        ns: &str,
+        builder: impl FnOnce() -> p2p_foundation::NodeBuilder + Send + 'static,
+    ) -> Self {
+        let rt = NsRuntime::new(ns);
+        let node = rt
+            .run(async move { builder().build().await })
+            .await
+            .unwrap_or_else(|e| panic!("node in {ns} did not start: {e}"));
+        Self {
+            node: Arc::new(node),
+            rt,
+        }
+    }
+
+    /// `<peer id>, <listen address>`.
+    pub fn contact(&self) -> (p2p_foundation::PeerId, SocketAddr) {
+        (self.node.peer_id(), self.node.local_addr().expect("bound"))
+    }
+
+    /// Runs `f(node)` inside the node's namespace.
+    pub async fn run<T, F>(&self, f: impl FnOnce(Arc<P2PNode>) -> F) -> T
+    where
+        T: Send + 'static,
+        F: Future<Output = T> + Send + 'static,
+    {
+        self.rt.run(f(Arc::clone(&self.node))).await
+    }
+
+    /// Shuts the node down inside its namespace.
+    pub async fn stop(self) {
+        let Self { node, rt } = self;
+        let node =
+            Arc::try_unwrap(node).unwrap_or_else(|_| panic!("a clone of the node is still in use"));
+        rt.run(async move { node.shutdown().await }).await;
+    }
+}

@@ -1,0 +1,201 @@
+//! NAT traversal by real nodes behind real nftables NATs (as root; runs in CI, never
+//! skips there). The topology is in `lab/mod.rs`.
+
+mod lab;
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use lab::{Lab, LabNode, NatKind, PUBLIC_1, PUBLIC_2, Side};
+use p2p_foundation::{MappingBehaviour, NatStatus, P2PNode, PeerId};
+
+const HANG_GUARD: Duration = Duration::from_secs(120);
+
+fn addr(ip: &str, port: u16) -> SocketAddr {
+    SocketAddr::new(ip.parse().expect("ip"), port)
+}
+
+/// A public node at `ip:port` in the lab's public segment.
+async fn public_node(lab: &Lab, ip: &'static str, seeds: Vec<(PeerId, SocketAddr)>) -> LabNode {
+    LabNode::start(&lab.ns("pub"), move || {
+        P2PNode::builder().listen(addr(ip, 4000)).bootstrap(seeds)
+    })
+    .await
+}
+
+/// A node on `side`'s LAN (port chosen by the OS) joined through `seeds`.
+async fn lan_node(lab: &Lab, side: Side, seeds: Vec<(PeerId, SocketAddr)>) -> LabNode {
+    LabNode::start(&lab.lan(side), move || {
+        P2PNode::builder()
+            .listen(addr(side.host_ip(), 0))
+            .bootstrap(seeds)
+    })
+    .await
+}
+
+/// Waits (bounded) until `done` holds for the node's NAT status.
+async fn wait_status(node: &LabNode, what: &str, done: impl Fn(&NatStatus) -> bool) -> NatStatus {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut events = node.node.peer_events();
+    loop {
+        let s = node.node.nat_status();
+        if done(&s) {
+            return s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: NAT status never got there: {s:#?}"
+        );
+        // Woken by the next NAT event, or re-checked every 100 ms.
+        let _ = tokio::time::timeout(Duration::from_millis(100), events.recv()).await;
+    }
+}
+
+async fn guard(f: impl Future<Output = ()>) {
+    tokio::time::timeout(HANG_GUARD, f)
+        .await
+        .expect("lab test exceeded its hang guard");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_learn_their_reflexive_address_and_mapping_from_peers() {
+    if !lab::can_run("nodes_learn_their_reflexive_address_and_mapping_from_peers") {
+        return;
+    }
+    guard(async {
+        let lab = Lab::new(NatKind::EndpointIndependent, NatKind::EndpointDependent);
+        let r1 = public_node(&lab, PUBLIC_1, vec![]).await;
+        let r2 = public_node(&lab, PUBLIC_2, vec![r1.contact()]).await;
+        let seeds = vec![r1.contact(), r2.contact()];
+        let a = lan_node(&lab, Side::A, seeds.clone()).await;
+        let b = lan_node(&lab, Side::B, seeds).await;
+
+        // Endpoint-independent: both observers see one mapping, which is the NAT's public
+        // address and the port the observers' own connections come from.
+        let sa = wait_status(&a, "A behind masquerade", |s| s.mapping.is_some()).await;
+        let seen_by_r1 = r1
+            .node
+            .connection_info(&a.node.peer_id())
+            .expect("R1 connected to A")
+            .remote;
+        let seen_by_r2 = r2
+            .node
+            .connection_info(&a.node.peer_id())
+            .expect("R2 connected to A")
+            .remote;
+        assert_eq!(
+            sa.mapping,
+            Some(MappingBehaviour::EndpointIndependent),
+            "{sa:#?}"
+        );
+        assert_eq!(sa.reflexive, Some(seen_by_r1), "{sa:#?}");
+        assert_eq!(seen_by_r1, seen_by_r2);
+        assert_eq!(seen_by_r1.ip().to_string(), Side::A.public_ip());
+        assert_eq!(sa.behind_nat, Some(true));
+        assert!(sa.observations.len() >= 2, "{sa:#?}");
+
+        // Endpoint-dependent: each observer sees its own mapping, and both are evidence.
+        let sb = wait_status(&b, "B behind masquerade random", |s| s.mapping.is_some()).await;
+        let b_at_r1 = r1
+            .node
+            .connection_info(&b.node.peer_id())
+            .expect("R1 connected to B")
+            .remote;
+        let b_at_r2 = r2
+            .node
+            .connection_info(&b.node.peer_id())
+            .expect("R2 connected to B")
+            .remote;
+        assert_eq!(
+            sb.mapping,
+            Some(MappingBehaviour::EndpointDependent),
+            "{sb:#?}"
+        );
+        assert_ne!(b_at_r1, b_at_r2, "masquerade random kept the port");
+        assert!(
+            sb.reflexive_all.contains(&b_at_r1) && sb.reflexive_all.contains(&b_at_r2),
+            "{sb:#?}"
+        );
+        assert!(
+            sb.reflexive_all
+                .iter()
+                .all(|r| r.ip().to_string() == Side::B.public_ip())
+        );
+
+        // A public node is told it is not behind a NAT.
+        let s1 = wait_status(&r1, "R1 public", |s| s.reflexive.is_some()).await;
+        assert_eq!(s1.behind_nat, Some(false), "{s1:#?}");
+        assert!(r1.node.nat_stats().stun_answered >= 2);
+
+        for n in [a, b, r2, r1] {
+            n.stop().await;
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endpoint_independent_nats_on_both_sides_connect_directly_every_time() {
+    if !lab::can_run("endpoint_independent_nats_on_both_sides_connect_directly_every_time") {
+        return;
+    }
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+    guard(async {
+        const TRIALS: usize = 20;
+        let lab = Lab::new(NatKind::EndpointIndependent, NatKind::EndpointIndependent);
+        let mut times = Vec::with_capacity(TRIALS);
+        let mut punched = 0;
+        for trial in 0..TRIALS {
+            // A fresh rendezvous each trial: the last trial's peers, shut down, would stay
+            // in its routing table and cost every join a timeout.
+            let r = public_node(&lab, PUBLIC_1, vec![]).await;
+            let a = lan_node(&lab, Side::A, vec![r.contact()]).await;
+            let start = Instant::now();
+            // B joins through R: its DHT bootstrap looks up its own id, learns A (at A's
+            // NAT's address) from R and dials it. The direct dial is dropped by A's NAT;
+            // the punch through R opens the path, on B's and A's QUIC sockets.
+            let b = lan_node(&lab, Side::B, vec![r.contact()]).await;
+            let a_id = a.node.peer_id();
+            let b_id = b.node.peer_id();
+            let info = loop {
+                match b.node.connection_info(&a_id) {
+                    Some(info) => break info,
+                    None => {
+                        assert!(start.elapsed() < Duration::from_secs(10), "trial {trial}: B never reached A");
+                        // Not yet: B's join dials A in the background; B connects on demand.
+                        b.run(move |node| async move { node.connect(a_id, &[]).await })
+                            .await
+                            .unwrap_or_else(|e| panic!("trial {trial}: B could not reach A: {e}"));
+                    }
+                }
+            };
+            let took = start.elapsed();
+            eprintln!("trial {trial}: {took:?} {info:?}");
+            assert_eq!(
+                info.remote.ip().to_string(),
+                Side::A.public_ip(),
+                "trial {trial}: not the direct path: {info:?}"
+            );
+            assert!(a.node.connection_info(&b_id).is_some());
+            punched += a.node.nat_stats().punched_connections + b.node.nat_stats().punched_connections;
+            times.push(took);
+            a.stop().await;
+            b.stop().await;
+            r.stop().await;
+        }
+        times.sort();
+        let p50 = times[TRIALS / 2];
+        eprintln!(
+            "EIM x EIM: {TRIALS}/{TRIALS} direct, {punched} dials completed on a punched path; \
+             from B's start (join through R included) to the direct connection: p50 {p50:?}, min {:?}, max {:?}",
+            times[0],
+            times[TRIALS - 1]
+        );
+        assert!(p50 < Duration::from_millis(1000), "punch p50 {p50:?}");
+        assert!(punched >= TRIALS as u64, "only {punched} punched dials in {TRIALS} trials");
+    })
+    .await;
+}

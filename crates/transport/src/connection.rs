@@ -7,17 +7,16 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use p2p_foundation_identity::PeerId;
-use tokio::io::{AsyncWriteExt, split};
+use tokio::io::AsyncWriteExt;
 use tokio::sync::{Mutex, mpsc};
 use tokio::task::AbortHandle;
-use tokio_util::compat::FuturesAsyncReadCompatExt;
 use tracing::Instrument;
 
 use crate::endpoint::{ConnSlot, Shared};
 use crate::error::{Result, TransportError};
 use crate::header::{self, StreamKind};
 use crate::session::{MuxHandle, MuxStream};
-use crate::stream::{RecvInner, RecvStream, SendInner, SendStream};
+use crate::stream::{RecvInner, RecvStream, SendInner, SendStream, mux_split};
 
 /// Which transport a connection runs over.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -263,7 +262,7 @@ impl Connection {
             }
             Inner::Mux(m) => {
                 let stream = m.open().await?;
-                let (r, mut w) = split(stream.compat());
+                let (r, mut w) = mux_split(stream);
                 w.write_all(&head).await?;
                 Ok((
                     SendStream {
@@ -296,7 +295,7 @@ impl Connection {
             }
             Inner::Mux(m) => {
                 let stream = m.open().await?;
-                let (_r, mut w) = split(stream.compat());
+                let (_r, mut w) = mux_split(stream);
                 w.write_all(&head).await?;
                 Ok(SendStream {
                     inner: SendInner::Mux(w),
@@ -578,7 +577,7 @@ async fn mux_accept_loop(
         remote_close.pending.fetch_add(1, Relaxed);
         tokio::spawn(async move {
             let cfg = &shared.config;
-            let (mut r, mut w) = split(stream.compat());
+            let (mut r, mut w) = mux_split(stream);
             let head = tokio::time::timeout(
                 cfg.stream_header_timeout,
                 header::read(&mut r, cfg.max_protocol_len),

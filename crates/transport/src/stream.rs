@@ -2,26 +2,103 @@
 
 use std::io;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll};
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf, ReadHalf, WriteHalf};
-use tokio_util::compat::Compat;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio_util::compat::{Compat, FuturesAsyncReadCompatExt};
 
 use crate::error::{Result, TransportError};
 use crate::metrics::Metrics;
+use crate::session::MuxStream;
 
-pub(crate) type MuxIo = Compat<crate::session::MuxStream>;
+type MuxIo = Compat<MuxStream>;
+
+/// A multiplexed stream shared by its two halves; `None` once reset.
+type MuxCell = Arc<Mutex<Option<MuxIo>>>;
+
+/// The reading half of a multiplexed stream.
+pub(crate) struct MuxRead(MuxCell);
+
+/// The writing half of a multiplexed stream; it can reset the whole stream at once.
+pub(crate) struct MuxWrite(MuxCell);
+
+/// Splits a multiplexed stream into halves that share it. Unlike `tokio::io::split`, the
+/// writing half can drop the stream while the reading half is alive: that is how a yamux
+/// stream is reset (yamux sends RST when the last handle of an open stream goes).
+pub(crate) fn mux_split(stream: MuxStream) -> (MuxRead, MuxWrite) {
+    let cell = Arc::new(Mutex::new(Some(stream.compat())));
+    (MuxRead(cell.clone()), MuxWrite(cell))
+}
+
+fn lock(cell: &MuxCell) -> MutexGuard<'_, Option<MuxIo>> {
+    // A poll that panicked left the stream as consistent as yamux keeps it.
+    cell.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn reset_locally() -> io::Error {
+    io::Error::new(io::ErrorKind::ConnectionReset, "stream was reset")
+}
+
+impl MuxWrite {
+    /// Drops the stream now: yamux resets it (RST) if it is still open both ways, or ends
+    /// it (FIN) if the peer has already finished; both halves fail from then on.
+    fn reset(&self) {
+        let stream = lock(&self.0).take();
+        drop(stream);
+    }
+}
+
+impl AsyncRead for MuxRead {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match lock(&self.0).as_mut() {
+            Some(s) => Pin::new(s).poll_read(cx, buf),
+            None => Poll::Ready(Err(reset_locally())),
+        }
+    }
+}
+
+impl AsyncWrite for MuxWrite {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match lock(&self.0).as_mut() {
+            Some(s) => Pin::new(s).poll_write(cx, buf),
+            None => Poll::Ready(Err(reset_locally())),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match lock(&self.0).as_mut() {
+            Some(s) => Pin::new(s).poll_flush(cx),
+            None => Poll::Ready(Ok(())),
+        }
+    }
+
+    /// After a reset there is nothing left to end: finishing is harmless, as on QUIC.
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match lock(&self.0).as_mut() {
+            Some(s) => Pin::new(s).poll_shutdown(cx),
+            None => Poll::Ready(Ok(())),
+        }
+    }
+}
 
 pub(crate) enum SendInner {
     Quic(quinn::SendStream),
-    Mux(WriteHalf<MuxIo>),
+    Mux(MuxWrite),
 }
 
 pub(crate) enum RecvInner {
     Quic(quinn::RecvStream),
-    Mux(ReadHalf<MuxIo>),
+    Mux(MuxRead),
 }
 
 /// The sending half of a stream. Implements [`tokio::io::AsyncWrite`]; call
@@ -78,14 +155,17 @@ impl SendStream {
         }
     }
 
-    /// Abandons the stream: data not yet delivered may be lost.
+    /// Abandons the stream at once, even while this handle is kept: data not yet delivered
+    /// may be lost, and the peer's reads end promptly. On QUIC only this direction is reset
+    /// (`RESET_STREAM` with [`STREAM_CANCELLED`]). On TCP the whole stream is, as a yamux
+    /// reset has no direction: the peer's reads end (yamux shows a reset as the end of the
+    /// stream) and its writes fail, and so do reads of this stream's [`RecvStream`].
     pub fn reset(&mut self) {
         match &mut self.inner {
             SendInner::Quic(s) => {
                 let _ = s.reset(quinn::VarInt::from_u32(STREAM_CANCELLED));
             }
-            // Dropping a multiplexed stream without finishing it resets it.
-            SendInner::Mux(_) => {}
+            SendInner::Mux(s) => s.reset(),
         }
     }
 

@@ -3,25 +3,18 @@
 mod common;
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use bytes::Bytes;
 use common::*;
 use p2p_foundation_transport::{Keypair, Listen, PathKind, TransportError};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 async fn exercise(listen: Listen, path: PathKind) {
     let server = endpoint(listen).await;
     let client = endpoint(listen).await;
     let echo_task = spawn_echo(server.clone());
-    let conn = match path {
-        PathKind::Quic => client
-            .connect_quic(server.peer_id(), server.local_addr().unwrap())
-            .await
-            .unwrap(),
-        _ => client
-            .connect_tcp(server.peer_id(), server.tcp_local_addr().unwrap())
-            .await
-            .unwrap(),
-    };
+    let conn = connect_by(&client, &server, path).await;
     assert_eq!(conn.peer_id(), server.peer_id());
     assert_eq!(conn.path(), path);
     assert_eq!(
@@ -245,5 +238,72 @@ async fn close_with_reason_reaches_the_peer() {
         ));
         assert!(accepted.accept_bi().await.is_err());
     })
+    .await;
+}
+
+/// `SendStream::reset` takes effect at once, while the stream handle is still held: the
+/// peer's read ends promptly instead of waiting for the handle to be dropped.
+async fn reset_reaches_the_peer_while_the_stream_is_held(path: PathKind) {
+    let server = endpoint(Listen::loopback_v4()).await;
+    let client = endpoint(Listen::loopback_v4()).await;
+    let conn = connect_by(&client, &server, path).await;
+    let (release, held) = tokio::sync::oneshot::channel::<()>();
+    let resetter = tokio::spawn(async move {
+        let accepted = server.accept().await.unwrap();
+        let mut s = accepted.accept_bi().await.unwrap();
+        let mut first = [0u8; 5];
+        s.recv.read_exact(&mut first).await.unwrap();
+        assert_eq!(&first, b"hello");
+        s.send.write_all(b"partial").await.unwrap();
+        s.send.reset();
+        // Both halves and the connection stay alive until the peer has seen the reset.
+        let _ = held.await;
+        drop((s, accepted, server));
+    });
+    let (mut send, mut recv) = conn.open_bi("/test/reset/1").await.unwrap();
+    send.write_all(b"hello").await.unwrap();
+    send.flush().await.unwrap();
+    let mut buf = vec![0u8; 64];
+    let mut got = Vec::new();
+    let end = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match recv.read(&mut buf).await {
+                Ok(0) => return Ok(()),
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+                Err(e) => return Err(e),
+            }
+        }
+    })
+    .await
+    .expect("the peer's reset must end our read while its stream handle is held");
+    // Whatever arrived before the reset is a prefix of what was written.
+    assert!(b"partial".starts_with(&got), "{got:?}");
+    match path {
+        // QUIC tells a reset from a finish.
+        PathKind::Quic => assert!(end.is_err(), "a reset is not a clean end: {got:?}"),
+        // yamux shows a reset as the end of the stream, but it resets both ways: writing
+        // to the stream now fails, which a stream the peer only finished would accept.
+        _ => {
+            let _ = end;
+            assert!(send.write_all(b"more").await.is_err());
+        }
+    }
+    let _ = release.send(());
+    resetter.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reset_reaches_the_peer_while_the_stream_is_held_quic() {
+    guard(reset_reaches_the_peer_while_the_stream_is_held(
+        PathKind::Quic,
+    ))
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reset_reaches_the_peer_while_the_stream_is_held_tcp() {
+    guard(reset_reaches_the_peer_while_the_stream_is_held(
+        PathKind::Tcp,
+    ))
     .await;
 }

@@ -2,7 +2,6 @@
 
 mod common;
 
-use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -246,16 +245,7 @@ async fn oversized_header(path: PathKind) {
     let server = endpoint_with(Listen::loopback_v4(), |c| c.max_protocol_len = 16).await;
     let client = endpoint_with(Listen::loopback_v4(), |c| c.max_protocol_len = 255).await;
     let echo_task = spawn_echo(server.clone());
-    let conn = match path {
-        PathKind::Quic => client
-            .connect_quic(server.peer_id(), server.local_addr().unwrap())
-            .await
-            .unwrap(),
-        _ => client
-            .connect_tcp(server.peer_id(), server.tcp_local_addr().unwrap())
-            .await
-            .unwrap(),
-    };
+    let conn = connect_by(&client, &server, path).await;
     let long = format!("/{}/1", "x".repeat(200));
     let (mut s, mut r) = conn.open_bi(&long).await.unwrap();
     let _ = s.write_all(b"payload").await;
@@ -330,45 +320,6 @@ async fn handshake_rate_limit_per_source_ip() {
         echo_task.abort();
     })
     .await;
-}
-
-/// The Destination Connection ID of a QUIC long-header Initial packet, if `d` is one.
-fn initial_dcid(d: &[u8]) -> Option<Vec<u8>> {
-    let first = *d.first()?;
-    // Long header, fixed bit, packet type 0 (Initial).
-    if first & 0xc0 != 0xc0 || (first >> 4) & 0x03 != 0 {
-        return None;
-    }
-    let len = usize::from(*d.get(5)?);
-    d.get(6..6 + len).map(<[u8]>::to_vec)
-}
-
-/// Forwards every datagram sent to it on to `server`, from a socket on 127.0.0.1 that never
-/// reads what the server answers: to the server, the senders are someone spoofing
-/// 127.0.0.1, who never sees a reply. Publishes how many distinct Initials (by DCID) it
-/// has forwarded.
-async fn one_way_proxy(server: SocketAddr) -> (SocketAddr, tokio::sync::watch::Receiver<usize>) {
-    let inbound = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let outbound = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let addr = inbound.local_addr().unwrap();
-    let (tx, rx) = tokio::sync::watch::channel(0);
-    tokio::spawn(async move {
-        let mut seen = HashSet::new();
-        let mut buf = vec![0u8; 2048];
-        // Bounded: the test sends a few dozen datagrams at most.
-        for _ in 0..10_000 {
-            let Ok(n) = inbound.recv(&mut buf).await else {
-                return;
-            };
-            let _ = outbound.send_to(&buf[..n], server).await;
-            if let Some(dcid) = initial_dcid(&buf[..n]) {
-                if seen.insert(dcid) {
-                    tx.send_replace(seen.len());
-                }
-            }
-        }
-    });
-    (addr, rx)
 }
 
 /// Handshakes from a sender that cannot receive at its source address (a spoofer's) use up
@@ -613,16 +564,7 @@ async fn stream_limit(path: PathKind) {
     let server = endpoint_with(Listen::loopback_v4(), limited).await;
     let client = endpoint_with(Listen::loopback_v4(), limited).await;
     let echo_task = spawn_echo(server.clone());
-    let conn = match path {
-        PathKind::Quic => client
-            .connect_quic(server.peer_id(), server.local_addr().unwrap())
-            .await
-            .unwrap(),
-        _ => client
-            .connect_tcp(server.peer_id(), server.tcp_local_addr().unwrap())
-            .await
-            .unwrap(),
-    };
+    let conn = connect_by(&client, &server, path).await;
     let mut held = Vec::new();
     for i in 0..LIMIT {
         let (mut s, mut r) = conn.open_bi("/t/limit/1").await.unwrap();

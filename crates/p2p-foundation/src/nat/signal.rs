@@ -1,7 +1,7 @@
 //! The NAT signalling protocol (`/p2pf/nat/1`): candidates exchanged through a rendezvous
 //! peer both sides are connected to, before a coordinated punch. One request and one
 //! answer per bidirectional stream, each a JSON object of at most [`MAX_SIGNAL_LEN`] bytes
-//! (layout: `docs/protocols/nat-node.md`).
+//! (layout: `docs/protocols/facade.md`).
 
 use std::net::SocketAddr;
 

@@ -17,6 +17,7 @@ use crate::mcp::{DhtRegistry, NodeMcp, QuicConnector};
 use crate::nat::{NatConfig, NatService};
 use crate::net::{Layers, Net};
 use crate::pubsub::Pubsub;
+use crate::relay::{RelayConfig, RelayService};
 use crate::{P2PNode, parse_peer_addr};
 
 /// Inbound DHT requests queued for the DHT task before new ones are refused.
@@ -41,6 +42,7 @@ pub struct NodeBuilder {
     dial_timeout: Duration,
     seed: Option<u64>,
     nat: NatConfig,
+    relay: RelayConfig,
 }
 
 impl std::fmt::Debug for NodeBuilder {
@@ -105,6 +107,7 @@ impl NodeBuilder {
             dial_timeout: Duration::from_secs(15),
             seed: None,
             nat: NatConfig::default(),
+            relay: RelayConfig::default(),
         }
     }
 
@@ -203,6 +206,14 @@ impl NodeBuilder {
         self
     }
 
+    /// Relaying (default [`RelayConfig::default`]: this node does not relay for others,
+    /// but holds reservations at relays while it is NATed and dials through them when
+    /// neither the direct path nor a punch works).
+    pub fn relay_config(mut self, config: RelayConfig) -> Self {
+        self.relay = config;
+        self
+    }
+
     /// Seed of the DHT's and gossip's random choices (default: from the OS).
     pub fn seed(mut self, seed: u64) -> Self {
         self.seed = Some(seed);
@@ -248,6 +259,9 @@ impl NodeBuilder {
             nat.start(&net);
             let _ = net.nat.set(nat);
         }
+        let relay = RelayService::new(self.relay);
+        relay.start(&net);
+        let _ = net.relay.set(relay);
         let span = tracing::info_span!("p2pf.node", node = %local.short());
         let _enter = span.enter();
 

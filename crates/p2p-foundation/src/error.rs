@@ -71,6 +71,10 @@ pub enum Error {
     /// authenticated answer, or a signalling message was refused (the text says which).
     #[error("nat traversal: {0}")]
     Nat(String),
+    /// A relay refused a reservation or a circuit, or a relayed stream broke (the text
+    /// says which, and why).
+    #[error("relay: {0}")]
+    Relay(String),
     /// The node is shutting down or has shut down.
     #[error("the node is shut down")]
     Shutdown,

@@ -10,6 +10,7 @@ pub mod mcp;
 mod nat;
 mod net;
 mod pubsub;
+mod relay;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -25,6 +26,7 @@ pub use net::{
 };
 pub use p2p_foundation_nat::MappingBehaviour;
 pub use pubsub::{Delivery, GossipMessage, Subscription};
+pub use relay::{ForwardTap, RELAY_PROTOCOL, RelayConfig, RelayStats};
 
 /// The DHT crate (records, provider records, configuration).
 pub use p2p_foundation_dht as dht;
@@ -211,6 +213,19 @@ impl P2PNode {
     /// Counters of NAT traversal (all zero when it is off).
     pub fn nat_stats(&self) -> NatStats {
         self.net.nat.get().map(|n| n.stats()).unwrap_or_default()
+    }
+
+    /// Counters of relaying: as a relay (reservations, circuits, bytes) and as a holder or
+    /// dialer (reservations held, relayed connections, upgrades to a direct path).
+    ///
+    /// ```no_run
+    /// # async fn demo(node: p2p_foundation::P2PNode) {
+    /// let relay = node.relay_stats();
+    /// println!("{} circuits, {} bytes relayed", relay.circuits_served, relay.bytes_relayed);
+    /// # }
+    /// ```
+    pub fn relay_stats(&self) -> RelayStats {
+        self.net.relay.get().map(|r| r.stats()).unwrap_or_default()
     }
 
     /// Peers with a live connection.

@@ -29,6 +29,7 @@ use tracing::Instrument;
 
 use crate::error::{Error, Result};
 use crate::nat::{NAT_PROTOCOL, NatService, Observer};
+use crate::relay::{RELAY_PROTOCOL, RelayService};
 
 /// Protocol id of DHT streams: one request and one response per bidirectional stream.
 pub const KAD_PROTOCOL: &str = p2p_foundation_dht::message::PROTOCOL_ID;
@@ -102,7 +103,29 @@ pub enum PeerEvent {
         /// From the start of the dial to the authenticated connection.
         took: Duration,
     },
+    /// A dial reached `peer` through `relay` (punching had not worked yet; it goes on in
+    /// the background, and a [`PeerEvent::HolePunched`] follows if it moves the
+    /// connection to a direct path).
+    Relayed {
+        /// The peer.
+        peer: PeerId,
+        /// The relay splicing the connection (it sees only ciphertext).
+        relay: PeerId,
+        /// From the start of the dial to the authenticated connection.
+        took: Duration,
+    },
 }
+
+/// Which path won a dial.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Won {
+    Direct,
+    Punched,
+    Relayed(PeerId),
+}
+
+/// A punch attempt running as its own task (so it can outlive a race the relay won).
+type PunchTask = tokio::task::JoinHandle<Option<Result<Connection>>>;
 
 /// A live connection's path and measurements, from
 /// [`P2PNode::connection_info`](crate::P2PNode::connection_info).
@@ -171,6 +194,8 @@ pub(crate) struct Net {
     gossip_turn: tokio::sync::Mutex<()>,
     /// NAT traversal, when enabled.
     pub(crate) nat: OnceLock<Arc<NatService>>,
+    /// Relaying (as relay, holder and dialer), when NAT traversal is enabled.
+    pub(crate) relay: OnceLock<Arc<RelayService>>,
 }
 
 /// A reader that yields nothing until its gate opens: the gossip driver drops frames from
@@ -240,6 +265,7 @@ impl Net {
             events: broadcast::channel(PEER_EVENT_QUEUE).0,
             gossip_turn: tokio::sync::Mutex::new(()),
             nat: OnceLock::new(),
+            relay: OnceLock::new(),
         })
     }
 
@@ -260,6 +286,22 @@ impl Net {
                 () = fut => {}
             }
         });
+    }
+
+    /// Spawns `fut` on the node's task tracker and returns its handle; the output is
+    /// `None` when the node shut down first.
+    fn spawn_handle<T, F>(&self, fut: F) -> tokio::task::JoinHandle<Option<T>>
+    where
+        T: Send + 'static,
+        F: Future<Output = T> + Send + 'static,
+    {
+        let cancel = self.cancel.clone();
+        self.tracker.spawn(async move {
+            tokio::select! {
+                () = cancel.cancelled() => None,
+                out = fut => Some(out),
+            }
+        })
     }
 
     pub(crate) fn stats(&self) -> NodeStats {
@@ -291,6 +333,14 @@ impl Net {
             }
             .instrument(span),
         );
+    }
+
+    /// Adds a connection accepted through a relay.
+    pub(crate) fn accept_relayed(self: &Arc<Self>, conn: Connection) {
+        self.counters
+            .inbound_connections
+            .fetch_add(1, Ordering::Relaxed);
+        self.register(conn, false);
     }
 
     /// Remembers addresses of `peer` (most recent first, bounded).
@@ -403,7 +453,7 @@ impl Net {
         tracing::debug!(peer = %peer.short(), ?addrs, "dialing");
         let started = std::time::Instant::now();
         let attempt = tokio::time::timeout(self.dial_timeout, self.race(peer, addrs));
-        let (conn, punched) = tokio::select! {
+        let (conn, won) = tokio::select! {
             () = self.cancel.cancelled() => return Err(Error::Shutdown),
             r = attempt => match r {
                 Ok(r) => r?,
@@ -416,63 +466,174 @@ impl Net {
         if conn.path() == PathKind::Quic {
             self.learn(peer, [conn.remote_address()]);
         }
-        if punched {
-            let _ = self.events.send(PeerEvent::HolePunched {
+        let event = match won {
+            Won::Direct => None,
+            Won::Punched => Some(PeerEvent::HolePunched {
                 peer,
                 addr: canonical(conn.remote_address()),
                 took: started.elapsed(),
-            });
+            }),
+            Won::Relayed(relay) => Some(PeerEvent::Relayed {
+                peer,
+                relay,
+                took: started.elapsed(),
+            }),
+        };
+        let conn = self.register(conn, true);
+        if let Some(event) = event {
+            let _ = self.events.send(event);
         }
-        Ok(self.register(conn, true))
+        Ok(conn)
     }
 
     /// The direct dial, raced against a coordinated punch that starts once the direct
-    /// dial has had [`NatConfig::punch_after`](crate::NatConfig::punch_after) to itself.
-    /// The first connection wins; an error only when both failed (the direct one's, when
-    /// there was one to try). The bool tells whether the punched path won.
+    /// dial has had [`NatConfig::punch_after`](crate::NatConfig::punch_after) to itself, and
+    /// against a relayed dial that starts after
+    /// [`RelayConfig::relay_after`](crate::RelayConfig::relay_after). The first connection
+    /// wins; an error only when every path failed. When the relay wins, the punch goes on
+    /// and, with retries, moves the connection to a direct path ([`Net::upgrade_later`]).
     async fn race(
         self: &Arc<Self>,
         peer: PeerId,
         addrs: &[SocketAddr],
-    ) -> Result<(Connection, bool)> {
+    ) -> Result<(Connection, Won)> {
         let Some(nat) = self.nat.get().cloned() else {
-            return Ok((self.endpoint.connect(peer, addrs).await?, false));
+            return Ok((self.endpoint.connect(peer, addrs).await?, Won::Direct));
         };
+        let relay = self.relay.get().cloned();
         let direct = async {
             if addrs.is_empty() {
                 return Err(Error::NoAddress { peer });
             }
             Ok(self.endpoint.connect(peer, addrs).await?)
         };
-        let punched = async {
-            if !addrs.is_empty() {
-                tokio::time::sleep(nat.config.punch_after).await;
-            }
-            nat.punch_connect(self, peer).await
+        let punch_delay = if addrs.is_empty() {
+            Duration::ZERO
+        } else {
+            nat.config.punch_after
         };
-        tokio::pin!(direct, punched);
-        let (mut direct_err, mut punch_err) = (None, None);
+        let net = Arc::clone(self);
+        let nat2 = Arc::clone(&nat);
+        let mut punched: PunchTask = self.spawn_handle(async move {
+            tokio::time::sleep(punch_delay).await;
+            nat2.punch_connect(&net, peer).await
+        });
+        let relayed = async {
+            let Some(relay) = &relay else {
+                return Err(Error::Relay("relaying is off".into()));
+            };
+            tokio::time::sleep(relay.config.relay_after).await;
+            relay.dial(self, peer).await
+        };
+        tokio::pin!(direct, relayed);
+        let (mut direct_err, mut punch_err, mut relay_err) = (None, None, None);
         loop {
             tokio::select! {
                 r = &mut direct, if direct_err.is_none() => match r {
-                    Ok(c) => return Ok((c, false)),
+                    Ok(c) => {
+                        punched.abort();
+                        return Ok((c, Won::Direct));
+                    }
                     Err(e) => direct_err = Some(e),
                 },
                 r = &mut punched, if punch_err.is_none() => match r {
-                    Ok(c) => return Ok((c, true)),
-                    Err(e) => punch_err = Some(e),
+                    Ok(Some(Ok(c))) => return Ok((c, Won::Punched)),
+                    Ok(Some(Err(e))) => punch_err = Some(e),
+                    Ok(None) | Err(_) => punch_err = Some(Error::Shutdown),
+                },
+                r = &mut relayed, if relay_err.is_none() => match r {
+                    Ok((c, via)) => {
+                        let pending = punch_err.is_none().then_some(punched);
+                        self.upgrade_later(peer, pending);
+                        return Ok((c, Won::Relayed(via)));
+                    }
+                    Err(e) => relay_err = Some(e),
                 },
             }
-            if let (Some(d), Some(p)) = (&direct_err, &punch_err) {
-                tracing::debug!(peer = %peer.short(), direct = %d, punch = %p, "every path failed");
-                return Err(match (direct_err, punch_err) {
-                    (Some(Error::NoAddress { .. }), Some(p)) => p,
-                    (Some(d), _) => d,
-                    (None, Some(p)) => p,
-                    (None, None) => Error::NoAddress { peer },
+            if let (Some(d), Some(p), Some(r)) = (&direct_err, &punch_err, &relay_err) {
+                tracing::debug!(peer = %peer.short(), direct = %d, punch = %p, relay = %r, "every path failed");
+                // The most telling error: the direct dial's when there was an address,
+                // else the punch's (the relay's only when it is on).
+                return Err(match (direct_err, punch_err, relay_err) {
+                    (Some(Error::NoAddress { .. }), Some(p), Some(r)) => {
+                        if relay.is_some() {
+                            Error::Relay(format!("{r}; punching failed too: {p}"))
+                        } else {
+                            p
+                        }
+                    }
+                    (Some(d), _, _) => d,
+                    _ => Error::NoAddress { peer },
                 });
             }
         }
+    }
+
+    /// Whether the live connection to `peer` is relayed.
+    fn is_relayed(&self, peer: &PeerId) -> bool {
+        self.connected(peer)
+            .is_some_and(|c| c.path() == PathKind::Stream)
+    }
+
+    /// Moves a relayed connection to a direct path: waits for the punch still running
+    /// (if any), then retries with backoff (1 s, 2 s, 4 s, … plus up to 25% jitter) up to
+    /// [`RelayConfig::upgrade_attempts`](crate::RelayConfig::upgrade_attempts) times while
+    /// the connection is still relayed. The punched connection replaces the relayed one
+    /// (streams already open on the relayed connection keep it for the duplicate grace
+    /// period; new streams, and the gossip stream, go on the direct path).
+    fn upgrade_later(self: &Arc<Self>, peer: PeerId, pending: Option<PunchTask>) {
+        let (Some(nat), Some(relay)) = (self.nat.get().cloned(), self.relay.get().cloned()) else {
+            return;
+        };
+        let net = Arc::clone(self);
+        let started = std::time::Instant::now();
+        let span =
+            tracing::debug_span!("p2pf.upgrade", node = %self.local.short(), peer = %peer.short());
+        self.spawn(
+            async move {
+                let mut pending = pending;
+                let mut backoff = Duration::from_secs(1);
+                for attempt in 0..=relay.config.upgrade_attempts {
+                    let result = match pending.take() {
+                        Some(task) => task.await.ok().flatten(),
+                        None if attempt == 0 => continue,
+                        None => {
+                            tokio::time::sleep(with_jitter(backoff)).await;
+                            backoff *= 2;
+                            if !net.is_relayed(&peer) {
+                                return;
+                            }
+                            Some(nat.punch_connect(&net, peer).await)
+                        }
+                    };
+                    match result {
+                        Some(Ok(conn)) if net.is_relayed(&peer) => {
+                            let addr = canonical(conn.remote_address());
+                            net.learn(peer, [addr]);
+                            net.register(conn, true);
+                            relay.count_upgrade();
+                            tracing::debug!(%addr, attempt, "moved to a direct path");
+                            let _ = net.events.send(PeerEvent::HolePunched {
+                                peer,
+                                addr,
+                                took: started.elapsed(),
+                            });
+                            return;
+                        }
+                        Some(Ok(conn)) => {
+                            // Replaced meanwhile (the peer dialled us, or it went away).
+                            conn.close(CLOSE_DUPLICATE, b"no longer needed");
+                            return;
+                        }
+                        Some(Err(e)) => {
+                            tracing::debug!(attempt, error = %e, "upgrade punch failed")
+                        }
+                        None => return,
+                    }
+                }
+            }
+            .instrument(span),
+        );
     }
 
     async fn lookup(&self, peer: PeerId) -> Vec<SocketAddr> {
@@ -629,6 +790,13 @@ impl Net {
                 let net = Arc::clone(self);
                 self.spawn(async move { net.attach_gossip(peer, id, ip, false, send, recv).await });
             }
+            RELAY_PROTOCOL => match self.relay.get() {
+                Some(relay) => {
+                    let (relay, net, c) = (Arc::clone(relay), Arc::clone(self), conn.clone());
+                    self.spawn(async move { relay.serve(net, c, send, recv).await });
+                }
+                None => self.refuse_stream(send, recv),
+            },
             NAT_PROTOCOL => match self.nat.get() {
                 Some(nat) => {
                     let (nat, net, c) = (Arc::clone(nat), Arc::clone(self), conn.clone());
@@ -793,6 +961,16 @@ impl Net {
         self.tracker.close();
         self.tracker.wait().await;
     }
+}
+
+/// `d` plus up to 25% of it, at random.
+fn with_jitter(d: Duration) -> Duration {
+    let mut b = [0u8; 1];
+    let extra = match getrandom::fill(&mut b) {
+        Ok(()) => u32::from(b[0]) * 25 / 255,
+        Err(_) => 0,
+    };
+    d + d * extra / 100
 }
 
 #[cfg(test)]

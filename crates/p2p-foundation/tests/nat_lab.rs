@@ -6,8 +6,13 @@ mod lab;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use std::sync::{Arc, Mutex};
+
 use lab::{Lab, LabNode, NatKind, PUBLIC_1, PUBLIC_2, Side};
-use p2p_foundation::{MappingBehaviour, NatStatus, P2PNode, PeerId};
+use p2p_foundation::mcp_crate::{Query, RouteOptions, Tool, tool_result};
+use p2p_foundation::transport::PathKind;
+use p2p_foundation::{MappingBehaviour, NatStatus, P2PNode, PeerId, RelayConfig};
+use serde_json::{Value, json};
 
 const HANG_GUARD: Duration = Duration::from_secs(120);
 
@@ -196,6 +201,163 @@ async fn endpoint_independent_nats_on_both_sides_connect_directly_every_time() {
         );
         assert!(p50 < Duration::from_millis(1000), "punch p50 {p50:?}");
         assert!(punched >= TRIALS as u64, "only {punched} punched dials in {TRIALS} trials");
+    })
+    .await;
+}
+
+/// A public relay at `PUBLIC_1:4000` whose tap keeps every byte it forwards.
+async fn relay_node(lab: &Lab) -> (LabNode, Arc<Mutex<Vec<u8>>>) {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let tap_seen = Arc::clone(&seen);
+    let node = LabNode::start(&lab.ns("pub"), move || {
+        let mut relay = RelayConfig::default();
+        relay.serve = true;
+        relay.forward_tap = Some(Arc::new(move |chunk: &[u8]| {
+            tap_seen
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .extend_from_slice(chunk)
+        }));
+        P2PNode::builder()
+            .listen(addr(PUBLIC_1, 4000))
+            .relay_config(relay)
+    })
+    .await;
+    (node, seen)
+}
+
+/// An MCP tool that echoes its arguments.
+fn echo_tool() -> Tool {
+    Tool::new("echo")
+        .with_description("echoes its arguments")
+        .handler(|call| async move {
+            Ok(tool_result::structured(
+                json!({ "echo": Value::Object(call.arguments) }),
+            ))
+        })
+}
+
+/// Waits (bounded) until `node` holds a reservation at a relay.
+async fn wait_reserved(node: &LabNode, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut events = node.node.peer_events();
+    while node.node.relay_stats().reservations_held == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "{what}: no reservation held: {:?} {:#?}",
+            node.node.relay_stats(),
+            node.node.nat_status()
+        );
+        let _ = tokio::time::timeout(Duration::from_millis(100), events.recv()).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endpoint_dependent_nats_on_both_sides_connect_through_the_relay_which_sees_only_ciphertext()
+ {
+    if !lab::can_run(
+        "endpoint_dependent_nats_on_both_sides_connect_through_the_relay_which_sees_only_ciphertext",
+    ) {
+        return;
+    }
+    guard(async {
+        const TRIALS: usize = 20;
+        const MARKER: &str = "PLAINTEXT-MARKER-7f3a9c";
+        let lab = Lab::new(NatKind::EndpointDependent, NatKind::EndpointDependent);
+        let mut times = Vec::with_capacity(TRIALS);
+        let mut relayed_bytes = 0;
+        for trial in 0..TRIALS {
+            let (r, seen) = relay_node(&lab).await;
+            let a = lan_node(&lab, Side::A, vec![r.contact()]).await;
+            wait_reserved(&a, &format!("trial {trial}: A")).await;
+            let a_id = a.node.peer_id();
+            // From B's start: B joins through R, its DHT finds A and dials it; the direct
+            // dial and the punch fail (both NATs map per destination), the relay splices.
+            let start = Instant::now();
+            let b = LabNode::start(&lab.lan(Side::B), {
+                let seeds = vec![r.contact()];
+                move || {
+                    P2PNode::builder()
+                        .listen(addr(Side::B.host_ip(), 0))
+                        .bootstrap(seeds)
+                        .with_mcp_server()
+                }
+            })
+            .await;
+            b.node.mcp().register_tool(echo_tool()).expect("tool");
+            b.run(|node| async move { node.mcp().register_service("echo", &["echo"]).await })
+                .await
+                .unwrap_or_else(|e| panic!("trial {trial}: publish the echo service: {e}"));
+            let b_id = b.node.peer_id();
+            if b.node.connection_info(&a_id).is_none() {
+                b.run(move |node| async move { node.connect(a_id, &[]).await })
+                    .await
+                    .unwrap_or_else(|e| panic!("trial {trial}: B could not reach A: {e}"));
+            }
+            let took = start.elapsed();
+            for (node, peer) in [(&a, b_id), (&b, a_id)] {
+                let info = node.node.connection_info(&peer).expect("connected");
+                assert_eq!(info.path, PathKind::Stream, "trial {trial}: not relayed: {info:?}");
+                assert_eq!(info.remote, r.contact().1, "trial {trial}: {info:?}");
+            }
+            let (sa, sb) = (a.node.relay_stats(), b.node.relay_stats());
+            assert_eq!(
+                (sb.relayed_dials, sa.relayed_accepts),
+                (1, 1),
+                "trial {trial}: B dialled A through the relay: {sa:?} {sb:?}"
+            );
+
+            // The marker goes to B and comes back in the echo, through the relay.
+            let only_b = RouteOptions {
+                only: Some(b_id),
+                ..RouteOptions::default()
+            };
+            let arguments = json!({ "text": MARKER }).as_object().cloned().unwrap_or_default();
+            let routed = a
+                .run(move |node| async move {
+                    node.mcp().call_with(Query::tool("echo"), arguments, only_b).await
+                })
+                .await
+                .unwrap_or_else(|e| panic!("trial {trial}: call through the relay: {e}"));
+            assert_eq!(routed.provider, b_id);
+            let out = routed.result.structured_content.expect("structured");
+            assert_eq!(out["echo"]["text"], json!(MARKER));
+            // Still relayed (two endpoint-dependent NATs cannot be punched).
+            assert_eq!(a.node.connection_info(&b_id).map(|i| i.path), Some(PathKind::Stream));
+
+            let stats = r.node.relay_stats();
+            let forwarded = seen.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            assert!(stats.circuits_served >= 1, "{stats:?}");
+            assert_eq!(forwarded.len() as u64, stats.bytes_relayed, "the tap saw every byte");
+            assert!(forwarded.len() > 2 * MARKER.len(), "the call crossed the relay");
+            let leaks = forwarded
+                .windows(MARKER.len())
+                .filter(|w| *w == MARKER.as_bytes())
+                .count();
+            assert_eq!(leaks, 0, "trial {trial}: the relay saw the plaintext marker");
+            relayed_bytes += forwarded.len();
+            eprintln!(
+                "trial {trial}: relayed {took:?} after B's start, relay forwarded {} bytes",
+                forwarded.len()
+            );
+            times.push(took);
+            a.stop().await;
+            b.stop().await;
+            r.stop().await;
+        }
+        times.sort();
+        eprintln!(
+            "EDM x EDM: {TRIALS}/{TRIALS} relayed, lab.relay_plaintext_leaks = 0 in {relayed_bytes} \
+             forwarded bytes; from B's start (join through R included) to the relayed connection: p50 {:?}, min {:?}, max {:?}",
+            times[TRIALS / 2],
+            times[0],
+            times[TRIALS - 1]
+        );
+        assert!(
+            times[TRIALS - 1] < Duration::from_secs(2),
+            "a relayed connection took {:?}",
+            times[TRIALS - 1]
+        );
     })
     .await;
 }

@@ -452,7 +452,7 @@ impl Net {
     async fn dial(self: &Arc<Self>, peer: PeerId, addrs: &[SocketAddr]) -> Result<Connection> {
         tracing::debug!(peer = %peer.short(), ?addrs, "dialing");
         let started = std::time::Instant::now();
-        let attempt = tokio::time::timeout(self.dial_timeout, self.race(peer, addrs));
+        let attempt = tokio::time::timeout(self.dial_timeout, self.race(peer, addrs, started));
         let (conn, won) = tokio::select! {
             () = self.cancel.cancelled() => return Err(Error::Shutdown),
             r = attempt => match r {
@@ -496,6 +496,7 @@ impl Net {
         self: &Arc<Self>,
         peer: PeerId,
         addrs: &[SocketAddr],
+        started: std::time::Instant,
     ) -> Result<(Connection, Won)> {
         let Some(nat) = self.nat.get().cloned() else {
             return Ok((self.endpoint.connect(peer, addrs).await?, Won::Direct));
@@ -544,7 +545,7 @@ impl Net {
                 r = &mut relayed, if relay_err.is_none() => match r {
                     Ok((c, via)) => {
                         let pending = punch_err.is_none().then_some(punched);
-                        self.upgrade_later(peer, pending);
+                        self.upgrade_later(peer, pending, started);
                         return Ok((c, Won::Relayed(via)));
                     }
                     Err(e) => relay_err = Some(e),
@@ -581,12 +582,18 @@ impl Net {
     /// the connection is still relayed. The punched connection replaces the relayed one
     /// (streams already open on the relayed connection keep it for the duplicate grace
     /// period; new streams, and the gossip stream, go on the direct path).
-    fn upgrade_later(self: &Arc<Self>, peer: PeerId, pending: Option<PunchTask>) {
+    /// `started` is when the dial began (the [`PeerEvent::HolePunched`] `took` counts
+    /// from it).
+    fn upgrade_later(
+        self: &Arc<Self>,
+        peer: PeerId,
+        pending: Option<PunchTask>,
+        started: std::time::Instant,
+    ) {
         let (Some(nat), Some(relay)) = (self.nat.get().cloned(), self.relay.get().cloned()) else {
             return;
         };
         let net = Arc::clone(self);
-        let started = std::time::Instant::now();
         let span =
             tracing::debug_span!("p2pf.upgrade", node = %self.local.short(), peer = %peer.short());
         self.spawn(

@@ -11,7 +11,9 @@ use std::sync::{Arc, Mutex};
 use lab::{Lab, LabNode, NatKind, PUBLIC_1, PUBLIC_2, Side};
 use p2p_foundation::mcp_crate::{Query, RouteOptions, Tool, tool_result};
 use p2p_foundation::transport::PathKind;
-use p2p_foundation::{MappingBehaviour, NatStatus, P2PNode, PeerId, RelayConfig};
+use p2p_foundation::{
+    MappingBehaviour, NatConfig, NatStatus, P2PNode, PeerEvent, PeerId, RelayConfig,
+};
 use serde_json::{Value, json};
 
 const HANG_GUARD: Duration = Duration::from_secs(120);
@@ -358,6 +360,115 @@ async fn endpoint_dependent_nats_on_both_sides_connect_through_the_relay_which_s
             "a relayed connection took {:?}",
             times[TRIALS - 1]
         );
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relayed_connection_moves_to_the_punched_path_and_keeps_working() {
+    if !lab::can_run("a_relayed_connection_moves_to_the_punched_path_and_keeps_working") {
+        return;
+    }
+    guard(async {
+        let lab = Lab::new(NatKind::EndpointIndependent, NatKind::EndpointIndependent);
+        let (r, _) = relay_node(&lab).await;
+        let a = LabNode::start(&lab.lan(Side::A), {
+            let seeds = vec![r.contact()];
+            move || {
+                P2PNode::builder()
+                    .listen(addr(Side::A.host_ip(), 0))
+                    .bootstrap(seeds)
+                    .with_mcp_server()
+            }
+        })
+        .await;
+        a.node.mcp().register_tool(echo_tool()).expect("tool");
+        a.run(|node| async move { node.mcp().register_service("echo", &["echo"]).await })
+            .await
+            .expect("publish the echo service");
+        wait_reserved(&a, "A").await;
+        let a_id = a.node.peer_id();
+        // B tries the relay at once and the punch only after 300 ms, so the relay wins
+        // the race; the punch then takes over.
+        let b = LabNode::start(&lab.lan(Side::B), move || {
+            let mut relay = RelayConfig::default();
+            relay.relay_after = Duration::ZERO;
+            let mut nat = NatConfig::default();
+            nat.punch_after = Duration::from_millis(300);
+            P2PNode::builder()
+                .listen(addr(Side::B.host_ip(), 0))
+                .relay_config(relay)
+                .nat_config(nat)
+        })
+        .await;
+        let mut events = b.node.peer_events();
+        let (r_id, r_addr) = r.contact();
+        b.run(move |node| async move { node.connect(r_id, &[r_addr]).await })
+            .await
+            .expect("B reaches R");
+        // A's public mapping, as R sees it: a direct dial to it is dropped by A's NAT.
+        let a_public = r.node.connection_info(&a_id).expect("R knows A").remote;
+        b.run(move |node| async move { node.connect(a_id, &[a_public]).await })
+            .await
+            .expect("B reaches A");
+        let mut relayed_after = None;
+        let mut punched = None;
+        tokio::time::timeout(Duration::from_secs(15), async {
+            while punched.is_none() {
+                match events.recv().await {
+                    Ok(PeerEvent::Relayed { peer, took, .. }) if peer == a_id => {
+                        relayed_after = Some(took)
+                    }
+                    Ok(PeerEvent::HolePunched { peer, took, addr }) if peer == a_id => {
+                        punched = Some((took, addr))
+                    }
+                    Ok(_) => {}
+                    Err(e) => panic!("events: {e}"),
+                }
+            }
+        })
+        .await
+        .expect("the relayed connection was never moved to a direct path");
+        let relayed_after = relayed_after.expect("the relay won the race");
+        let (punched_after, punched_addr) = punched.expect("punched");
+        assert_eq!(punched_addr.ip().to_string(), Side::A.public_ip());
+        let info = b.node.connection_info(&a_id).expect("connected");
+        assert_eq!(info.path, PathKind::Quic, "{info:?}");
+        assert_eq!(info.remote, punched_addr);
+        let sb = b.node.relay_stats();
+        assert_eq!((sb.relayed_dials, sb.upgrades), (1, 1), "{sb:?}");
+
+        // The application goes on over the direct path (B joins the DHT to find the tool).
+        let seeds = vec![r.contact()];
+        b.run(move |node| async move { node.bootstrap(seeds).await })
+            .await
+            .expect("B joins the DHT");
+        let only_a = RouteOptions {
+            only: Some(a_id),
+            ..RouteOptions::default()
+        };
+        let routed = b
+            .run(move |node| async move {
+                let arguments = json!({ "text": "after the upgrade" })
+                    .as_object()
+                    .cloned()
+                    .unwrap_or_default();
+                node.mcp()
+                    .call_with(Query::tool("echo"), arguments, only_a)
+                    .await
+            })
+            .await
+            .expect("call after the upgrade");
+        let out = routed.result.structured_content.expect("structured");
+        assert_eq!(out["echo"]["text"], json!("after the upgrade"));
+        eprintln!(
+            "relayed after {relayed_after:?}, direct after {punched_after:?}: \
+             lab.upgrade_ms = {:.1}",
+            (punched_after - relayed_after).as_secs_f64() * 1e3
+        );
+        for n in [b, a, r] {
+            n.stop().await;
+        }
     })
     .await;
 }

@@ -108,24 +108,24 @@ impl RelayService {
         lock(&self.held).values().min().copied()
     }
 
-    /// Connected peers that may relay, configured relays first; never `except`.
+    /// Connected peers that may relay, configured relays first; never `except`. Any
+    /// direct connection will do (QUIC, or TCP when UDP is blocked); never a relayed one.
     fn relay_candidates(&self, net: &Net, except: Option<PeerId>) -> Vec<PeerId> {
-        let connected = net.connections();
-        let quic = |p: &PeerId| {
-            connected
-                .iter()
-                .any(|c| c.peer_id() == *p && c.path() == PathKind::Quic)
-        };
+        let direct: Vec<PeerId> = net
+            .connections()
+            .iter()
+            .filter(|c| c.path() != PathKind::Stream)
+            .map(|c| c.peer_id())
+            .collect();
         let mut list: Vec<PeerId> = self
             .config
             .relays
             .iter()
             .copied()
-            .filter(|p| quic(p))
+            .filter(|p| direct.contains(p))
             .collect();
-        for c in &connected {
-            let p = c.peer_id();
-            if c.path() == PathKind::Quic && !list.contains(&p) {
+        for p in direct {
+            if !list.contains(&p) {
                 list.push(p);
             }
         }

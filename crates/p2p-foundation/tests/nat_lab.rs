@@ -472,3 +472,119 @@ async fn a_relayed_connection_moves_to_the_punched_path_and_keeps_working() {
     })
     .await;
 }
+
+/// One cell of the matrix: how B reached A.
+struct Cell {
+    a: NatKind,
+    b: NatKind,
+    path: PathKind,
+    took: Duration,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_pair_of_nat_kinds_connects() {
+    if !lab::can_run("every_pair_of_nat_kinds_connects") {
+        return;
+    }
+    let work = async {
+        let mut cells = Vec::new();
+        for a_kind in NatKind::ALL {
+            for b_kind in NatKind::ALL {
+                let lab = Lab::new(a_kind, b_kind);
+                let (r, _) = relay_node(&lab).await;
+                let a = lan_node(&lab, Side::A, vec![r.contact()]).await;
+                let what = format!("{} x {}", a_kind.name(), b_kind.name());
+                if a_kind != NatKind::Public {
+                    // A is reachable through the relay once it holds a reservation.
+                    wait_reserved(&a, &format!("{what}: A")).await;
+                }
+                let a_id = a.node.peer_id();
+                let start = Instant::now();
+                let b = lan_node(&lab, Side::B, vec![r.contact()]).await;
+                if b.node.connection_info(&a_id).is_none() {
+                    b.run(move |node| async move { node.connect(a_id, &[]).await })
+                        .await
+                        .unwrap_or_else(|e| panic!("{what}: B could not reach A: {e}"));
+                }
+                let took = start.elapsed();
+                let info = b.node.connection_info(&a_id).expect("connected");
+                assert!(
+                    a.node.connection_info(&b.node.peer_id()).is_some(),
+                    "{what}: A does not see B"
+                );
+                if info.path == PathKind::Stream {
+                    assert_eq!(info.remote, r.contact().1, "{what}: relayed, but not by R");
+                }
+                eprintln!("{what}: {:?} in {took:?} ({info:?})", info.path);
+                cells.push(Cell {
+                    a: a_kind,
+                    b: b_kind,
+                    path: info.path,
+                    took,
+                });
+                b.stop().await;
+                a.stop().await;
+                r.stop().await;
+            }
+        }
+        cells
+    };
+    let cells = tokio::time::timeout(Duration::from_secs(300), work)
+        .await
+        .expect("the matrix exceeded its hang guard");
+    // The table: rows are A's NAT (the dialled side), columns B's (the dialer).
+    let mut table = String::from("A \\ B    ");
+    for k in NatKind::ALL {
+        table.push_str(&format!("| {:<16}", k.name()));
+    }
+    for a_kind in NatKind::ALL {
+        table.push_str(&format!("\n{:<9}", a_kind.name()));
+        for b_kind in NatKind::ALL {
+            let c = cells
+                .iter()
+                .find(|c| c.a == a_kind && c.b == b_kind)
+                .expect("cell");
+            let path = match c.path {
+                PathKind::Quic => "direct",
+                PathKind::Tcp => "tcp",
+                PathKind::Stream => "relayed",
+            };
+            table.push_str(&format!(
+                "| {path:<7} {:>6.0} ms ",
+                c.took.as_secs_f64() * 1e3
+            ));
+        }
+    }
+    let direct = cells.iter().filter(|c| c.path != PathKind::Stream).count();
+    eprintln!(
+        "{table}\nlab.matrix_connected_fraction = {:.2}, lab.matrix_direct_fraction = {:.2} \
+         (time from B's start, join through R included)",
+        cells.len() as f64 / 25.0,
+        direct as f64 / cells.len() as f64
+    );
+    assert_eq!(cells.len(), 25);
+    // Where a direct path can work it is used: a public host is dialled directly; a
+    // public dialer punches to any UDP-capable NAT (its probes come back from the NAT's
+    // mapping towards it); endpoint-independent NATs (also two in a row) punch to each
+    // other.
+    for c in &cells {
+        let easy = |k: NatKind| {
+            matches!(
+                k,
+                NatKind::Public | NatKind::EndpointIndependent | NatKind::DoubleNat
+            )
+        };
+        let direct_expected = (easy(c.a) && easy(c.b))
+            || c.a == NatKind::Public
+            || (c.b == NatKind::Public && c.a != NatKind::UdpBlocked);
+        if direct_expected {
+            assert_ne!(
+                c.path,
+                PathKind::Stream,
+                "{} x {} was relayed",
+                c.a.name(),
+                c.b.name()
+            );
+        }
+    }
+}

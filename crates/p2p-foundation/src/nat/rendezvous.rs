@@ -136,14 +136,21 @@ impl NatService {
                             tokio::select! {
                                 () = tokio::time::sleep_until(at.into()) => {}
                                 got = rx.recv() => if let Some((from, bytes)) = got {
-                                    let acks = punch.stats().acks_received;
+                                    let before = punch.stats();
                                     punch.handle_datagram(Instant::now(), from, &bytes);
-                                    if acks == 0 && punch.stats().acks_received > 0 {
+                                    let after = punch.stats();
+                                    // An ack proves both directions. An authentic probe
+                                    // proves the peer's NAT has a mapping towards us at
+                                    // `from` (a peer-reflexive candidate, as in ICE): a
+                                    // QUIC handshake sent there passes it. A replayed
+                                    // probe only costs a handshake that fails, pinned as
+                                    // it is to the peer's key.
+                                    let proven = after.acks_received > before.acks_received
+                                        || after.probes_received > before.probes_received;
+                                    if proven && let Some(f) = found.take() {
                                         nat.counters.punches_succeeded.fetch_add(1, Relaxed);
                                         tracing::debug!(%from, "path punched");
-                                        if let Some(f) = found.take() {
-                                            let _ = f.send(Ok(from));
-                                        }
+                                        let _ = f.send(Ok(from));
                                     }
                                 },
                             }

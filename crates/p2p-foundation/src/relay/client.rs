@@ -62,14 +62,19 @@ impl RelayService {
         );
     }
 
-    /// Whether this node should hold reservations: NAT traversal says it is behind a NAT,
-    /// or has seen a reflexive address it cannot tell from its own.
+    /// Whether this node should hold reservations: NAT traversal says it is behind a NAT
+    /// (or saw a reflexive address it cannot tell from its own), or UDP looks blocked (it
+    /// has connections, and none of them is QUIC).
     fn looks_natted(net: &Net) -> bool {
         let (Some(nat), Ok(local)) = (net.nat.get(), net.endpoint.local_addr()) else {
             return false;
         };
         let status = nat.status(local);
-        status.reflexive.is_some() && status.behind_nat != Some(false)
+        if status.reflexive.is_some() {
+            return status.behind_nat != Some(false);
+        }
+        let conns = net.connections();
+        !conns.is_empty() && conns.iter().all(|c| c.path() == PathKind::Tcp)
     }
 
     /// One round: drops reservations at relays no longer connected, renews those due,

@@ -101,6 +101,33 @@ pub enum NatKind {
     EndpointIndependent,
     /// `masquerade random`: a random port per destination ("symmetric").
     EndpointDependent,
+    /// `masquerade`, and every forwarded UDP datagram dropped (TCP only).
+    UdpBlocked,
+    /// Two `masquerade` routers in a row: the home router's WAN side is 100.64.x.2 (a
+    /// carrier-grade NAT's shared space), translated again to the public address.
+    DoubleNat,
+}
+
+impl NatKind {
+    /// Every kind, for the matrix.
+    pub const ALL: [NatKind; 5] = [
+        NatKind::Public,
+        NatKind::EndpointIndependent,
+        NatKind::EndpointDependent,
+        NatKind::UdpBlocked,
+        NatKind::DoubleNat,
+    ];
+
+    /// A short name for tables.
+    pub fn name(self) -> &'static str {
+        match self {
+            NatKind::Public => "public",
+            NatKind::EndpointIndependent => "EIM",
+            NatKind::EndpointDependent => "EDM",
+            NatKind::UdpBlocked => "no-UDP",
+            NatKind::DoubleNat => "EIM+EIM",
+        }
+    }
 }
 
 /// A LAN side of the lab.
@@ -142,6 +169,9 @@ pub const PUBLIC_1: &str = "203.0.113.9";
 /// The second public address (another IP, so mapping behaviour can be told).
 pub const PUBLIC_2: &str = "203.0.113.10";
 
+/// The roles of the lab's namespaces (`cgn*` carry the outer NAT of a double NAT).
+const ROLES: [&str; 7] = ["lanA", "natA", "cgnA", "lanB", "natB", "cgnB", "pub"];
+
 /// The lab's namespaces.
 pub struct Lab {
     prefix: String,
@@ -161,11 +191,20 @@ impl Lab {
             LAB_SEQ.fetch_add(1, Ordering::Relaxed)
         );
         let lab = Lab { prefix };
-        for role in ["lanA", "natA", "lanB", "natB", "pub"] {
+        for role in ROLES {
             sh(&["ip", "netns", "add", &lab.ns(role)]);
             sh(&["ip", "-n", &lab.ns(role), "link", "set", "lo", "up"]);
         }
         let pubns = lab.ns("pub");
+        sh(&[
+            "ip",
+            "netns",
+            "exec",
+            &pubns,
+            "sysctl",
+            "-qw",
+            "net.ipv4.ip_forward=1",
+        ]);
         sh(&["ip", "-n", &pubns, "link", "add", "br0", "type", "bridge"]);
         sh(&["ip", "-n", &pubns, "link", "set", "br0", "up"]);
         for ip in [PUBLIC_1, PUBLIC_2] {
@@ -246,58 +285,106 @@ impl Lab {
         ]);
         sh(&["ip", "-n", &router, "link", "set", "l1", "up"]);
         let port = format!("p{t}");
+        // The namespace whose `w0` faces the public segment: the home router, or the
+        // carrier-grade NAT in front of it.
+        let edge = if kind == NatKind::DoubleNat {
+            let cgn = self.ns(&format!("cgn{t}"));
+            let inner = match side {
+                Side::A => "100.64.7",
+                Side::B => "100.64.8",
+            };
+            sh(&[
+                "ip", "link", "add", "name", "w0", "netns", &router, "type", "veth", "peer",
+                "name", "c1", "netns", &cgn,
+            ]);
+            let router_wan = format!("{inner}.2/24");
+            let cgn_lan = format!("{inner}.1/24");
+            sh(&["ip", "-n", &router, "addr", "add", &router_wan, "dev", "w0"]);
+            sh(&["ip", "-n", &router, "link", "set", "w0", "up"]);
+            sh(&["ip", "-n", &cgn, "addr", "add", &cgn_lan, "dev", "c1"]);
+            sh(&["ip", "-n", &cgn, "link", "set", "c1", "up"]);
+            let via = format!("{inner}.1");
+            sh(&["ip", "-n", &router, "route", "add", "default", "via", &via]);
+            Self::home_router(&router, "masquerade");
+            cgn
+        } else {
+            router.clone()
+        };
         sh(&[
-            "ip", "link", "add", "name", "w0", "netns", &router, "type", "veth", "peer", "name",
+            "ip", "link", "add", "name", "w0", "netns", &edge, "type", "veth", "peer", "name",
             &port, "netns", &pubns,
         ]);
         sh(&[
             "ip",
             "-n",
-            &router,
+            &edge,
             "addr",
             "add",
             &format!("{}/24", side.public_ip()),
             "dev",
             "w0",
         ]);
-        sh(&["ip", "-n", &router, "link", "set", "w0", "up"]);
+        sh(&["ip", "-n", &edge, "link", "set", "w0", "up"]);
         sh(&["ip", "-n", &pubns, "link", "set", &port, "master", "br0"]);
         sh(&["ip", "-n", &pubns, "link", "set", &port, "up"]);
+        // Beyond its segment (a public host's LAN), the edge goes through the public
+        // namespace, which routes.
+        sh(&[
+            "ip", "-n", &edge, "route", "add", "default", "via", PUBLIC_1,
+        ]);
+        match kind {
+            NatKind::Public => {
+                sh(&[
+                    "ip",
+                    "netns",
+                    "exec",
+                    &router,
+                    "sysctl",
+                    "-qw",
+                    "net.ipv4.ip_forward=1",
+                ]);
+                // A public host: the public segment routes its LAN without translation.
+                sh(&[
+                    "ip",
+                    "-n",
+                    &pubns,
+                    "route",
+                    "add",
+                    &format!("{lan_net}.0/24"),
+                    "via",
+                    side.public_ip(),
+                ]);
+            }
+            NatKind::EndpointIndependent | NatKind::DoubleNat => {
+                Self::home_router(&edge, "masquerade")
+            }
+            NatKind::EndpointDependent => Self::home_router(&edge, "masquerade random"),
+            NatKind::UdpBlocked => {
+                Self::home_router(&edge, "masquerade");
+                let rules = "table inet block {\n chain forward {\n  type filter hook forward priority 0\n  meta l4proto udp drop\n }\n}\n";
+                sh_stdin(&["ip", "netns", "exec", &edge, "nft", "-f", "-"], rules);
+            }
+        }
+    }
+
+    /// A home router in `ns`: forwarding on, source NAT (`masq`) out of the WAN port
+    /// `w0`; nothing unsolicited reaches the router itself, and an inbound packet with no
+    /// conntrack entry is dropped.
+    fn home_router(ns: &str, masq: &str) {
         sh(&[
             "ip",
             "netns",
             "exec",
-            &router,
+            ns,
             "sysctl",
             "-qw",
             "net.ipv4.ip_forward=1",
         ]);
-        // A home router: source NAT out of the WAN port; nothing unsolicited reaches the
-        // router itself, so an inbound packet with no conntrack entry is dropped.
-        let translate = match kind {
-            NatKind::Public => None,
-            NatKind::EndpointIndependent => Some("masquerade"),
-            NatKind::EndpointDependent => Some("masquerade random"),
-        };
-        if let Some(masq) = translate {
-            let rules = format!(
-                "table ip nat {{\n chain post {{\n  type nat hook postrouting priority 100\n  oifname \"w0\" {masq}\n }}\n}}\n\
-                 table inet filter {{\n chain input {{\n  type filter hook input priority 0\n  policy drop\n }}\n}}\n"
-            );
-            sh_stdin(&["ip", "netns", "exec", &router, "nft", "-f", "-"], &rules);
-        } else {
-            // A public host: the public segment routes its LAN without translation.
-            sh(&[
-                "ip",
-                "-n",
-                &pubns,
-                "route",
-                "add",
-                &format!("{lan_net}.0/24"),
-                "via",
-                side.public_ip(),
-            ]);
-        }
+        let rules = format!(
+            "table ip nat {{\n chain post {{\n  type nat hook postrouting priority 100\n  oifname \"w0\" {masq}\n }}\n}}\n\
+             table inet filter {{\n chain input {{\n  type filter hook input priority 0\n  policy drop\n }}\n}}\n"
+        );
+        sh_stdin(&["ip", "netns", "exec", ns, "nft", "-f", "-"], &rules);
     }
 
     /// The namespace of a side's host.
@@ -314,7 +401,7 @@ impl Lab {
 
 impl Drop for Lab {
     fn drop(&mut self) {
-        for role in ["lanA", "natA", "lanB", "natB", "pub"] {
+        for role in ROLES {
             let _ = Command::new("ip")
                 .args(["netns", "del", &self.ns(role)])
                 .status();

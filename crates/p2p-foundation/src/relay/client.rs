@@ -82,6 +82,8 @@ impl RelayService {
     async fn hold(&self, net: &Arc<Net>) -> Option<Instant> {
         let now = Instant::now();
         lock(&self.held).retain(|relay, _| net.connected(relay).is_some());
+        // Bounded: a refusal is forgotten when its backoff ends.
+        lock(&self.refused_by).retain(|_, until| *until > now);
         if !Self::looks_natted(net) {
             lock(&self.held).clear();
             return None;

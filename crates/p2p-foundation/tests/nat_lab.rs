@@ -239,6 +239,22 @@ fn echo_tool() -> Tool {
         })
 }
 
+/// A node on `side`'s LAN joined through `seeds`, serving and publishing the echo tool.
+async fn echo_node(lab: &Lab, side: Side, seeds: Vec<(PeerId, SocketAddr)>) -> LabNode {
+    let node = LabNode::start(&lab.lan(side), move || {
+        P2PNode::builder()
+            .listen(addr(side.host_ip(), 0))
+            .bootstrap(seeds)
+            .with_mcp_server()
+    })
+    .await;
+    node.node.mcp().register_tool(echo_tool()).expect("tool");
+    node.run(|n| async move { n.mcp().register_service("echo", &["echo"]).await })
+        .await
+        .unwrap_or_else(|e| panic!("publish the echo service: {e}"));
+    node
+}
+
 /// Waits (bounded) until `node` holds a reservation at a relay.
 async fn wait_reserved(node: &LabNode, what: &str) {
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -276,20 +292,7 @@ async fn endpoint_dependent_nats_on_both_sides_connect_through_the_relay_which_s
             // From B's start: B joins through R, its DHT finds A and dials it; the direct
             // dial and the punch fail (both NATs map per destination), the relay splices.
             let start = Instant::now();
-            let b = LabNode::start(&lab.lan(Side::B), {
-                let seeds = vec![r.contact()];
-                move || {
-                    P2PNode::builder()
-                        .listen(addr(Side::B.host_ip(), 0))
-                        .bootstrap(seeds)
-                        .with_mcp_server()
-                }
-            })
-            .await;
-            b.node.mcp().register_tool(echo_tool()).expect("tool");
-            b.run(|node| async move { node.mcp().register_service("echo", &["echo"]).await })
-                .await
-                .unwrap_or_else(|e| panic!("trial {trial}: publish the echo service: {e}"));
+            let b = echo_node(&lab, Side::B, vec![r.contact()]).await;
             let b_id = b.node.peer_id();
             if b.node.connection_info(&a_id).is_none() {
                 b.run(move |node| async move { node.connect(a_id, &[]).await })
@@ -372,20 +375,7 @@ async fn a_relayed_connection_moves_to_the_punched_path_and_keeps_working() {
     guard(async {
         let lab = Lab::new(NatKind::EndpointIndependent, NatKind::EndpointIndependent);
         let (r, _) = relay_node(&lab).await;
-        let a = LabNode::start(&lab.lan(Side::A), {
-            let seeds = vec![r.contact()];
-            move || {
-                P2PNode::builder()
-                    .listen(addr(Side::A.host_ip(), 0))
-                    .bootstrap(seeds)
-                    .with_mcp_server()
-            }
-        })
-        .await;
-        a.node.mcp().register_tool(echo_tool()).expect("tool");
-        a.run(|node| async move { node.mcp().register_service("echo", &["echo"]).await })
-            .await
-            .expect("publish the echo service");
+        let a = echo_node(&lab, Side::A, vec![r.contact()]).await;
         wait_reserved(&a, "A").await;
         let a_id = a.node.peer_id();
         // B tries the relay at once and the punch only after 300 ms, so the relay wins

@@ -182,11 +182,16 @@ impl RelayService {
     }
 }
 
-/// Answers a refusal and finishes the stream.
-async fn refuse(send: &mut SendStream, reason: String) {
-    let m = RelayMessage::Refused { reason };
-    if wire::write_frame(send, &m).await.is_ok() {
+/// Answers `message` as the last one on the stream: finishes it and waits (bounded) until
+/// the peer has read it.
+async fn reply_last(send: &mut SendStream, message: &RelayMessage) {
+    if wire::write_frame(send, message).await.is_ok() {
         let _ = send.finish().await;
         let _ = tokio::time::timeout(CONTROL_TIMEOUT, send.stopped()).await;
     }
+}
+
+/// Answers a refusal and finishes the stream.
+async fn refuse(send: &mut SendStream, reason: String) {
+    reply_last(send, &RelayMessage::Refused { reason }).await;
 }

@@ -9,7 +9,7 @@ use p2p_foundation_transport::{Connection, RecvStream, SendStream};
 
 use super::splice::{SpliceEnd, splice};
 use super::wire::{RELAY_PROTOCOL, RelayMessage, read_frame, write_frame};
-use super::{CONTROL_TIMEOUT, RelayService, lock, refuse};
+use super::{CONTROL_TIMEOUT, RelayService, lock, refuse, reply_last};
 use crate::net::Net;
 
 /// A circuit's place in the limits, given back when it ends.
@@ -49,10 +49,7 @@ impl RelayService {
                 RelayMessage::Refused { reason }
             }
         };
-        if write_frame(send, &reply).await.is_ok() {
-            let _ = send.finish().await;
-            let _ = tokio::time::timeout(CONTROL_TIMEOUT, send.stopped()).await;
-        }
+        reply_last(send, &reply).await;
     }
 
     fn try_reserve(&self, net: &Net, peer: PeerId) -> Result<u64, String> {

@@ -7,6 +7,7 @@ mod builder;
 mod error;
 mod kad;
 pub mod mcp;
+mod metrics;
 mod nat;
 mod net;
 mod pubsub;
@@ -308,6 +309,34 @@ impl P2PNode {
         self.net.stats()
     }
 
+    /// Everything the node counts, as OpenMetrics text (what a Prometheus server scrapes
+    /// from `/metrics`): connections by path, bytes, handshake failures by reason, dial
+    /// outcomes, DHT operations (latency histogram, hops), gossip, NAT and relay counters,
+    /// MCP calls by tool (latency histogram, outcomes). Every series is named `p2pf_…`;
+    /// `docs/metrics.md` lists them.
+    ///
+    /// ```no_run
+    /// # async fn demo(node: p2p_foundation::P2PNode) {
+    /// let text = node.metrics().await;
+    /// assert!(text.contains("p2pf_connections_established_total"));
+    /// # }
+    /// ```
+    pub async fn metrics(&self) -> String {
+        let dht = self.dht.node.stats().await.ok();
+        let gossip = self.pubsub.handle.metrics().await.ok();
+        let snapshot = metrics::Snapshot {
+            transport: self.net.endpoint.metrics(),
+            open_by_path: self.net.open_by_path(),
+            node: self.net.stats(),
+            gossip,
+            dht,
+            nat: self.nat_stats(),
+            nat_status: self.net.nat.get().map(|_| self.nat_status()),
+            relay: self.relay_stats(),
+        };
+        metrics::encode_text(&self.net.instruments, &snapshot)
+    }
+
     /// The transport's counters (handshakes, bytes, junk datagrams, failures).
     pub fn transport_metrics(&self) -> p2p_foundation_transport::MetricsSnapshot {
         self.net.endpoint.metrics()
@@ -357,6 +386,20 @@ impl NodeDht {
         }
     }
 
+    /// Runs one DHT operation, recording its latency and outcome as `op`.
+    async fn timed<T, E>(
+        &self,
+        op: &'static str,
+        work: impl Future<Output = std::result::Result<T, E>>,
+    ) -> std::result::Result<T, E> {
+        let started = std::time::Instant::now();
+        let result = work.await;
+        if let Some(net) = self.net.upgrade() {
+            net.instruments.dht(op, started.elapsed(), result.is_ok());
+        }
+        result
+    }
+
     /// The DHT driver handle (everything, including records signed by other keys).
     pub fn node(&self) -> &DhtNode {
         &self.node
@@ -378,17 +421,17 @@ impl NodeDht {
             seq,
             SystemTime::now() + ttl,
         )?;
-        Ok(self.node.put_record(record).await?)
+        Ok(self.timed("put", self.node.put_record(record)).await?)
     }
 
     /// Stores an already signed record; resolves to how many nodes accepted it.
     pub async fn put_record(&self, record: Signed<Record>) -> Result<usize> {
-        Ok(self.node.put_record(record).await?)
+        Ok(self.timed("put", self.node.put_record(record)).await?)
     }
 
     /// Valid records under `key`, highest sequence number first (empty if none).
     pub async fn get(&self, key: Key) -> Result<Vec<Verified<Record>>> {
-        Ok(self.node.get_record(key).await?)
+        Ok(self.timed("get", self.node.get_record(key)).await?)
     }
 
     /// Announces that `keypair`'s node provides `key`, reachable at `addrs`, for `ttl`.
@@ -406,12 +449,16 @@ impl NodeDht {
             seq,
             SystemTime::now() + ttl,
         )?;
-        Ok(self.node.add_provider(record).await?)
+        Ok(self
+            .timed("provide", self.node.add_provider(record))
+            .await?)
     }
 
     /// Provider records for `key`, one per provider.
     pub async fn providers(&self, key: Key) -> Result<Vec<Verified<ProviderRecord>>> {
-        let providers = self.node.get_providers(key).await?;
+        let providers = self
+            .timed("providers", self.node.get_providers(key))
+            .await?;
         for p in &providers {
             self.learn(p.signer(), p.payload().addrs.iter().copied());
         }
@@ -420,7 +467,10 @@ impl NodeDht {
 
     /// The k closest nodes to `key` that answered.
     pub async fn closest_peers(&self, key: Key) -> Result<Vec<Contact>> {
-        let (contacts, _) = self.node.find_node(key).await?;
+        let (contacts, stats) = self.timed("find_node", self.node.find_node(key)).await?;
+        if let Some(net) = self.net.upgrade() {
+            net.instruments.dht_hops(stats.hops);
+        }
         for c in &contacts {
             self.learn(c.peer(), [c.addr()]);
         }

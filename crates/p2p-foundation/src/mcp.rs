@@ -383,7 +383,7 @@ impl NodeMcp {
     /// Calls `tool` at the best provider in the network, failing over to the next one on
     /// connection failure or timeout.
     pub async fn call(&self, tool: &str, arguments: JsonObject) -> Result<Routed> {
-        Ok(self.router.call(tool, arguments).await?)
+        self.timed(tool, self.router.call(tool, arguments)).await
     }
 
     /// Calls the tool `query` names, with routing options (deadline, per-attempt timeout,
@@ -394,7 +394,28 @@ impl NodeMcp {
         arguments: JsonObject,
         options: RouteOptions,
     ) -> Result<Routed> {
-        Ok(self.router.call_with(query, arguments, options).await?)
+        let tool = query.tool.clone().unwrap_or_else(|| "by_tag".to_owned());
+        self.timed(&tool, self.router.call_with(query, arguments, options))
+            .await
+    }
+
+    /// Runs one call, recording its latency and outcome under `tool`.
+    async fn timed(
+        &self,
+        tool: &str,
+        call: impl Future<Output = std::result::Result<Routed, p2p_foundation_mcp::McpError>>,
+    ) -> Result<Routed> {
+        let started = std::time::Instant::now();
+        let result = call.await;
+        let outcome = match &result {
+            Ok(r) if r.result.is_error == Some(true) => crate::metrics::Outcome::ToolError,
+            Ok(_) => crate::metrics::Outcome::Ok,
+            Err(_) => crate::metrics::Outcome::Failed,
+        };
+        self.net
+            .instruments
+            .mcp_call(tool, started.elapsed(), outcome);
+        Ok(result?)
     }
 
     /// The router (discovery, ranking statistics, failover).

@@ -189,6 +189,8 @@ pub(crate) struct Net {
     pub(crate) tracker: TaskTracker,
     dial_timeout: Duration,
     pub(crate) counters: Counters,
+    /// The instruments behind [`crate::P2PNode::metrics`].
+    pub(crate) instruments: crate::metrics::Instruments,
     pub(crate) events: broadcast::Sender<PeerEvent>,
     /// Serialises gossip attachments, so the gossip driver sees them in table order.
     gossip_turn: tokio::sync::Mutex<()>,
@@ -262,6 +264,7 @@ impl Net {
             tracker: TaskTracker::new(),
             dial_timeout,
             counters: Counters::default(),
+            instruments: crate::metrics::Instruments::default(),
             events: broadcast::channel(PEER_EVENT_QUEUE).0,
             gossip_turn: tokio::sync::Mutex::new(()),
             nat: OnceLock::new(),
@@ -391,6 +394,18 @@ impl Net {
         lock(&self.conns).values().map(|e| e.conn.clone()).collect()
     }
 
+    /// Connections open now, by [`crate::metrics::PATHS`].
+    pub(crate) fn open_by_path(&self) -> [u64; 3] {
+        let mut open = [0u64; 3];
+        for entry in lock(&self.conns).values() {
+            let path = entry.conn.path();
+            if let Some(i) = crate::metrics::PATHS.iter().position(|p| *p == path) {
+                open[i] += 1;
+            }
+        }
+        open
+    }
+
     pub(crate) fn connected_peers(&self) -> Vec<PeerId> {
         lock(&self.conns).keys().copied().collect()
     }
@@ -456,10 +471,22 @@ impl Net {
         let (conn, won) = tokio::select! {
             () = self.cancel.cancelled() => return Err(Error::Shutdown),
             r = attempt => match r {
-                Ok(r) => r?,
-                Err(_) => return Err(Error::Timeout { what: "dial", peer, after: self.dial_timeout }),
+                Ok(Ok(r)) => r,
+                Ok(Err(e)) => {
+                    self.instruments.dial("failed");
+                    return Err(e);
+                }
+                Err(_) => {
+                    self.instruments.dial("failed");
+                    return Err(Error::Timeout { what: "dial", peer, after: self.dial_timeout });
+                }
             },
         };
+        self.instruments.dial(match won {
+            Won::Direct => "direct",
+            Won::Punched => "punched",
+            Won::Relayed(_) => "relayed",
+        });
         self.counters
             .outbound_connections
             .fetch_add(1, Ordering::Relaxed);
@@ -666,6 +693,8 @@ impl Net {
     /// new one, or the existing one if that wins; see [`new_wins`]).
     fn register(self: &Arc<Self>, conn: Connection, outbound: bool) -> Connection {
         let peer = conn.peer_id();
+        self.instruments
+            .connection_established(outbound, conn.path());
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (winner, loser, new_is_current) = {
             let mut conns = lock(&self.conns);

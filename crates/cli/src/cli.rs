@@ -137,6 +137,23 @@ pub struct NodeArgs {
     /// Repeatable.
     #[arg(long, value_name = "NAME", value_parser = clap::builder::PossibleValuesParser::new(crate::tools::BUILTIN))]
     pub tool: Vec<String>,
+    /// Serve the node's metrics (OpenMetrics text, for Prometheus) at
+    /// `http://ADDR/metrics`, e.g. `127.0.0.1:9100`. Meant for a trusted network.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<SocketAddr>,
+    /// Serve an MCP gateway (Streamable HTTP, clients use `http://ADDR/mcp`) for ordinary
+    /// MCP clients: this node's tools, and the network's tools carrying an `--mcp-expose`
+    /// tag, called with failover.
+    #[arg(long, value_name = "ADDR")]
+    pub mcp_http: Option<SocketAddr>,
+    /// A capability tag whose tools in the network the MCP gateway lists (as
+    /// `<provider>.<tool>` and `any.<tool>`). Repeatable. [default: p2pf]
+    #[arg(long, value_name = "TAG", requires = "mcp_http")]
+    pub mcp_expose: Vec<String>,
+    /// Offer relay service: peers behind NATs that cannot be punched reserve a slot here
+    /// and are reached through it (end-to-end encrypted; this node sees ciphertext only).
+    #[arg(long)]
+    pub relay: bool,
 }
 
 impl NodeArgs {
@@ -152,6 +169,29 @@ impl NodeArgs {
             self.bootstrap = crate::config::each("node.bootstrap", &cfg.bootstrap, |s| s.parse())?;
         }
         self.dial_timeout = self.dial_timeout.or(cfg.dial_timeout);
+        if self.metrics.is_none() {
+            if let Some(m) = &cfg.metrics {
+                self.metrics = crate::config::each("node.metrics", std::slice::from_ref(m), |s| {
+                    s.parse::<SocketAddr>()
+                        .map_err(|e| format!("'{s}' is not a socket address ({e})"))
+                })?
+                .pop();
+            }
+        }
+        if self.mcp_http.is_none() {
+            if let Some(m) = &cfg.mcp_http {
+                self.mcp_http =
+                    crate::config::each("node.mcp_http", std::slice::from_ref(m), |s| {
+                        s.parse::<SocketAddr>()
+                            .map_err(|e| format!("'{s}' is not a socket address ({e})"))
+                    })?
+                    .pop();
+            }
+        }
+        if self.mcp_expose.is_empty() {
+            self.mcp_expose = cfg.mcp_expose.clone();
+        }
+        self.relay |= cfg.relay.unwrap_or(false);
         if self.tool.is_empty() {
             for t in &cfg.tools {
                 if !crate::tools::BUILTIN.contains(&t.as_str()) {
@@ -170,6 +210,15 @@ impl NodeArgs {
     pub fn listen(&self) -> SocketAddr {
         self.listen
             .unwrap_or(SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0)))
+    }
+
+    /// The tags the MCP gateway exposes (default `p2pf`, the built-in tools' tag).
+    pub fn mcp_expose(&self) -> Vec<String> {
+        if self.mcp_expose.is_empty() {
+            vec!["p2pf".to_owned()]
+        } else {
+            self.mcp_expose.clone()
+        }
     }
 
     /// The dial timeout (default 10 s).

@@ -9,6 +9,10 @@
 //! bootstrap = ["ocean.thunder.falcon", "<peer id>@192.0.2.7:9000"]   # --bootstrap
 //! dial_timeout = 10              # --dial-timeout, seconds
 //! tools = ["reverse"]            # --tool
+//! metrics = "127.0.0.1:9100"     # --metrics
+//! mcp_http = "127.0.0.1:8080"    # --mcp-http
+//! mcp_expose = ["p2pf"]          # --mcp-expose
+//! relay = false                  # --relay
 //!
 //! [client]                       # ping, dht, pub, sub, mcp
 //! bootstrap = ["ocean.thunder.falcon"]   # --bootstrap
@@ -56,6 +60,15 @@ pub struct NodeConfig {
     /// Built-in tools to offer.
     #[serde(default)]
     pub tools: Vec<String>,
+    /// Metrics endpoint address.
+    pub metrics: Option<String>,
+    /// MCP gateway address.
+    pub mcp_http: Option<String>,
+    /// Tags of network tools the MCP gateway lists.
+    #[serde(default)]
+    pub mcp_expose: Vec<String>,
+    /// Offer relay service.
+    pub relay: Option<bool>,
 }
 
 /// `[client]`.
@@ -120,7 +133,8 @@ mod tests {
         assert!(empty.log_format.is_none() && empty.node.bootstrap.is_empty());
         let full = Config::parse(
             "log_format = \"json\"\n[node]\nlisten = \"127.0.0.1:9000\"\nbootstrap = [\"a\"]\n\
-             dial_timeout = 4\ntools = [\"reverse\"]\n[client]\nbootstrap = [\"b\"]\npeer_timeout = 2\n",
+             dial_timeout = 4\ntools = [\"reverse\"]\nmetrics = \"127.0.0.1:9100\"\n\
+             mcp_http = \"127.0.0.1:8080\"\nmcp_expose = [\"text\"]\nrelay = true\n[client]\nbootstrap = [\"b\"]\npeer_timeout = 2\n",
         )
         .expect("full file");
         assert_eq!(full.log_format, Some(LogFormat::Json));
@@ -128,6 +142,12 @@ mod tests {
         assert_eq!(
             (full.node.dial_timeout, full.client.peer_timeout),
             (Some(4), Some(2))
+        );
+        assert_eq!(full.node.metrics.as_deref(), Some("127.0.0.1:9100"));
+        assert_eq!(full.node.mcp_http.as_deref(), Some("127.0.0.1:8080"));
+        assert_eq!(
+            (full.node.mcp_expose.len(), full.node.relay),
+            (1, Some(true))
         );
         let err = Config::parse("[node]\nlisen = \"x\"\n").expect_err("typo");
         assert!(err.contains("lisen"), "{err}");

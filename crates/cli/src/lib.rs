@@ -25,6 +25,7 @@ mod cmd;
 pub mod config;
 pub mod error;
 pub mod logging;
+pub mod metrics_http;
 pub mod output;
 pub mod paths;
 pub mod progress;

@@ -2,35 +2,12 @@
 //! (text and `--json`), bad input and its exit codes, two `p2pf node` processes joined by
 //! three words and stopped by signals, and the whole `p2pf demo`.
 
-use std::io::{BufRead as _, BufReader};
-use std::process::{Child, ChildStdout, Command, Output, Stdio};
-use std::sync::mpsc;
+mod common;
+
 use std::time::{Duration, Instant};
 
+use common::{Node, WAIT, json_line, p2pf, run, stderr};
 use serde_json::Value;
-
-/// Hang guard for one expected line or exit: every wait is on the process itself.
-const WAIT: Duration = Duration::from_secs(60);
-
-fn p2pf() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_p2pf"));
-    c.env_remove("RUST_LOG").env_remove("P2PF_DATA_DIR");
-    c
-}
-
-fn run(args: &[&str]) -> Output {
-    p2pf().args(args).output().expect("p2pf runs")
-}
-
-fn json_line(out: &Output) -> Value {
-    let text = String::from_utf8_lossy(&out.stdout);
-    let line = text.lines().last().expect("a line on stdout");
-    serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"))
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
 
 #[test]
 fn help_lists_exit_codes_and_an_example_per_command() {
@@ -232,87 +209,6 @@ fn id_is_created_owner_only_and_stays_the_same() {
         std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).expect("chmod");
         let out = run(&["id", "--data-dir", data]);
         assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
-    }
-}
-
-/// A running `p2pf node --json`: its stdout lines arrive on a channel.
-struct Node {
-    child: Child,
-    lines: mpsc::Receiver<Value>,
-}
-
-impl Node {
-    fn start(data: &std::path::Path, extra: &[&str]) -> Self {
-        let mut cmd = p2pf();
-        cmd.args(["node", "--json", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(data)
-            .args(extra);
-        Self::spawn(cmd)
-    }
-
-    /// Any `p2pf` command whose stdout is JSON lines.
-    fn spawn(mut cmd: Command) -> Self {
-        let mut child = cmd
-            .stdout(Stdio::piped())
-            // The harness captures it and shows it when a test fails.
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("node starts");
-        let stdout: ChildStdout = child.stdout.take().expect("stdout");
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { return };
-                let Ok(v) = serde_json::from_str::<Value>(&line) else {
-                    panic!("node printed a line that is not JSON: {line}");
-                };
-                if tx.send(v).is_err() {
-                    return;
-                }
-            }
-        });
-        Self { child, lines }
-    }
-
-    /// The next line whose `event` is `event`; earlier lines are skipped.
-    fn wait_for(&self, event: &str) -> Value {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let v = self
-                .lines
-                .recv_timeout(left)
-                .unwrap_or_else(|e| panic!("no '{event}' line from the node: {e}"));
-            if v["event"] == event {
-                return v;
-            }
-        }
-    }
-
-    fn signal(&self, sig: &str) {
-        let status = Command::new("kill")
-            .args([sig, &self.child.id().to_string()])
-            .status()
-            .expect("kill runs");
-        assert!(status.success());
-    }
-
-    fn wait_exit(&mut self) -> Option<i32> {
-        let deadline = Instant::now() + WAIT;
-        while Instant::now() < deadline {
-            if let Some(status) = self.child.try_wait().expect("wait") {
-                return status.code();
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        panic!("the node did not exit within {WAIT:?}");
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -20,6 +20,7 @@ use std::time::{Duration, SystemTime};
 pub use builder::{NodeBuilder, default_dht_config, default_gossip_config};
 pub use error::{Error, Result};
 pub use mcp::{DhtRegistry, NodeMcp};
+pub use metrics::MetricsHandle;
 pub use nat::{NAT_PROTOCOL, NatConfig, NatStats, NatStatus, Observation, Observer};
 pub use net::{
     CLOSE_DUPLICATE, CLOSE_SHUTDOWN, ConnectionInfo, GOSSIP_PROTOCOL, KAD_PROTOCOL, MCP_PROTOCOL,
@@ -322,19 +323,21 @@ impl P2PNode {
     /// # }
     /// ```
     pub async fn metrics(&self) -> String {
-        let dht = self.dht.node.stats().await.ok();
-        let gossip = self.pubsub.handle.metrics().await.ok();
-        let snapshot = metrics::Snapshot {
-            transport: self.net.endpoint.metrics(),
-            open_by_path: self.net.open_by_path(),
-            node: self.net.stats(),
-            gossip,
-            dht,
-            nat: self.nat_stats(),
-            nat_status: self.net.nat.get().map(|_| self.nat_status()),
-            relay: self.relay_stats(),
-        };
-        metrics::encode_text(&self.net.instruments, &snapshot)
+        self.metrics_handle().encode().await
+    }
+
+    /// A cheap, cloneable handle that encodes [`P2PNode::metrics`], for an HTTP handler
+    /// or a task that outlives this borrow (it keeps nothing of the node alive: after
+    /// shutdown it encodes an empty exposition).
+    ///
+    /// ```no_run
+    /// # async fn demo(node: p2p_foundation::P2PNode) {
+    /// let metrics = node.metrics_handle();
+    /// tokio::spawn(async move { println!("{}", metrics.encode().await) });
+    /// # }
+    /// ```
+    pub fn metrics_handle(&self) -> MetricsHandle {
+        MetricsHandle::new(&self.net)
     }
 
     /// The transport's counters (handshakes, bytes, junk datagrams, failures).
@@ -392,12 +395,7 @@ impl NodeDht {
         op: &'static str,
         work: impl Future<Output = std::result::Result<T, E>>,
     ) -> std::result::Result<T, E> {
-        let started = std::time::Instant::now();
-        let result = work.await;
-        if let Some(net) = self.net.upgrade() {
-            net.instruments.dht(op, started.elapsed(), result.is_ok());
-        }
-        result
+        metrics::timed_dht(&self.net, op, work).await
     }
 
     /// The DHT driver handle (everything, including records signed by other keys).

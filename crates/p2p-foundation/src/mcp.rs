@@ -27,6 +27,7 @@ use p2p_foundation_mcp::{
 };
 
 use crate::error::{Error, Result};
+use crate::metrics::timed_dht;
 use crate::net::{MCP_PROTOCOL, Net};
 
 /// Version byte of a service-record bundle.
@@ -208,14 +209,10 @@ impl DhtRegistry {
         let dht_err = |what: &str, e: p2p_foundation_dht::DhtError| {
             McpError::Connection(format!("storing the {what} on the DHT failed: {e}"))
         };
-        let stored = self
-            .dht
-            .put_record(bundle)
+        let stored = timed_dht(&self.net, "put", self.dht.put_record(bundle))
             .await
             .map_err(|e| dht_err("service record bundle", e))?;
-        let announced = self
-            .dht
-            .add_provider(provider)
+        let announced = timed_dht(&self.net, "provide", self.dht.add_provider(provider))
             .await
             .map_err(|e| dht_err("provider record", e))?;
         tracing::debug!(stored, announced, "service records published on the DHT");
@@ -223,9 +220,7 @@ impl DhtRegistry {
     }
 
     async fn find_now(&self, key: Key) -> Result<Vec<SignedServiceRecord>, McpError> {
-        let providers = self
-            .dht
-            .get_providers(key)
+        let providers = timed_dht(&self.net, "providers", self.dht.get_providers(key))
             .await
             .map_err(|e| McpError::Connection(format!("DHT provider lookup failed: {e}")))?;
         let net = self.net.upgrade();
@@ -236,10 +231,11 @@ impl DhtRegistry {
                 // Provider records make their signers dialable.
                 net.learn(provider, p.payload().addrs.iter().copied());
             }
-            let dht = self.dht.clone();
-            lookups.spawn(
-                async move { (provider, dht.get_record(bundle_key(&key, &provider)).await) },
-            );
+            let (dht, net) = (self.dht.clone(), self.net.clone());
+            lookups.spawn(async move {
+                let found = timed_dht(&net, "get", dht.get_record(bundle_key(&key, &provider)));
+                (provider, found.await)
+            });
         }
         let mut out = Vec::new();
         while let Some(joined) = lookups.join_next().await {

@@ -7,10 +7,12 @@
 //! `docs/metrics.md`.
 
 use std::collections::HashSet;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use p2p_foundation_transport::PathKind;
+
+use crate::net::Net;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -221,6 +223,21 @@ impl Instruments {
             self.mcp_calls.clone(),
         );
     }
+}
+
+/// Runs one DHT operation of the node, recording its latency and outcome as `op` (in
+/// the node's instruments, while it runs).
+pub(crate) async fn timed_dht<T, E>(
+    net: &Weak<Net>,
+    op: &'static str,
+    work: impl Future<Output = Result<T, E>>,
+) -> Result<T, E> {
+    let started = std::time::Instant::now();
+    let result = work.await;
+    if let Some(net) = net.upgrade() {
+        net.instruments.dht(op, started.elapsed(), result.is_ok());
+    }
+    result
 }
 
 /// Counters and gauges the components keep, read at encoding time.
@@ -454,6 +471,64 @@ impl Snapshot {
             "MCP sessions this node's server accepted from peers",
             self.node.mcp_sessions,
         );
+    }
+}
+
+/// Encodes a node's metrics as OpenMetrics text (see [`crate::P2PNode::metrics`]); cheap
+/// to clone and `'static`, so an HTTP handler can hold one.
+#[derive(Clone)]
+pub struct MetricsHandle {
+    net: Weak<Net>,
+}
+
+impl std::fmt::Debug for MetricsHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MetricsHandle")
+            .field("node_running", &(self.net.strong_count() > 0))
+            .finish_non_exhaustive()
+    }
+}
+
+impl MetricsHandle {
+    pub(crate) fn new(net: &Arc<Net>) -> Self {
+        Self {
+            net: Arc::downgrade(net),
+        }
+    }
+
+    /// The node's metrics now, as OpenMetrics text (ends with `# EOF`).
+    ///
+    /// ```no_run
+    /// # async fn demo(node: p2p_foundation::P2PNode) {
+    /// let text = node.metrics_handle().encode().await;
+    /// assert!(text.ends_with("# EOF\n"));
+    /// # }
+    /// ```
+    pub async fn encode(&self) -> String {
+        let Some(net) = self.net.upgrade() else {
+            return encode_text(&Instruments::default(), &Snapshot::default());
+        };
+        let local = net
+            .endpoint
+            .local_addr()
+            .unwrap_or_else(|_| std::net::SocketAddr::from(([0, 0, 0, 0], 0)));
+        let snapshot = Snapshot {
+            transport: net.endpoint.metrics(),
+            open_by_path: net.open_by_path(),
+            node: net.stats(),
+            gossip: match net.gossip() {
+                Some(g) => g.metrics().await.ok(),
+                None => None,
+            },
+            dht: match net.dht() {
+                Some(d) => d.stats().await.ok(),
+                None => None,
+            },
+            nat: net.nat.get().map(|n| n.stats()).unwrap_or_default(),
+            nat_status: net.nat.get().map(|n| n.status(local)),
+            relay: net.relay.get().map(|r| r.stats()).unwrap_or_default(),
+        };
+        encode_text(&net.instruments, &snapshot)
     }
 }
 

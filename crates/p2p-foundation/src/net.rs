@@ -394,6 +394,16 @@ impl Net {
         lock(&self.conns).values().map(|e| e.conn.clone()).collect()
     }
 
+    /// The DHT handle while the node runs (cleared at shutdown).
+    pub(crate) fn dht(&self) -> Option<DhtNode> {
+        lock(&self.dht).clone()
+    }
+
+    /// The gossip handle, once the node started.
+    pub(crate) fn gossip(&self) -> Option<GossipHandle> {
+        self.layers.get().map(|l| l.gossip.clone())
+    }
+
     /// Connections open now, by [`crate::metrics::PATHS`].
     pub(crate) fn open_by_path(&self) -> [u64; 3] {
         let mut open = [0u64; 3];

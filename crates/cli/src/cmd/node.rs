@@ -3,6 +3,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::Path;
 
+use p2p_foundation::mcp_crate::{Gateway, HttpConfig, HttpGateway, NetworkTools, Query};
 use p2p_foundation::{P2PNode, PeerEvent, WordAddress};
 use serde::Serialize;
 use tokio::sync::broadcast::error::RecvError;
@@ -10,7 +11,7 @@ use tokio::sync::broadcast::error::RecvError;
 use crate::cli::NodeArgs;
 use crate::error::CliError;
 use crate::output::Output;
-use crate::{paths, signal, target};
+use crate::{metrics_http, paths, signal, target};
 
 /// One address the node can be reached at, with its words.
 #[derive(Debug, Clone, Serialize)]
@@ -54,6 +55,11 @@ struct Ready {
     key_file: String,
     bootstrap_peers: usize,
     routing_table: usize,
+    relay: bool,
+    /// `http://ADDR/metrics`, with `--metrics`.
+    metrics_url: Option<String>,
+    /// `http://ADDR/mcp`, with `--mcp-http`.
+    mcp_url: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -75,9 +81,12 @@ enum Event {
 
 pub(crate) async fn run(out: Output, data_dir: &Path, args: &NodeArgs) -> Result<(), CliError> {
     let (keypair, key_file, _) = paths::load_identity(data_dir)?;
+    let mut relay = p2p_foundation::RelayConfig::default();
+    relay.serve = args.relay;
     let node = P2PNode::builder()
         .keypair(keypair)
         .listen(args.listen())
+        .relay_config(relay)
         .with_mcp_server()
         .build()
         .await?;
@@ -99,6 +108,16 @@ async fn serve(
 ) -> Result<&'static str, CliError> {
     let mut events = node.peer_events();
     offer_tools(node, &args.tool).await?;
+    // Bound before joining, so a busy port fails at once.
+    let metrics = match args.metrics {
+        Some(addr) => Some(metrics_http::serve(addr, node.metrics_handle()).await?),
+        None => None,
+    };
+    let gateway = match args.mcp_http {
+        Some(addr) => Some(serve_gateway(node, addr, &args.mcp_expose()).await?),
+        None => None,
+    };
+    let _stop_gateway = StopOnDrop(gateway.as_ref());
     let joined = target::join(node, &args.bootstrap, args.dial_timeout()).await?;
     publish_tools(node, &args.tool).await?;
     let ready = Ready {
@@ -109,6 +128,11 @@ async fn serve(
         key_file: key_file.display().to_string(),
         bootstrap_peers: joined.peers.len(),
         routing_table: joined.routing_table,
+        relay: args.relay,
+        metrics_url: metrics
+            .as_ref()
+            .map(|m| format!("http://{}/metrics", m.local_addr())),
+        mcp_url: gateway.as_ref().map(|g| g.url()),
     };
     tracing::info!(peer_id = %ready.peer_id, listen = %ready.listen, "node running");
     out.emit(&ready, |r| {
@@ -127,6 +151,15 @@ async fn serve(
                 r.routing_table
             ));
         }
+        if r.relay {
+            s.push_str("\nrelaying for peers behind NATs");
+        }
+        if let Some(url) = &r.metrics_url {
+            s.push_str(&format!("\nmetrics   {url}"));
+        }
+        if let Some(url) = &r.mcp_url {
+            s.push_str(&format!("\nmcp       {url}"));
+        }
         s.push_str("\nCtrl-C to stop");
         s
     });
@@ -142,6 +175,48 @@ async fn serve(
             },
         }
     }
+}
+
+/// Shuts the MCP gateway down when the node stops.
+struct StopOnDrop<'a>(Option<&'a HttpGateway>);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        if let Some(g) = self.0 {
+            g.shutdown();
+        }
+    }
+}
+
+/// Serves this node's tools, and the network's tools tagged with one of `tags`, to
+/// ordinary MCP clients over Streamable HTTP at `addr`.
+async fn serve_gateway(
+    node: &P2PNode,
+    addr: SocketAddr,
+    tags: &[String],
+) -> Result<HttpGateway, CliError> {
+    let server = node
+        .mcp()
+        .server()
+        .ok_or(p2p_foundation::Error::McpDisabled)?
+        .clone();
+    let queries = tags.iter().map(Query::tag).collect();
+    let network = NetworkTools::new(std::sync::Arc::clone(node.mcp().router()), queries);
+    let config = HttpConfig {
+        bind: addr,
+        ..HttpConfig::default()
+    };
+    let gateway = Gateway::new(server)
+        .with_network(network)
+        .serve_http(config)
+        .await
+        .map_err(|e| {
+            CliError::Usage(format!(
+                "cannot serve the MCP gateway on {addr}: {e} (choose another --mcp-http address)"
+            ))
+        })?;
+    tracing::info!(url = %gateway.url(), "serving the MCP gateway");
+    Ok(gateway)
 }
 
 /// Registers the built-in tools `names` on the node's MCP server.

@@ -90,6 +90,11 @@ pub enum Command {
     /// Print the messages of a gossip topic, one per line, until --count or Ctrl-C.
     #[command(after_help = "Example:\n  p2pf sub news --bootstrap ocean.thunder.falcon --count 1")]
     Sub(SubArgs),
+    /// This node's NAT as peers see it: the reflexive (public) address of its QUIC
+    /// socket, the mapping behaviour (RFC 5780) and the observations behind them.
+    #[command(after_help = "Example:\n  \
+        p2pf nat --bootstrap ocean.thunder.falcon --bootstrap <peer id>@198.51.100.7:9000 --json")]
+    Nat(NatArgs),
     /// MCP tools in the network: found through the DHT, called with failover.
     #[command(subcommand)]
     Mcp(McpCommand),
@@ -256,6 +261,19 @@ pub enum DhtCommand {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Print the nodes that announced they provide KEY (provider records, signed by each
+    /// provider, with the addresses it gave); exit code 4 if there are none. The MCP
+    /// registry announces each tool under `p2pf/mcp/tool/<name>`.
+    #[command(
+        after_help = "Example:\n  p2pf dht providers p2pf/mcp/tool/reverse --bootstrap ocean.thunder.falcon --json"
+    )]
+    Providers {
+        /// The name (its DHT key is the SHA-256 of it).
+        key: String,
+        /// How to join the network.
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// Print the values stored under KEY (newest first); exit code 4 if there are none.
     #[command(
         after_help = "Example:\n  p2pf dht get greeting --bootstrap ocean.thunder.falcon --json"
@@ -280,6 +298,18 @@ pub struct PubArgs {
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=1000))]
     pub subscribers: u16,
     /// How to join the network.
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+/// `p2pf nat …`
+#[derive(Debug, Args)]
+pub struct NatArgs {
+    /// How long to collect observations, in seconds, unless two observers on different
+    /// IP addresses answered before (the mapping behaviour needs two).
+    #[arg(long, value_name = "SECS", default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=60))]
+    pub wait: u64,
+    /// How to join the network (every bootstrap peer is an observer).
     #[command(flatten)]
     pub client: ClientArgs,
 }
@@ -382,12 +412,17 @@ impl Command {
     /// The one-shot command's network options, if it is one.
     pub fn client_args_mut(&mut self) -> Option<&mut ClientArgs> {
         match self {
-            Self::Dht(DhtCommand::Put { client, .. } | DhtCommand::Get { client, .. })
+            Self::Dht(
+                DhtCommand::Put { client, .. }
+                | DhtCommand::Get { client, .. }
+                | DhtCommand::Providers { client, .. },
+            )
             | Self::Mcp(McpCommand::List { client, .. } | McpCommand::Call { client, .. }) => {
                 Some(client)
             }
             Self::Pub(a) => Some(&mut a.client),
             Self::Sub(a) => Some(&mut a.client),
+            Self::Nat(a) => Some(&mut a.client),
             _ => None,
         }
     }

@@ -21,8 +21,9 @@ pub struct ClientArgs {
     #[arg(long, value_name = "SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=300))]
     pub dial_timeout: u64,
     /// Longest this short-lived node waits for one peer's handshake or DHT answer, in
-    /// seconds. Nodes that left the network stay in routing tables until requests to them
-    /// fail, and each such request costs this much. [default: 3]
+    /// seconds. Nodes that vanished without shutting down (killed, network lost) stay in
+    /// routing tables until requests to them fail, and each such request costs this much.
+    /// [default: 3]
     #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=60))]
     pub peer_timeout: Option<u64>,
     /// Longest the command's own work may take, in seconds.

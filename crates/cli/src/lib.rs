@@ -75,6 +75,7 @@ pub async fn run(mut cli: Cli) -> Result<(), CliError> {
         Command::Pub(args) => cmd::pubsub::publish(out, args).await,
         Command::Sub(args) => cmd::pubsub::subscribe(out, args).await,
         Command::Mcp(c) => cmd::mcp::run(out, c).await,
+        Command::Nat(args) => cmd::nat::run(out, args).await,
     }
 }
 
@@ -89,5 +90,6 @@ fn command_name(c: &Command) -> &'static str {
         Command::Pub(_) => "pub",
         Command::Sub(_) => "sub",
         Command::Mcp(_) => "mcp",
+        Command::Nat(_) => "nat",
     }
 }

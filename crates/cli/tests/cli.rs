@@ -24,6 +24,8 @@ fn help_lists_exit_codes_and_an_example_per_command() {
         &["ping"],
         &["dht", "put"],
         &["dht", "get"],
+        &["dht", "providers"],
+        &["nat"],
         &["pub"],
         &["sub"],
         &["mcp", "list"],
@@ -411,6 +413,45 @@ fn one_shot_commands_ping_dht_pubsub_and_mcp_against_node_processes() {
     assert_eq!(pong["peer_id"], a_id.as_str());
     assert_eq!(pong["path"], "quic");
     assert!(pong["rtt_ms"].as_f64().expect("rtt") > 0.0);
+    // A saw the ping come from loopback, on the client's own port.
+    let reflexive: std::net::SocketAddr = pong["reflexive"]
+        .as_str()
+        .expect("reflexive")
+        .parse()
+        .expect("an address");
+    assert!(reflexive.ip().is_loopback(), "{reflexive}");
+
+    // Both nodes observe the client's QUIC socket at the same loopback address; one IP
+    // address among the observers cannot tell the mapping behaviour.
+    let out = run(&[
+        "nat",
+        "--bootstrap",
+        &a_words,
+        "--bootstrap",
+        &b_words,
+        "--wait",
+        "2",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let nat = json_line(&out);
+    let observers: Vec<&str> = nat["observations"]
+        .as_array()
+        .expect("observations")
+        .iter()
+        .filter_map(|o| o["observer"].as_str())
+        .collect();
+    assert!(
+        observers.contains(&a_id.as_str()) && observers.contains(&b_id.as_str()),
+        "{nat}"
+    );
+    assert_eq!(nat["mapping"], "unknown", "{nat}");
+    let local: std::net::SocketAddr = nat["local"].as_str().expect("local").parse().expect("addr");
+    assert_eq!(
+        nat["reflexive"],
+        format!("127.0.0.1:{}", local.port()).as_str(),
+        "{nat}"
+    );
 
     // A record put through A is got through B; a missing one is exit code 4.
     let out = run(&[
@@ -437,6 +478,30 @@ fn one_shot_commands_ping_dht_pubsub_and_mcp_against_node_processes() {
     let out = run(&["dht", "get", "cli/nothing", "--bootstrap", &b_words]);
     assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
     assert!(stderr(&out).contains("no record under 'cli/nothing'"));
+
+    // The MCP registry announces each tool as a provider record: both nodes offer reverse.
+    let out = run(&[
+        "dht",
+        "providers",
+        "p2pf/mcp/tool/reverse",
+        "--bootstrap",
+        &a_words,
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mut providers: Vec<String> = json_line(&out)["providers"]
+        .as_array()
+        .expect("providers")
+        .iter()
+        .filter_map(|p| p["peer_id"].as_str().map(str::to_owned))
+        .collect();
+    providers.sort();
+    let mut both = vec![a_id.clone(), b_id.clone()];
+    both.sort();
+    assert_eq!(providers, both);
+    let out = run(&["dht", "providers", "cli/nothing", "--bootstrap", &b_words]);
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    assert!(stderr(&out).contains("no node provides 'cli/nothing'"));
 
     // Both providers are listed; a call is answered by one of them.
     let out = run(&[

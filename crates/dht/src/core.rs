@@ -421,6 +421,14 @@ impl Dht {
         }
     }
 
+    /// Removes `peer` from the routing table at once, because it announced that it is
+    /// leaving (e.g. it closed its connection on shutdown), instead of waiting for
+    /// requests to it to fail. A replacement contact takes its place. Returns whether it
+    /// was in the table; it is added again like any other contact if it is heard from.
+    pub fn remove_contact(&mut self, peer: &PeerId) -> bool {
+        self.table.remove_peer(peer)
+    }
+
     /// Wall-clock time at `now`.
     fn wall(&self, now: Instant) -> SystemTime {
         match now.checked_duration_since(self.base_instant) {

@@ -312,6 +312,23 @@ impl RoutingTable {
         }
     }
 
+    /// `peer` left the network: removes its entry (promoting a replacement) and any
+    /// replacement entry of it. Returns whether it was in the table.
+    pub(crate) fn remove_peer(&mut self, peer: &PeerId) -> bool {
+        let Some(j) = self.index(&peer.kad_key()) else {
+            return false;
+        };
+        let Some(bucket) = self.buckets.get_mut(j) else {
+            return false;
+        };
+        bucket.replacements.retain(|e| e.contact.peer() != *peer);
+        let present = bucket.entries.iter().any(|e| e.contact.peer() == *peer);
+        if present {
+            self.remove_and_promote(j, *peer);
+        }
+        present
+    }
+
     fn remove_and_promote(&mut self, j: usize, peer: PeerId) {
         let bucket = &mut self.buckets[j];
         let Some(pos) = bucket.entries.iter().position(|e| e.contact.peer() == peer) else {
@@ -464,16 +481,8 @@ mod tests {
         Contact::new(peer, SocketAddr::from((Ipv4Addr::from(ip), 4000)))
     }
 
-    fn local() -> Key {
-        Keypair::from_secret_bytes([0xee; 32]).peer_id().kad_key()
-    }
-
-    #[test]
-    fn full_bucket_pings_oldest_then_replaces_it_on_failure() {
-        let now = Instant::now();
-        let window = Duration::from_secs(60);
-        let mut t = RoutingTable::new(local(), 2, 3, None);
-        // Find three contacts that land in the same bucket.
+    /// Three contacts that land in the same bucket (the farthest, 0) of `t`.
+    fn three_in_bucket_zero(t: &RoutingTable) -> Vec<Contact> {
         let mut same = Vec::new();
         let mut i = 0;
         while same.len() < 3 {
@@ -483,6 +492,42 @@ mod tests {
             }
             i += 1;
         }
+        same
+    }
+
+    fn local() -> Key {
+        Keypair::from_secret_bytes([0xee; 32]).peer_id().kad_key()
+    }
+
+    #[test]
+    fn a_peer_that_leaves_is_removed_at_once_and_a_replacement_takes_its_place() {
+        let now = Instant::now();
+        let window = Duration::from_secs(60);
+        let mut t = RoutingTable::new(local(), 2, 3, None);
+        let same = three_in_bucket_zero(&t);
+        t.on_heard(now, same[0], window);
+        t.on_heard(now, same[1], window);
+        // The bucket is full: the third waits as a replacement.
+        assert_eq!(
+            t.on_heard(now, same[2], window),
+            Insert::Full { ping: None }
+        );
+        assert!(t.remove_peer(&same[0].peer()));
+        assert!(!t.contains(&same[0]));
+        assert!(t.contains(&same[2]), "the replacement was promoted");
+        assert_eq!(t.len(), 2);
+        // Gone already; a replacement entry of a leaving peer goes too.
+        assert!(!t.remove_peer(&same[0].peer()));
+        assert!(t.remove_peer(&same[1].peer()));
+        assert_eq!(t.len(), 1);
+    }
+
+    #[test]
+    fn full_bucket_pings_oldest_then_replaces_it_on_failure() {
+        let now = Instant::now();
+        let window = Duration::from_secs(60);
+        let mut t = RoutingTable::new(local(), 2, 3, None);
+        let same = three_in_bucket_zero(&t);
         assert_eq!(t.on_heard(now, same[0], window), Insert::Inserted);
         assert_eq!(t.on_heard(now, same[1], window), Insert::Inserted);
         // Oldest seen recently: no ping, the newcomer waits.

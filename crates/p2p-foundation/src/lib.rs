@@ -157,7 +157,7 @@ impl P2PNode {
             // The peer proved the throwaway id: it holds a key generated a moment ago
             // here, which cannot happen; refuse rather than trust it.
             Ok(conn) => {
-                conn.close(CLOSE_SHUTDOWN, b"identity probe");
+                conn.close(p2p_foundation_transport::CLOSE_NORMAL, b"identity probe");
                 return Err(Error::InvalidPeerAddr(addr.to_string()));
             }
             Err(e) => return Err(e.into()),

@@ -20,7 +20,7 @@ use p2p_foundation_gossip::GossipHandle;
 use p2p_foundation_identity::PeerId;
 use p2p_foundation_mcp::{Caller, McpServer, StreamLimits};
 use p2p_foundation_transport::{
-    CLOSE_NORMAL, Connection, Endpoint, IncomingBi, PathKind, RecvStream, SendStream,
+    Connection, Endpoint, IncomingBi, PathKind, RecvStream, SendStream,
 };
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -40,8 +40,9 @@ pub const MCP_PROTOCOL: &str = "/p2pf/mcp/1";
 
 /// Application close code of the losing connection of a simultaneous dial.
 pub const CLOSE_DUPLICATE: u32 = 0x10;
-/// Application close code sent to every peer when the node shuts down.
-pub const CLOSE_SHUTDOWN: u32 = CLOSE_NORMAL;
+/// Application close code sent to every peer when the node shuts down: peers remove it
+/// from their DHT routing tables at once (it is added again when heard from).
+pub const CLOSE_SHUTDOWN: u32 = 0x11;
 
 /// How long the losing connection of a simultaneous dial stays open for the streams
 /// already running on it.
@@ -771,14 +772,25 @@ impl Net {
         let c = conn.clone();
         self.spawn(
             async move {
-                let why = c.closed().await;
+                let (code, why) = c.closed_with_code().await;
                 tracing::debug!(%why, "connection closed");
-                let mut conns = lock(&net.conns);
-                if conns.get(&peer).is_some_and(|e| e.id == id) {
-                    conns.remove(&peer);
-                    let _ = net
-                        .events
-                        .send(PeerEvent::Disconnected { peer, reason: why });
+                let current = {
+                    let mut conns = lock(&net.conns);
+                    let current = conns.get(&peer).is_some_and(|e| e.id == id);
+                    if current {
+                        conns.remove(&peer);
+                        let _ = net
+                            .events
+                            .send(PeerEvent::Disconnected { peer, reason: why });
+                    }
+                    current
+                };
+                if current && code == Some(CLOSE_SHUTDOWN) {
+                    // It is leaving: lookups must not wait on it until it times out.
+                    if let Some(dht) = net.dht() {
+                        let forgot = dht.forget(peer).await.unwrap_or(false);
+                        tracing::debug!(forgot, "peer left the network");
+                    }
                 }
             }
             .instrument(span.clone()),

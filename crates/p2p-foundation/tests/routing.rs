@@ -254,3 +254,56 @@ async fn default_listen_is_dual_stack_and_peer_addresses_parse_as_numbers_or_wor
     })
     .await;
 }
+
+/// Whether `peer` is in `node`'s DHT routing table.
+async fn in_table(node: &P2PNode, peer: p2p_foundation::PeerId) -> bool {
+    let snapshot = node.dht().node().routing_snapshot().await.expect("dht");
+    snapshot.contacts.iter().any(|c| c.peer() == peer)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_shuts_down_leaves_its_peers_routing_tables_at_once() {
+    guard(async {
+        let a = node(false).await;
+        let seed = vec![(a.peer_id(), a.local_addr().expect("addr"))];
+        let b = P2PNode::builder()
+            .listen(SocketAddr::from(([127, 0, 0, 1], 0)))
+            .bootstrap(seed.clone())
+            .build()
+            .await
+            .expect("b");
+        let c = P2PNode::builder()
+            .listen(SocketAddr::from(([127, 0, 0, 1], 0)))
+            .bootstrap(seed)
+            .build()
+            .await
+            .expect("c");
+        assert!(in_table(&a, b.peer_id()).await && in_table(&a, c.peer_id()).await);
+        let mut events = a.peer_events();
+        let b_id = b.peer_id();
+        b.shutdown().await;
+        loop {
+            if let PeerEvent::Disconnected { peer, .. } = events.recv().await.expect("event") {
+                if peer == b_id {
+                    break;
+                }
+            }
+        }
+        // The forget follows the Disconnected event on the same task: a bounded poll for
+        // that one step, not for a timeout (a dead contact would otherwise stay until
+        // requests to it failed).
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while in_table(&a, b_id).await {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "b is still in a's routing table after it shut down"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        // Only the node that left: c stays, and a dropped connection is not a departure.
+        assert!(in_table(&a, c.peer_id()).await);
+        c.shutdown().await;
+        a.shutdown().await;
+    })
+    .await;
+}

@@ -103,7 +103,8 @@ pub const CLOSE_PROTOCOL: &str = "/p2pf/close/1";
 /// `closed()` reports the peer's reason even when it arrives with the shutdown).
 #[derive(Default)]
 pub(crate) struct RemoteClose {
-    reason: std::sync::Mutex<Option<String>>,
+    /// The peer's close code and reason, once its close stream was read.
+    reason: std::sync::Mutex<Option<(u32, String)>>,
     pending: std::sync::atomic::AtomicUsize,
     /// The accept loop has taken every stream the session delivered (it ended).
     drained: std::sync::atomic::AtomicBool,
@@ -121,7 +122,7 @@ impl RemoteClose {
         self.notify.notify_waiters();
     }
 
-    async fn settled(&self) -> Option<String> {
+    async fn settled(&self) -> Option<(u32, String)> {
         loop {
             let wait = self.notify.notified();
             tokio::pin!(wait);
@@ -378,11 +379,40 @@ impl Connection {
 
     /// Waits until the connection is closed and returns why.
     pub async fn closed(&self) -> String {
+        self.closed_with_code().await.1
+    }
+
+    /// Waits until the connection is closed; returns the application close code if the
+    /// peer closed it with [`Connection::close`] (`None` when it was closed here, timed
+    /// out or was lost), and why, as [`Connection::closed`] says it.
+    ///
+    /// ```no_run
+    /// # async fn demo(conn: p2p_foundation_transport::Connection) {
+    /// if let (Some(code), why) = conn.closed_with_code().await {
+    ///     println!("the peer closed with code {code}: {why}");
+    /// }
+    /// # }
+    /// ```
+    pub async fn closed_with_code(&self) -> (Option<u32>, String) {
         match &self.state.inner {
-            Inner::Quic(c) => c.closed().await.to_string(),
+            Inner::Quic(c) => {
+                let e = c.closed().await;
+                let code = match &e {
+                    quinn::ConnectionError::ApplicationClosed(a) => {
+                        u32::try_from(a.error_code.into_inner()).ok()
+                    }
+                    _ => None,
+                };
+                (code, e.to_string())
+            }
             Inner::Mux(m) => {
                 let local = m.closed().await;
-                self.state.remote_close.settled().await.unwrap_or(local)
+                match self.state.remote_close.settled().await {
+                    Some((code, reason)) => {
+                        (Some(code), format!("closed by peer: code {code}: {reason}"))
+                    }
+                    None => (None, local),
+                }
             }
         }
     }
@@ -638,15 +668,12 @@ async fn mux_accept_loop(
 }
 
 /// Reads a close stream's body: `code: u32`, `len: u8`, `reason: len bytes`.
-async fn read_close<R: tokio::io::AsyncRead + Unpin>(r: &mut R) -> Option<String> {
+async fn read_close<R: tokio::io::AsyncRead + Unpin>(r: &mut R) -> Option<(u32, String)> {
     use tokio::io::AsyncReadExt;
     let mut head = [0u8; 5];
     r.read_exact(&mut head).await.ok()?;
     let code = u32::from_be_bytes([head[0], head[1], head[2], head[3]]);
     let mut reason = vec![0u8; usize::from(head[4])];
     r.read_exact(&mut reason).await.ok()?;
-    Some(format!(
-        "closed by peer: code {code}: {}",
-        String::from_utf8_lossy(&reason)
-    ))
+    Some((code, String::from_utf8_lossy(&reason).into_owned()))
 }

@@ -219,6 +219,9 @@ async fn close_with_reason_reaches_the_peer() {
         conn.close(7, b"going away");
         let why = accepted.closed().await;
         assert!(why.contains("going away"), "{why}");
+        let (code, _) = accepted.closed_with_code().await;
+        assert_eq!(code, Some(7), "the peer's code, typed");
+        assert_eq!(conn.closed_with_code().await.0, None, "closed here");
         let tcp = client
             .connect_tcp(server.peer_id(), server.tcp_local_addr().unwrap())
             .await
@@ -228,6 +231,11 @@ async fn close_with_reason_reaches_the_peer() {
         tcp.close(9, b"bye over tcp");
         let why = accepted.closed().await;
         assert_eq!(why, "closed by peer: code 9: bye over tcp");
+        assert_eq!(
+            accepted.closed_with_code().await,
+            (Some(9), "closed by peer: code 9: bye over tcp".to_owned())
+        );
+        assert_eq!(tcp.closed_with_code().await.0, None);
         // The closing side reports a local close; the reserved id cannot be opened by hand.
         assert_eq!(tcp.closed().await, "closed locally");
         assert!(matches!(

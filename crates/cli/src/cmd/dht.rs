@@ -1,4 +1,4 @@
-//! `p2pf dht put|get`: signed records on the network's DHT.
+//! `p2pf dht put|get|providers`: signed records and provider records on the network's DHT.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -31,6 +31,19 @@ struct Get {
     records: Vec<Found>,
 }
 
+#[derive(Serialize)]
+struct Provider {
+    peer_id: String,
+    addrs: Vec<String>,
+    seq: u64,
+}
+
+#[derive(Serialize)]
+struct Providers {
+    key: String,
+    providers: Vec<Provider>,
+}
+
 /// The DHT key of a record named `name`: SHA-256 of the name.
 fn key_of(name: &str) -> Key {
     Key::for_record(name.as_bytes())
@@ -38,7 +51,9 @@ fn key_of(name: &str) -> Key {
 
 pub(crate) async fn run(out: Output, cmd: &DhtCommand) -> Result<(), CliError> {
     let args: &ClientArgs = match cmd {
-        DhtCommand::Put { client, .. } | DhtCommand::Get { client, .. } => client,
+        DhtCommand::Put { client, .. }
+        | DhtCommand::Get { client, .. }
+        | DhtCommand::Providers { client, .. } => client,
     };
     let (node, _) = client::start(args).await?;
     let result = client::bounded(args, "the DHT operation", async {
@@ -73,6 +88,33 @@ pub(crate) async fn run(out: Output, cmd: &DhtCommand) -> Result<(), CliError> {
                 };
                 out.emit(&put, |p| {
                     format!("stored '{}' on {} node(s)", p.key, p.stored_on)
+                });
+                Ok(())
+            }
+            DhtCommand::Providers { key, .. } => {
+                let found = node.dht().providers(key_of(key)).await?;
+                if found.is_empty() {
+                    return Err(CliError::NotFound(format!(
+                        "no node provides '{key}' (its records may have expired)"
+                    )));
+                }
+                let providers = Providers {
+                    key: key.clone(),
+                    providers: found
+                        .iter()
+                        .map(|p| Provider {
+                            peer_id: p.signer().to_string(),
+                            addrs: p.payload().addrs.iter().map(ToString::to_string).collect(),
+                            seq: p.seq(),
+                        })
+                        .collect(),
+                };
+                out.emit(&providers, |p| {
+                    p.providers
+                        .iter()
+                        .map(|p| format!("{}  {}", p.peer_id, p.addrs.join(" ")))
+                        .collect::<Vec<_>>()
+                        .join("\n")
                 });
                 Ok(())
             }

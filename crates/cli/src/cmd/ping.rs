@@ -16,9 +16,15 @@ struct Pong {
     path: String,
     connect_ms: f64,
     rtt_ms: f64,
-    /// NAT status is not measured yet: the nat crate is not wired into the node.
-    nat: Option<String>,
+    /// This node's reflexive address as the peer saw it (STUN on its QUIC port), if it
+    /// answered within [`OBSERVATION_WAIT`] (QUIC paths only).
+    reflexive: Option<String>,
+    /// Whether that differs from the local address (`None`: cannot tell).
+    behind_nat: Option<bool>,
 }
+
+/// How long `ping` waits for the peer's observation of this node's address.
+const OBSERVATION_WAIT: Duration = Duration::from_secs(1);
 
 pub(crate) async fn run(out: Output, args: &PingArgs) -> Result<(), CliError> {
     let node = client::start_bare(&[args.peer], client::CLIENT_PEER_TIMEOUT).await?;
@@ -35,6 +41,18 @@ pub(crate) async fn run(out: Output, args: &PingArgs) -> Result<(), CliError> {
         )))
     });
     let connect_ms = started.elapsed().as_secs_f64() * 1e3;
+    if dialled.is_ok() {
+        let mut events = node.peer_events();
+        let _ = tokio::time::timeout(OBSERVATION_WAIT, async {
+            while node.nat_status().reflexive.is_none() {
+                if let Err(tokio::sync::broadcast::error::RecvError::Closed) = events.recv().await {
+                    return;
+                }
+            }
+        })
+        .await;
+    }
+    let nat = node.nat_status();
     let result = dialled.and_then(|peer| {
         let info = node.connection_info(&peer).ok_or_else(|| {
             CliError::Unreachable(format!("the connection to {peer} closed at once"))
@@ -45,16 +63,21 @@ pub(crate) async fn run(out: Output, args: &PingArgs) -> Result<(), CliError> {
             path: format!("{:?}", info.path).to_lowercase(),
             connect_ms,
             rtt_ms: info.rtt.as_secs_f64() * 1e3,
-            nat: None,
+            reflexive: nat.reflexive.map(|a| a.to_string()),
+            behind_nat: nat.behind_nat,
         })
     });
     node.shutdown().await;
     let pong = result?;
     out.emit(&pong, |p| {
-        format!(
+        let mut s = format!(
             "{} at {} over {}: rtt {:.2} ms (connected in {:.1} ms)",
             p.peer_id, p.addr, p.path, p.rtt_ms, p.connect_ms
-        )
+        );
+        if let Some(r) = &p.reflexive {
+            s.push_str(&format!("\nthe peer sees this node at {r}"));
+        }
+        s
     });
     Ok(())
 }

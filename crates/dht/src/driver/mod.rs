@@ -69,6 +69,7 @@ enum Command {
     AddProvider(Box<Signed<ProviderRecord>>, Reply<usize>),
     Snapshot(oneshot::Sender<RoutingSnapshot>),
     Stats(oneshot::Sender<(Stats, usize)>),
+    Forget(PeerId, oneshot::Sender<bool>),
 }
 
 enum Waiter {
@@ -153,6 +154,18 @@ impl DhtNode {
         let (tx, rx) = oneshot::channel();
         self.tx
             .send(Command::Snapshot(tx))
+            .await
+            .map_err(|_| DhtError::Stopped)?;
+        rx.await.map_err(|_| DhtError::Stopped)
+    }
+
+    /// Removes `peer` from the routing table because it is leaving (see
+    /// [`Dht::remove_contact`](crate::Dht::remove_contact)); resolves to whether it was
+    /// there.
+    pub async fn forget(&self, peer: PeerId) -> Result<bool, DhtError> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(Command::Forget(peer, tx))
             .await
             .map_err(|_| DhtError::Stopped)?;
         rx.await.map_err(|_| DhtError::Stopped)
@@ -290,6 +303,9 @@ impl<T: Transport> Driver<T> {
             }
             Command::Stats(r) => {
                 let _ = r.send((self.core.stats().clone(), self.core.routing_table_len()));
+            }
+            Command::Forget(peer, r) => {
+                let _ = r.send(self.core.remove_contact(&peer));
             }
         }
     }

@@ -277,7 +277,10 @@ impl RelayService {
                     proven = %conn.peer_id().short(),
                     "relay named another peer than the handshake proved"
                 );
-                conn.close(crate::net::CLOSE_SHUTDOWN, b"relay named another peer");
+                conn.close(
+                    p2p_foundation_transport::CLOSE_NORMAL,
+                    b"relay named another peer",
+                );
             }
             Err(e) => tracing::debug!(from = %from.short(), error = %e, "relayed handshake failed"),
         }

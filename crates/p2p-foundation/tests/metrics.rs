@@ -94,11 +94,12 @@ async fn metrics_count_connections_dht_operations_and_mcp_calls_by_tool() {
             get(r#"p2pf_dht_operations_total{op="put",outcome="ok"}"#),
             1.0
         );
-        assert_eq!(
-            get(r#"p2pf_dht_operations_total{op="get",outcome="ok"}"#),
-            1.0
-        );
-        assert_eq!(get(r#"p2pf_dht_operation_seconds_count{op="get"}"#), 1.0);
+        // Its own get, and the service-record bundle the MCP discovery fetched.
+        let gets = get(r#"p2pf_dht_operations_total{op="get",outcome="ok"}"#);
+        assert!(gets >= 2.0, "{gets}");
+        assert_eq!(get(r#"p2pf_dht_operation_seconds_count{op="get"}"#), gets);
+        // Discovery looked up the providers of echo and of no-such-tool.
+        assert!(get(r#"p2pf_dht_operations_total{op="providers",outcome="ok"}"#) >= 2.0);
         assert_eq!(get("p2pf_dht_lookup_hops_count"), 1.0);
         assert!(get("p2pf_dht_lookup_hops_sum") >= 1.0);
         assert_eq!(

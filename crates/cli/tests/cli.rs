@@ -215,6 +215,37 @@ fn id_is_created_owner_only_and_stays_the_same() {
 }
 
 #[test]
+fn a_bootstrap_node_restarted_on_its_port_is_reconnected() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let a = Node::start(&dir.path().join("a"), &[]);
+    let ready_a = a.wait_for("ready");
+    let a_id = ready_a["peer_id"].as_str().expect("id").to_owned();
+    let a_addr = ready_a["addresses"][0]["addr"]
+        .as_str()
+        .expect("addr")
+        .to_owned();
+    let b = Node::start(&dir.path().join("b"), &["--bootstrap", &a_addr]);
+    b.wait_for("ready");
+    a.signal("-TERM");
+    assert_eq!(b.wait_for("disconnected")["peer"], a_id.as_str());
+    drop(a);
+    // The same data directory (identity) and port; a knows nobody, so b must dial it.
+    let mut cmd = p2pf();
+    cmd.args(["node", "--json", "--listen", &a_addr, "--data-dir"])
+        .arg(dir.path().join("a"));
+    let a2 = Node::spawn(cmd);
+    assert_eq!(a2.wait_for("ready")["peer_id"], a_id.as_str());
+    let back = b.wait_for("reconnected");
+    assert_eq!(back["peer"], a_id.as_str());
+    assert_eq!(back["addr"], a_addr.as_str());
+    assert!(
+        back["after_ms"].as_u64().expect("after_ms") >= 500,
+        "{back}"
+    );
+    assert_eq!(a2.wait_for("connected")["outbound"], false, "b dialled a");
+}
+
+#[test]
 fn two_nodes_join_by_three_words_and_stop_cleanly_on_signals() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut a = Node::start(&dir.path().join("a"), &[]);

@@ -43,6 +43,7 @@ pub struct NodeBuilder {
     seed: Option<u64>,
     nat: NatConfig,
     relay: RelayConfig,
+    reconnect: crate::ReconnectConfig,
 }
 
 impl std::fmt::Debug for NodeBuilder {
@@ -108,6 +109,7 @@ impl NodeBuilder {
             seed: None,
             nat: NatConfig::default(),
             relay: RelayConfig::default(),
+            reconnect: crate::ReconnectConfig::default(),
         }
     }
 
@@ -214,6 +216,14 @@ impl NodeBuilder {
         self
     }
 
+    /// Keeping connections (default [`ReconnectConfig::default`](crate::ReconnectConfig):
+    /// bootstrap seeds and [`P2PNode::connect`] targets are dialled again with backoff
+    /// when their connection closes).
+    pub fn reconnect_config(mut self, config: crate::ReconnectConfig) -> Self {
+        self.reconnect = config;
+        self
+    }
+
     /// Seed of the DHT's and gossip's random choices (default: from the OS).
     pub fn seed(mut self, seed: u64) -> Self {
         self.seed = Some(seed);
@@ -254,6 +264,7 @@ impl NodeBuilder {
         let local_addr = endpoint.local_addr()?;
         let side = endpoint.side_channel();
         let net = Net::new(endpoint, self.dial_timeout);
+        net.keeper.configure(self.reconnect);
         if let Some(side) = side {
             let nat = NatService::new(keypair.clone(), side, self.nat);
             nat.start(&net);

@@ -11,6 +11,7 @@ mod metrics;
 mod nat;
 mod net;
 mod pubsub;
+mod reconnect;
 mod relay;
 
 use std::net::SocketAddr;
@@ -28,6 +29,7 @@ pub use net::{
 };
 pub use p2p_foundation_nat::MappingBehaviour;
 pub use pubsub::{Delivery, GossipMessage, Subscription};
+pub use reconnect::ReconnectConfig;
 pub use relay::{ForwardTap, RELAY_PROTOCOL, RelayConfig, RelayStats};
 
 /// The DHT crate (records, provider records, configuration).
@@ -127,9 +129,13 @@ impl P2PNode {
 
     /// Connects to `peer` (or reuses the connection to it) at `addrs`, which are
     /// remembered for later dials. Fails if the peer at an address proves another id.
+    /// From then on the node keeps the peer connected: if the connection closes, it dials
+    /// again with backoff and reports [`PeerEvent::Reconnected`] (see
+    /// [`ReconnectConfig`]).
     pub async fn connect(&self, peer: PeerId, addrs: &[SocketAddr]) -> Result<()> {
         self.net.connect(peer, addrs).await?;
         self.net.learn(peer, addrs.iter().copied());
+        self.net.keeper.keep(peer);
         Ok(())
     }
 
@@ -171,10 +177,12 @@ impl P2PNode {
     }
 
     /// Joins the network through `seeds` (dials each, then a DHT bootstrap lookup);
-    /// resolves to the routing table size. Fails if no seed could be reached.
+    /// resolves to the routing table size. Fails if no seed could be reached. The seeds
+    /// are kept connected, as with [`P2PNode::connect`].
     pub async fn bootstrap(&self, seeds: Vec<(PeerId, SocketAddr)>) -> Result<usize> {
         for (peer, addr) in &seeds {
             self.net.learn(*peer, [*addr]);
+            self.net.keeper.keep(*peer);
         }
         builder::bootstrap(&self.net, &self.dht.node, seeds).await
     }

@@ -87,6 +87,19 @@ pub enum PeerEvent {
         /// Why it closed.
         reason: String,
     },
+    /// A peer this node keeps (a bootstrap seed, a [`P2PNode::connect`] target) is
+    /// connected again after its connection closed, whichever side dialled (it follows
+    /// that connection's [`PeerEvent::Connected`]). See [`crate::ReconnectConfig`].
+    ///
+    /// [`P2PNode::connect`]: crate::P2PNode::connect
+    Reconnected {
+        /// The peer.
+        peer: PeerId,
+        /// Its address on the new connection (a restarted peer may be on a new port).
+        addr: SocketAddr,
+        /// How long it was gone.
+        after: Duration,
+    },
     /// This node's reflexive address or NAT mapping behaviour changed (see
     /// [`P2PNode::nat_status`](crate::P2PNode::nat_status) for the evidence).
     NatChanged {
@@ -192,6 +205,8 @@ pub(crate) struct Net {
     pub(crate) counters: Counters,
     /// The instruments behind [`crate::P2PNode::metrics`].
     pub(crate) instruments: crate::metrics::Instruments,
+    /// The peers kept connected, and those lost (see [`crate::reconnect`]).
+    pub(crate) keeper: crate::reconnect::Keeper,
     pub(crate) events: broadcast::Sender<PeerEvent>,
     /// Serialises gossip attachments, so the gossip driver sees them in table order.
     gossip_turn: tokio::sync::Mutex<()>,
@@ -266,6 +281,7 @@ impl Net {
             dial_timeout,
             counters: Counters::default(),
             instruments: crate::metrics::Instruments::default(),
+            keeper: crate::reconnect::Keeper::default(),
             events: broadcast::channel(PEER_EVENT_QUEUE).0,
             gossip_turn: tokio::sync::Mutex::new(()),
             nat: OnceLock::new(),
@@ -681,7 +697,8 @@ impl Net {
         );
     }
 
-    async fn lookup(&self, peer: PeerId) -> Vec<SocketAddr> {
+    /// The addresses a DHT lookup finds for `peer` (remembered, most recent first).
+    pub(crate) async fn lookup(&self, peer: PeerId) -> Vec<SocketAddr> {
         let dht = lock(&self.dht).clone();
         let Some(dht) = dht else {
             return Vec::new();
@@ -724,11 +741,17 @@ impl Net {
                     );
                     if old.is_none() {
                         // Sent under the table lock, so it precedes the matching Disconnected.
+                        let addr = canonical(conn.remote_address());
                         let _ = self.events.send(PeerEvent::Connected {
                             peer,
                             outbound,
-                            addr: canonical(conn.remote_address()),
+                            addr,
                         });
+                        if let Some(after) = self.keeper.back(&peer) {
+                            let _ = self
+                                .events
+                                .send(PeerEvent::Reconnected { peer, addr, after });
+                        }
                     }
                     (conn.clone(), old.map(|e| e.conn), true)
                 }
@@ -785,6 +808,9 @@ impl Net {
                     }
                     current
                 };
+                if current && !net.cancel.is_cancelled() && net.keeper.lost(peer) {
+                    crate::reconnect::run(&net, peer);
+                }
                 if current && code == Some(CLOSE_SHUTDOWN) {
                     // It is leaving: lookups must not wait on it until it times out.
                     if let Some(dht) = net.dht() {
@@ -1022,7 +1048,8 @@ impl Net {
 }
 
 /// `d` plus up to 25% of it, at random.
-fn with_jitter(d: Duration) -> Duration {
+/// `d` plus up to 25% random jitter.
+pub(crate) fn with_jitter(d: Duration) -> Duration {
     let mut b = [0u8; 1];
     let extra = match getrandom::fill(&mut b) {
         Ok(()) => u32::from(b[0]) * 25 / 255,

@@ -74,6 +74,11 @@ enum Event {
         peer: String,
         reason: String,
     },
+    Reconnected {
+        peer: String,
+        addr: SocketAddr,
+        after_ms: u64,
+    },
     Stopped {
         signal: &'static str,
     },
@@ -258,6 +263,14 @@ fn report(out: Output, event: PeerEvent) {
             Event::Disconnected {
                 peer: peer.to_string(),
                 reason,
+            }
+        }
+        PeerEvent::Reconnected { peer, addr, after } => {
+            tracing::info!(peer = %peer.short(), %addr, after_ms = after.as_millis(), "peer reconnected");
+            Event::Reconnected {
+                peer: peer.to_string(),
+                addr,
+                after_ms: u64::try_from(after.as_millis()).unwrap_or(u64::MAX),
             }
         }
         other => {

@@ -75,7 +75,9 @@ impl CliError {
                 | E::NoAddress { .. }
                 | E::Transport(_)
                 | E::SelfAddress { .. } => exit::UNREACHABLE,
-                E::InvalidPeerAddr(_) => exit::USAGE,
+                E::InvalidPeerAddr(_) | E::InvalidAddress { .. } | E::InvalidArguments(_) => {
+                    exit::USAGE
+                }
                 E::Identity(_) => exit::LOCAL,
                 _ => exit::FAILURE,
             },

@@ -44,6 +44,13 @@ pub struct NodeBuilder {
     nat: NatConfig,
     relay: RelayConfig,
     reconnect: crate::ReconnectConfig,
+    /// Listen with `IPV6_V6ONLY` even on `[::]`.
+    ipv6_only: bool,
+    /// Bootstrap addresses given without a peer id (trusted on first use).
+    bootstrap_unpinned: Vec<SocketAddr>,
+    /// The first string that did not parse ([`NodeBuilder::listen_on`],
+    /// [`NodeBuilder::bootstrap_addrs`]); [`NodeBuilder::build`] returns it.
+    deferred: Option<Error>,
 }
 
 impl std::fmt::Debug for NodeBuilder {
@@ -110,6 +117,9 @@ impl NodeBuilder {
             nat: NatConfig::default(),
             relay: RelayConfig::default(),
             reconnect: crate::ReconnectConfig::default(),
+            ipv6_only: false,
+            bootstrap_unpinned: Vec::new(),
+            deferred: None,
         }
     }
 
@@ -130,6 +140,66 @@ impl NodeBuilder {
     /// IPv4 only, any other IPv6 address IPv6 only. Default `[::]:0`.
     pub fn listen(mut self, addr: SocketAddr) -> Self {
         self.listen = addr;
+        self
+    }
+
+    /// IPv6 only: on `[::]:port` accept no IPv4 (`IPV6_V6ONLY`). Default `false`
+    /// (dual-stack). No effect on an IPv4 or a specific IPv6 listen address.
+    pub fn ipv6_only(mut self, only: bool) -> Self {
+        self.ipv6_only = only;
+        self
+    }
+
+    /// Where to listen, as text: a socket address, three words, or a multiaddr such as
+    /// `/ip6/::/udp/9000/quic-v1` or `/ip4/0.0.0.0/tcp/9000` (QUIC and TCP share the
+    /// port). A string that does not parse makes [`NodeBuilder::build`] fail with
+    /// [`Error::InvalidAddress`], naming the part.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> p2p_foundation::Result<()> {
+    /// let node = p2p_foundation::P2PNode::new()
+    ///     .with_mcp_server()
+    ///     .listen_on("/ip6/::/udp/9000/quic-v1")
+    ///     .build()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn listen_on(mut self, addr: impl AsRef<str>) -> Self {
+        match crate::addr::parse_addr(addr.as_ref()) {
+            Ok(a) => self.listen = a,
+            Err(e) => {
+                self.deferred.get_or_insert(e);
+            }
+        }
+        self
+    }
+
+    /// Peers to join through, as text: `<peer id>@<address>`, a multiaddr ending in
+    /// `/p2p/<peer id>`, or an address alone (numbers, words or multiaddr; the peer's id
+    /// is then learned and proven on first contact, see [`P2PNode::connect_addr`]). Bad
+    /// text makes [`NodeBuilder::build`] fail with [`Error::InvalidAddress`].
+    ///
+    /// ```no_run
+    /// # async fn demo() -> p2p_foundation::Result<()> {
+    /// let node = p2p_foundation::P2PNode::new()
+    ///     .bootstrap_addrs(["/ip4/192.0.2.7/udp/9000/quic-v1", "ocean.thunder.falcon"])
+    ///     .build()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn bootstrap_addrs<S: AsRef<str>>(mut self, peers: impl IntoIterator<Item = S>) -> Self {
+        for p in peers {
+            match crate::addr::parse_peer(p.as_ref()) {
+                Ok(crate::PeerAddr {
+                    peer: Some(id),
+                    addr,
+                }) => self.bootstrap.push((id, addr)),
+                Ok(crate::PeerAddr { peer: None, addr }) => self.bootstrap_unpinned.push(addr),
+                Err(e) => {
+                    self.deferred.get_or_insert(e);
+                }
+            }
+        }
         self
     }
 
@@ -240,7 +310,10 @@ impl NodeBuilder {
 
     /// Binds the endpoint, starts the DHT, gossip and MCP, and joins the network through
     /// the bootstrap peers.
-    pub async fn build(self) -> Result<P2PNode> {
+    pub async fn build(mut self) -> Result<P2PNode> {
+        if let Some(e) = self.deferred.take() {
+            return Err(e);
+        }
         let keypair = match (self.keypair, &self.identity_file) {
             (Some(k), _) => k,
             (None, Some(path)) => Keypair::load_or_generate(path)?,
@@ -256,7 +329,10 @@ impl NodeBuilder {
             }
         };
         let mut transport = self.transport;
-        transport.listen = Self::listen_config(self.listen);
+        transport.listen = match self.listen {
+            SocketAddr::V6(a) if self.ipv6_only => Listen::Ipv6(a),
+            addr => Self::listen_config(addr),
+        };
         if self.nat.enabled {
             transport.side_channel = Some(crate::nat::side_channel_config());
         }
@@ -358,8 +434,23 @@ impl NodeBuilder {
             mcp,
             span,
         };
-        if !self.bootstrap.is_empty() {
-            if let Err(e) = node.bootstrap(self.bootstrap).await {
+        let mut seeds = self.bootstrap;
+        let mut unreachable = None;
+        for addr in self.bootstrap_unpinned {
+            match node.connect_addr(addr).await {
+                Ok(peer) => seeds.push((peer, addr)),
+                Err(e) => {
+                    tracing::warn!(%addr, error = %e, "bootstrap address unreachable");
+                    unreachable = Some(e);
+                }
+            }
+        }
+        if let (true, Some(e)) = (seeds.is_empty(), unreachable) {
+            node.shutdown().await;
+            return Err(e);
+        }
+        if !seeds.is_empty() {
+            if let Err(e) = node.bootstrap(seeds).await {
                 node.shutdown().await;
                 return Err(e);
             }

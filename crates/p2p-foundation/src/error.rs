@@ -61,6 +61,17 @@ pub enum Error {
     /// A `<peer id>@<address>` string could not be parsed.
     #[error("invalid peer address '{0}': expected <peer id>@<ip>:<port>, e.g. <id>@[::1]:9000")]
     InvalidPeerAddr(String),
+    /// Tool arguments were not a JSON object.
+    #[error("{0}")]
+    InvalidArguments(String),
+    /// An address or peer string could not be parsed; `reason` names the part.
+    #[error("invalid address '{input}': {reason}")]
+    InvalidAddress {
+        /// The text given.
+        input: String,
+        /// What is wrong, naming the part that does not parse.
+        reason: String,
+    },
     /// [`P2PNode::connect_addr`](crate::P2PNode::connect_addr) reached this node itself.
     #[error("{addr} is this node's own address: give the address of another node")]
     SelfAddress {

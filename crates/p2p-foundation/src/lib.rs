@@ -3,7 +3,10 @@
 #![deny(missing_docs, rustdoc::broken_intra_doc_links, unreachable_pub)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
+mod addr;
+mod api;
 mod builder;
+mod config;
 mod error;
 mod kad;
 pub mod mcp;
@@ -18,7 +21,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+pub use addr::{PeerAddr, parse_addr, parse_peer};
+pub use api::DHT_PUT_TTL;
 pub use builder::{NodeBuilder, default_dht_config, default_gossip_config};
+pub use config::{McpConfig, NetworkConfig, P2PConfig, P2PConfigBuilder, SecurityConfig};
 pub use error::{Error, Result};
 pub use mcp::{DhtRegistry, NodeMcp};
 pub use metrics::MetricsHandle;

@@ -291,7 +291,8 @@ pub fn results_dir() -> PathBuf {
     target.join("bench-results")
 }
 
-/// CPU model and core count, e.g. `AMD EPYC 7B13, 2 cores`.
+/// CPU model, core count and the load average when the suite started, e.g.
+/// `AMD EPYC 7B13, 2 cores, load average 0.08 0.21 0.30`.
 pub fn machine() -> String {
     let model = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
@@ -303,7 +304,14 @@ pub fn machine() -> String {
         })
         .unwrap_or_else(|| std::env::consts::ARCH.to_owned());
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    format!("{model}, {cores} cores")
+    // Figures taken on a loaded machine hide real gaps: say how loaded it was.
+    match std::fs::read_to_string("/proc/loadavg") {
+        Ok(l) => {
+            let avg: Vec<&str> = l.split_whitespace().take(3).collect();
+            format!("{model}, {cores} cores, load average {}", avg.join(" "))
+        }
+        Err(_) => format!("{model}, {cores} cores"),
+    }
 }
 
 /// Resident set size of this process in bytes (Linux), for memory figures.

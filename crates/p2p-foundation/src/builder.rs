@@ -13,6 +13,7 @@ use tokio::sync::mpsc;
 
 use crate::error::{Error, Result};
 use crate::kad::QuicKad;
+use crate::lan::{Lan, LanConfig};
 use crate::mcp::{DhtRegistry, NodeMcp, QuicConnector};
 use crate::nat::{NatConfig, NatService};
 use crate::net::{Layers, Net};
@@ -43,6 +44,7 @@ pub struct NodeBuilder {
     seed: Option<u64>,
     nat: NatConfig,
     relay: RelayConfig,
+    lan: LanConfig,
 }
 
 impl std::fmt::Debug for NodeBuilder {
@@ -108,6 +110,7 @@ impl NodeBuilder {
             seed: None,
             nat: NatConfig::default(),
             relay: RelayConfig::default(),
+            lan: LanConfig::default(),
         }
     }
 
@@ -211,6 +214,20 @@ impl NodeBuilder {
     /// neither the direct path nor a punch works).
     pub fn relay_config(mut self, config: RelayConfig) -> Self {
         self.relay = config;
+        self
+    }
+
+    /// LAN discovery over mDNS (default on): advertise this node on the link and connect
+    /// to the nodes found there, with no bootstrap peer. `false` turns it off. Nodes
+    /// listening on a loopback address never run it. See [`LanConfig`].
+    pub fn mdns(mut self, enabled: bool) -> Self {
+        self.lan.enabled = enabled;
+        self
+    }
+
+    /// LAN discovery settings (default [`LanConfig::default`], on).
+    pub fn lan_config(mut self, config: LanConfig) -> Self {
+        self.lan = config;
         self
     }
 
@@ -337,6 +354,7 @@ impl NodeBuilder {
             dht.clone(),
         );
         net.start_accepting();
+        let lan = Lan::start(&net, local_addr, self.lan);
         drop(_enter);
 
         let node = P2PNode {
@@ -345,6 +363,7 @@ impl NodeBuilder {
             net,
             pubsub,
             mcp,
+            lan,
             span,
         };
         if !self.bootstrap.is_empty() {

@@ -159,6 +159,10 @@ pub struct NodeArgs {
     /// and are reached through it (end-to-end encrypted; this node sees ciphertext only).
     #[arg(long)]
     pub relay: bool,
+    /// Do not find or announce nodes on the local link over mDNS (on by default; never on
+    /// loopback listen addresses).
+    #[arg(long)]
+    pub no_mdns: bool,
 }
 
 impl NodeArgs {
@@ -197,6 +201,7 @@ impl NodeArgs {
             self.mcp_expose = cfg.mcp_expose.clone();
         }
         self.relay |= cfg.relay.unwrap_or(false);
+        self.no_mdns |= cfg.mdns == Some(false);
         if self.tool.is_empty() {
             for t in &cfg.tools {
                 if !crate::tools::BUILTIN.contains(&t.as_str()) {

@@ -67,8 +67,8 @@ impl ClientArgs {
 pub const CLIENT_PEER_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Starts a node with a fresh identity (so it never collides with a `p2pf node` running
-/// from the same data directory), listening on the address family of `targets`, and
-/// joined to nobody yet; `peer_timeout` bounds each handshake and DHT request.
+/// from the same data directory), listening on the address family of `targets`, without
+/// mDNS, and joined to nobody yet; `peer_timeout` bounds each handshake and DHT request.
 pub async fn start_bare(
     targets: &[PeerTarget],
     peer_timeout: Duration,
@@ -88,6 +88,8 @@ pub async fn start_bare(
         .transport_config(transport)
         .dht_config(dht)
         .dial_timeout(peer_timeout * 2)
+        // It joins through --bootstrap and does one job: no LAN discovery.
+        .mdns(false)
         .with_mcp_server()
         .build()
         .await?)

@@ -13,6 +13,7 @@
 //! mcp_http = "127.0.0.1:8080"    # --mcp-http
 //! mcp_expose = ["p2pf"]          # --mcp-expose
 //! relay = false                  # --relay
+//! mdns = true                    # false: --no-mdns
 //!
 //! [client]                       # ping, dht, pub, sub, mcp
 //! bootstrap = ["ocean.thunder.falcon"]   # --bootstrap
@@ -69,6 +70,8 @@ pub struct NodeConfig {
     pub mcp_expose: Vec<String>,
     /// Offer relay service.
     pub relay: Option<bool>,
+    /// LAN discovery over mDNS.
+    pub mdns: Option<bool>,
 }
 
 /// `[client]`.

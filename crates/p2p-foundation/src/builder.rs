@@ -13,6 +13,7 @@ use tokio::sync::mpsc;
 
 use crate::error::{Error, Result};
 use crate::kad::QuicKad;
+use crate::lan::{Lan, LanConfig};
 use crate::mcp::{DhtRegistry, NodeMcp, QuicConnector};
 use crate::nat::{NatConfig, NatService};
 use crate::net::{Layers, Net};
@@ -51,6 +52,7 @@ pub struct NodeBuilder {
     /// The first string that did not parse ([`NodeBuilder::listen_on`],
     /// [`NodeBuilder::bootstrap_addrs`]); [`NodeBuilder::build`] returns it.
     deferred: Option<Error>,
+    lan: LanConfig,
 }
 
 impl std::fmt::Debug for NodeBuilder {
@@ -120,6 +122,7 @@ impl NodeBuilder {
             ipv6_only: false,
             bootstrap_unpinned: Vec::new(),
             deferred: None,
+            lan: LanConfig::default(),
         }
     }
 
@@ -294,6 +297,20 @@ impl NodeBuilder {
         self
     }
 
+    /// LAN discovery over mDNS (default on): advertise this node on the link and connect
+    /// to the nodes found there, with no bootstrap peer. `false` turns it off. Nodes
+    /// listening on a loopback address never run it. See [`LanConfig`].
+    pub fn mdns(mut self, enabled: bool) -> Self {
+        self.lan.enabled = enabled;
+        self
+    }
+
+    /// LAN discovery settings (default [`LanConfig::default`], on).
+    pub fn lan_config(mut self, config: LanConfig) -> Self {
+        self.lan = config;
+        self
+    }
+
     /// Seed of the DHT's and gossip's random choices (default: from the OS).
     pub fn seed(mut self, seed: u64) -> Self {
         self.seed = Some(seed);
@@ -424,6 +441,7 @@ impl NodeBuilder {
             dht.clone(),
         );
         net.start_accepting();
+        let lan = Lan::start(&net, local_addr, self.lan);
         drop(_enter);
 
         let node = P2PNode {
@@ -432,6 +450,7 @@ impl NodeBuilder {
             net,
             pubsub,
             mcp,
+            lan,
             span,
         };
         let mut seeds = self.bootstrap;

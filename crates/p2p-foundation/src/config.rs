@@ -32,6 +32,8 @@ pub struct NetworkConfig {
     pub relay: RelayConfig,
     /// Longest one dial may take. Default 10 s.
     pub dial_timeout: Duration,
+    /// Find and announce nodes on the local link over mDNS. Default `true`.
+    pub mdns: bool,
 }
 
 impl Default for NetworkConfig {
@@ -42,6 +44,7 @@ impl Default for NetworkConfig {
             ipv6_only: false,
             relay: RelayConfig::default(),
             dial_timeout: Duration::from_secs(10),
+            mdns: true,
         }
     }
 }
@@ -183,6 +186,7 @@ impl P2PConfig {
             .transport_config(transport)
             .relay_config(self.network.relay.clone())
             .dial_timeout(self.network.dial_timeout)
+            .mdns(self.network.mdns)
             .mcp_record_ttl(self.mcp.record_ttl);
         for p in &self.network.bootstrap {
             // Parsed here so a bad entry fails now, naming itself.

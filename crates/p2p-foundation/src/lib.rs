@@ -9,6 +9,7 @@ mod builder;
 mod config;
 mod error;
 mod kad;
+mod lan;
 pub mod mcp;
 mod metrics;
 mod nat;
@@ -26,6 +27,7 @@ pub use api::DHT_PUT_TTL;
 pub use builder::{NodeBuilder, default_dht_config, default_gossip_config};
 pub use config::{McpConfig, NetworkConfig, P2PConfig, P2PConfigBuilder, SecurityConfig};
 pub use error::{Error, Result};
+pub use lan::{LAN_SERVICE, LanConfig, LanStats, TXT_PEER_ID, TXT_VERSION};
 pub use mcp::{DhtRegistry, NodeMcp};
 pub use metrics::MetricsHandle;
 pub use nat::{NAT_PROTOCOL, NatConfig, NatStats, NatStatus, Observation, Observer};
@@ -82,6 +84,7 @@ pub struct P2PNode {
     dht: NodeDht,
     pubsub: Pubsub,
     mcp: NodeMcp,
+    lan: Option<lan::Lan>,
     span: tracing::Span,
 }
 
@@ -244,6 +247,11 @@ impl P2PNode {
         self.net.relay.get().map(|r| r.stats()).unwrap_or_default()
     }
 
+    /// Counters of LAN discovery (mDNS): peers found on the link, records ignored, dials.
+    pub fn lan_stats(&self) -> LanStats {
+        self.lan.as_ref().map(|l| l.stats()).unwrap_or_default()
+    }
+
     /// Peers with a live connection.
     pub fn connected_peers(&self) -> Vec<PeerId> {
         self.net.connected_peers()
@@ -359,14 +367,18 @@ impl P2PNode {
         self.net.endpoint.metrics()
     }
 
-    /// Shuts down gracefully: stops republishing, stops gossip, closes every connection
+    /// Shuts down gracefully: says goodbye on the link and stops the mDNS thread (LAN
+    /// discovery), stops republishing, stops gossip, closes every connection
     /// with [`CLOSE_SHUTDOWN`] (peers see it at once) and waits for every task of the
     /// node to end. The DHT task ends once the last [`NodeDht`] clone is dropped; the
     /// socket is released when the node is dropped here.
-    pub async fn shutdown(self) {
+    pub async fn shutdown(mut self) {
         let span = self.span.clone();
         let _e = span.enter();
         tracing::debug!("shutting down");
+        if let Some(lan) = self.lan.take() {
+            lan.stop().await;
+        }
         self.pubsub.handle.shutdown().await;
         self.net.shutdown().await;
         tracing::debug!("shut down");

@@ -219,7 +219,13 @@ async fn shutdown_closes_connections_and_peers_see_it_at_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn default_listen_is_dual_stack_and_peer_addresses_parse_as_numbers_or_words() {
     guard(async {
-        let server = P2PNode::builder().build().await.expect("default build");
+        // The default listen address, but no LAN discovery: this test stays on loopback
+        // and sends nothing out of the host's interfaces (tests/lan.rs covers mDNS).
+        let server = P2PNode::builder()
+            .mdns(false)
+            .build()
+            .await
+            .expect("default build");
         let port = server.local_addr().expect("addr").port();
         assert!(server.local_addr().expect("addr").ip().is_unspecified());
         // Reached over IPv4 ...

@@ -92,6 +92,7 @@ pub(crate) async fn run(out: Output, data_dir: &Path, args: &NodeArgs) -> Result
         .keypair(keypair)
         .listen(args.listen())
         .relay_config(relay)
+        .mdns(!args.no_mdns)
         .with_mcp_server()
         .build()
         .await?;

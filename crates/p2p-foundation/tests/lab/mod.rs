@@ -57,7 +57,8 @@ pub fn can_run(test: &str) -> bool {
     false
 }
 
-fn sh(args: &[&str]) {
+/// Runs a command, panicking with its stderr if it fails.
+pub fn sh(args: &[&str]) {
     let out = Command::new(args[0])
         .args(&args[1..])
         .output()

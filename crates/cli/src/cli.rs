@@ -180,21 +180,16 @@ impl NodeArgs {
         self.dial_timeout = self.dial_timeout.or(cfg.dial_timeout);
         if self.metrics.is_none() {
             if let Some(m) = &cfg.metrics {
-                self.metrics = crate::config::each("node.metrics", std::slice::from_ref(m), |s| {
-                    s.parse::<SocketAddr>()
-                        .map_err(|e| format!("'{s}' is not a socket address ({e})"))
-                })?
-                .pop();
+                self.metrics =
+                    crate::config::each("node.metrics", std::slice::from_ref(m), parse_socket)?
+                        .pop();
             }
         }
         if self.mcp_http.is_none() {
             if let Some(m) = &cfg.mcp_http {
                 self.mcp_http =
-                    crate::config::each("node.mcp_http", std::slice::from_ref(m), |s| {
-                        s.parse::<SocketAddr>()
-                            .map_err(|e| format!("'{s}' is not a socket address ({e})"))
-                    })?
-                    .pop();
+                    crate::config::each("node.mcp_http", std::slice::from_ref(m), parse_socket)?
+                        .pop();
             }
         }
         if self.mcp_expose.is_empty() {
@@ -382,11 +377,18 @@ pub struct DemoArgs {
     pub step_timeout: u64,
 }
 
-/// Reads a socket address as numbers or words (for clap).
+/// Reads a socket address as numbers, three words or a multiaddr (for clap), with
+/// [`p2p_foundation::parse_addr`].
 pub fn parse_addr(s: &str) -> Result<SocketAddr, String> {
-    p2p_foundation::words::parse_socket_addr(s).map_err(|e| {
+    p2p_foundation::parse_addr(s).map_err(|e| {
         format!("'{s}' is not an address: give numbers such as 127.0.0.1:9000 or words ({e})")
     })
+}
+
+/// Reads a socket address given as numbers (for configuration keys).
+fn parse_socket(s: &str) -> Result<SocketAddr, String> {
+    s.parse::<SocketAddr>()
+        .map_err(|e| format!("'{s}' is not a socket address ({e})"))
 }
 
 /// `--args` as given: a JSON object (for clap).

@@ -1,5 +1,6 @@
-//! Peers as people write them: `<peer id>@<address>`, or an address alone (numbers or three
-//! words), whose id is then learned on first contact.
+//! Peers as people write them: `<peer id>@<address>`, a multiaddr with `/p2p/<peer id>`,
+//! or an address alone (numbers, three words or a multiaddr), whose id is then learned on
+//! first contact.
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -52,27 +53,22 @@ impl fmt::Display for PeerTarget {
 impl FromStr for PeerTarget {
     type Err = String;
 
-    /// Reads `<peer id>@<address>` or an address alone; each address as numbers or words.
+    /// Reads `<peer id>@<address>`, `/ip4|ip6/…/udp/…/quic-v1/p2p/<peer id>`, or an
+    /// address alone (numbers, three words or a multiaddr), with
+    /// [`p2p_foundation::parse_peer`].
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let s = s.trim();
-        if s.contains('@') {
-            return p2p_foundation::parse_peer_addr(s)
-                .map(|(p, a)| Self::Pinned(p, a))
-                .map_err(|e| match e {
-                    p2p_foundation::Error::Identity(e) => {
-                        format!("'{s}': the part before '@' is not a peer id ({e})")
-                    }
-                    other => other.to_string(),
-                });
+        match p2p_foundation::parse_peer(s) {
+            Ok(p2p_foundation::PeerAddr {
+                peer: Some(id),
+                addr,
+            }) => Ok(Self::Pinned(id, addr)),
+            Ok(p2p_foundation::PeerAddr { peer: None, addr }) => Ok(Self::Addr(addr)),
+            Err(e) => Err(format!(
+                "'{}' is not a peer ({e}); expected <peer id>@<address>, or an address as \
+                 numbers (127.0.0.1:9000), three words or /ip4/127.0.0.1/udp/9000/quic-v1",
+                s.trim()
+            )),
         }
-        p2p_foundation::words::parse_socket_addr(s)
-            .map(Self::Addr)
-            .map_err(|e| {
-                format!(
-                    "'{s}' is not a peer: expected <peer id>@<address>, an address such as \
-                     127.0.0.1:9000, or three words ({e})"
-                )
-            })
     }
 }
 
@@ -149,6 +145,14 @@ mod tests {
             Ok(PeerTarget::Pinned(id, addr))
         );
         assert_eq!("127.0.0.1:9000".parse(), Ok(PeerTarget::Addr(addr)));
+        assert_eq!(
+            format!("/ip4/127.0.0.1/udp/9000/quic-v1/p2p/{id}").parse::<PeerTarget>(),
+            Ok(PeerTarget::Pinned(id, addr))
+        );
+        assert_eq!(
+            "/ip4/127.0.0.1/tcp/9000".parse(),
+            Ok(PeerTarget::Addr(addr))
+        );
         let words = p2p_foundation::WordAddress::from(addr).to_string();
         assert_eq!(words.parse(), Ok(PeerTarget::Addr(addr)));
         let err = "qqqq.wwww.zzzz"

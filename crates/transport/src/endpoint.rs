@@ -146,7 +146,10 @@ pub struct EarlyConnect {
     pub zero_rtt: bool,
 }
 
-fn udp_socket(addr: SocketAddr, v6only: Option<bool>) -> std::io::Result<std::net::UdpSocket> {
+pub(crate) fn udp_socket(
+    addr: SocketAddr,
+    v6only: Option<bool>,
+) -> std::io::Result<std::net::UdpSocket> {
     let sock = socket2::Socket::new(
         socket2::Domain::for_address(addr),
         socket2::Type::DGRAM,

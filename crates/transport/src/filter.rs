@@ -21,12 +21,14 @@ use std::hash::{BuildHasher, Hasher, RandomState};
 use std::io::{self, IoSliceMut};
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 
 use quinn::udp::{RecvMeta, Transmit};
 use quinn::{AsyncUdpSocket, ConnectionId, ConnectionIdGenerator, UdpPoller};
+
+use crate::extra::ExtraTable;
 
 use crate::metrics::{JunkReason, Metrics};
 use crate::side::SideTap;
@@ -257,11 +259,12 @@ impl Filter {
         &'a self,
         datagram: &[u8],
         from: SocketAddr,
+        via: Option<SocketAddr>,
         peers: &mut PeerGuard<'a>,
         learned: &mut Option<SocketAddr>,
     ) -> bool {
         if let Some(side) = &self.side {
-            if side.claim(datagram, from) {
+            if side.claim(datagram, from, via) {
                 return false;
             }
         }
@@ -307,12 +310,14 @@ impl Filter {
 
     /// Filters the `n` received entries in place: junk segments are cut out of each buffer,
     /// emptied entries are removed, and the kept ones are moved to the front (buffers are
-    /// swapped, not copied). Returns how many entries remain.
+    /// swapped, not copied). Returns how many entries remain. `via` is the extra socket
+    /// they arrived on (`None`: the QUIC socket).
     pub(crate) fn retain(
         &self,
         bufs: &mut [IoSliceMut<'_>],
         meta: &mut [RecvMeta],
         n: usize,
+        via: Option<SocketAddr>,
     ) -> usize {
         let n = n.min(bufs.len()).min(meta.len());
         let mut peers: PeerGuard<'_> = None;
@@ -329,7 +334,7 @@ impl Filter {
             let (mut read, mut write) = (0, 0);
             while read < len {
                 let end = len.min(read + stride);
-                if self.keep(&buf[read..end], m.addr, &mut peers, &mut learned) {
+                if self.keep(&buf[read..end], m.addr, via, &mut peers, &mut learned) {
                     if write != read {
                         buf.copy_within(read..end, write);
                     }
@@ -351,11 +356,15 @@ impl Filter {
     }
 }
 
-/// The endpoint's UDP socket: the runtime's socket with [`Filter`] on the receive path.
+/// The endpoint's UDP socket: the runtime's socket with [`Filter`] on the receive path,
+/// and the side channel's extra sockets (if any) beside it.
 #[derive(Debug)]
 pub(crate) struct FilteredSocket {
     inner: Arc<dyn AsyncUdpSocket>,
     filter: Arc<Filter>,
+    /// Flips on every receive poll: which of the QUIC socket and the extra sockets is
+    /// polled first, so neither starves the other.
+    extras_first: AtomicBool,
 }
 
 impl FilteredSocket {
@@ -364,11 +373,51 @@ impl FilteredSocket {
         filter: Arc<Filter>,
     ) -> io::Result<Arc<dyn AsyncUdpSocket>> {
         use quinn::Runtime as _;
+        let v6only = match socket.local_addr()? {
+            SocketAddr::V6(_) => Some(socket2::SockRef::from(&socket).only_v6()?),
+            SocketAddr::V4(_) => None,
+        };
         let inner = quinn::TokioRuntime.wrap_udp_socket(socket)?;
         if let Some(side) = &filter.side {
-            side.set_socket(inner.clone());
+            side.set_socket(inner.clone(), v6only);
         }
-        Ok(Arc::new(Self { inner, filter }))
+        Ok(Arc::new(Self {
+            inner,
+            filter,
+            extras_first: AtomicBool::new(false),
+        }))
+    }
+
+    fn extras(&self) -> Option<&ExtraTable> {
+        self.filter.side.as_ref().map(|s| &*s.extras)
+    }
+
+    /// One receive poll of the QUIC socket and the extra sockets, alternating which goes
+    /// first: the entries received and the extra socket they came from.
+    fn poll_any(
+        &self,
+        cx: &mut Context<'_>,
+        bufs: &mut [IoSliceMut<'_>],
+        meta: &mut [RecvMeta],
+    ) -> Poll<io::Result<(usize, Option<SocketAddr>)>> {
+        let Some(extras) = self.extras().filter(|e| e.open_count() > 0) else {
+            return self.inner.poll_recv(cx, bufs, meta).map_ok(|n| (n, None));
+        };
+        let extras_first = !self.extras_first.fetch_xor(true, Relaxed);
+        if extras_first {
+            if let Poll::Ready((n, via)) = extras.poll_recv(cx, bufs, meta) {
+                return Poll::Ready(Ok((n, Some(via))));
+            }
+        }
+        if let Poll::Ready(r) = self.inner.poll_recv(cx, bufs, meta) {
+            return Poll::Ready(r.map(|n| (n, None)));
+        }
+        if !extras_first {
+            if let Poll::Ready((n, via)) = extras.poll_recv(cx, bufs, meta) {
+                return Poll::Ready(Ok((n, Some(via))));
+            }
+        }
+        Poll::Pending
     }
 }
 
@@ -378,6 +427,11 @@ impl AsyncUdpSocket for FilteredSocket {
     }
 
     fn try_send(&self, transmit: &Transmit<'_>) -> io::Result<()> {
+        if let Some(extras) = self.extras() {
+            if let Some(socket) = extras.route_for(transmit.destination) {
+                return extras.try_send(&socket, transmit);
+            }
+        }
         self.inner.try_send(transmit)
     }
 
@@ -388,12 +442,13 @@ impl AsyncUdpSocket for FilteredSocket {
         meta: &mut [RecvMeta],
     ) -> Poll<io::Result<usize>> {
         for _ in 0..MAX_JUNK_BATCHES {
-            let n = match self.inner.poll_recv(cx, bufs, meta) {
-                Poll::Ready(Ok(n)) => n,
-                // Pending: the inner socket registered the waker.
-                other => return other,
+            let (n, via) = match self.poll_any(cx, bufs, meta) {
+                Poll::Ready(Ok(got)) => got,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                // Pending: every socket polled registered the waker.
+                Poll::Pending => return Poll::Pending,
             };
-            let kept = self.filter.retain(bufs, meta, n);
+            let kept = self.filter.retain(bufs, meta, n, via);
             if kept > 0 || n == 0 {
                 return Poll::Ready(Ok(kept));
             }
@@ -624,7 +679,7 @@ mod tests {
             meta(stranger, b1.len(), b1.len()),
             meta(peer, b2.len(), b2.len()),
         ];
-        let kept = filter.retain(&mut bufs, &mut metas, 3);
+        let kept = filter.retain(&mut bufs, &mut metas, 3, None);
         assert_eq!(kept, 2);
         assert_eq!(metas[0].len, 160);
         assert_eq!(metas[0].stride, 100);
@@ -646,7 +701,7 @@ mod tests {
             let mut s = reset.clone();
             let mut bufs = [IoSliceMut::new(&mut s)];
             let mut metas = [meta(from, reset.len(), reset.len())];
-            assert_eq!(filter.retain(&mut bufs, &mut metas, 1), expect);
+            assert_eq!(filter.retain(&mut bufs, &mut metas, 1, None), expect);
         }
         assert_eq!(metrics.snapshot().junk_unknown_connection_id, 2);
     }
@@ -673,7 +728,7 @@ mod tests {
             metas.push(meta(addr, joined.len(), stride));
             let n = metas.len();
             let mut bufs: Vec<IoSliceMut<'_>> = store.iter_mut().map(|v| IoSliceMut::new(v)).collect();
-            let kept = filter.retain(&mut bufs, &mut metas, n + 3);
+            let kept = filter.retain(&mut bufs, &mut metas, n + 3, None);
             prop_assert!(kept <= n);
             for m in &metas[..kept] {
                 prop_assert!(m.len > 0);

@@ -7,6 +7,7 @@ mod config;
 mod connection;
 mod endpoint;
 mod error;
+mod extra;
 pub mod filter;
 pub mod header;
 mod limits;
@@ -23,6 +24,7 @@ pub use connection::{
 };
 pub use endpoint::{EarlyConnect, Endpoint};
 pub use error::{Result, TransportError};
+pub use extra::{ExtraSocket, ExtraSockets, MAX_EXTRA_SOCKETS};
 pub use metrics::{FailureReason, JunkReason, MetricsSnapshot};
 pub use side::{SideChannel, SideChannelConfig, SideChannelStats, SideDatagram};
 pub use stream::{RecvStream, STREAM_CANCELLED, SendStream};

@@ -23,6 +23,8 @@ use quinn::AsyncUdpSocket;
 use quinn::udp::Transmit;
 use tokio::sync::{Mutex, mpsc};
 
+use crate::extra::{ExtraSockets, ExtraTable, socket_at};
+
 /// Decides whether one received datagram belongs to the side channel.
 type Matcher = Arc<dyn Fn(&[u8]) -> bool + Send + Sync>;
 
@@ -79,6 +81,9 @@ pub struct SideDatagram {
     pub from: SocketAddr,
     /// Its bytes.
     pub data: Bytes,
+    /// The extra socket it arrived on (its local address), or `None` for the QUIC socket
+    /// (see [`SideChannel::open_extra_sockets`]).
+    pub via: Option<SocketAddr>,
 }
 
 /// Counters of the side channel.
@@ -88,8 +93,12 @@ pub struct SideChannelStats {
     pub received: u64,
     /// Datagrams the matcher claimed but the full queue could not take (dropped).
     pub dropped: u64,
-    /// Datagrams sent through [`SideChannel::send_to`].
+    /// Datagrams sent through [`SideChannel::send_to`] and [`SideChannel::send_via`].
     pub sent: u64,
+    /// Extra sockets open now ([`SideChannel::open_extra_sockets`]).
+    pub extra_sockets: usize,
+    /// QUIC datagrams an extra socket could not send at once (dropped like lost packets).
+    pub extra_send_dropped: u64,
 }
 
 /// The receive-path end of the side channel, held by the socket filter.
@@ -101,6 +110,8 @@ pub(crate) struct SideTap {
     sent: AtomicU64,
     /// The socket in use now (replaced on rebind), for sending.
     socket: RwLock<Option<Arc<dyn AsyncUdpSocket>>>,
+    /// Extra sockets beside it (for the birthday technique) and the routes through them.
+    pub(crate) extras: Arc<ExtraTable>,
 }
 
 impl fmt::Debug for SideTap {
@@ -121,18 +132,21 @@ impl SideTap {
             dropped: AtomicU64::new(0),
             sent: AtomicU64::new(0),
             socket: RwLock::new(None),
+            extras: Arc::new(ExtraTable::default()),
         });
         (tap, rx)
     }
 
-    /// Takes `datagram` if the matcher claims it; returns whether it did.
-    pub(crate) fn claim(&self, datagram: &[u8], from: SocketAddr) -> bool {
+    /// Takes `datagram` (received on the extra socket `via`, or on the QUIC socket) if the
+    /// matcher claims it; returns whether it did.
+    pub(crate) fn claim(&self, datagram: &[u8], from: SocketAddr, via: Option<SocketAddr>) -> bool {
         if !(self.matcher)(datagram) {
             return false;
         }
         let item = SideDatagram {
             from,
             data: Bytes::copy_from_slice(datagram),
+            via,
         };
         match self.tx.try_send(item) {
             Ok(()) => self.received.fetch_add(1, Relaxed),
@@ -141,7 +155,12 @@ impl SideTap {
         true
     }
 
-    pub(crate) fn set_socket(&self, socket: Arc<dyn AsyncUdpSocket>) {
+    /// The QUIC socket now in use; `v6only` is its IPV6_V6ONLY setting (extra sockets
+    /// bind alike).
+    pub(crate) fn set_socket(&self, socket: Arc<dyn AsyncUdpSocket>, v6only: Option<bool>) {
+        if let Ok(local) = socket.local_addr() {
+            self.extras.set_bind(local.ip(), v6only);
+        }
         if let Ok(mut slot) = self.socket.write() {
             *slot = Some(socket);
         }
@@ -152,6 +171,8 @@ impl SideTap {
             received: self.received.load(Relaxed),
             dropped: self.dropped.load(Relaxed),
             sent: self.sent.load(Relaxed),
+            extra_sockets: self.extras.open_count(),
+            extra_send_dropped: self.extras.send_dropped.load(Relaxed),
         }
     }
 }
@@ -206,6 +227,40 @@ impl SideChannel {
             .ok()
             .and_then(|slot| slot.clone())
             .ok_or_else(|| io::Error::new(io::ErrorKind::NotConnected, "endpoint closed"))?;
+        self.send_on(socket, data, to).await
+    }
+
+    /// Sends one datagram from the extra socket at `via` (see
+    /// [`open_extra_sockets`](Self::open_extra_sockets)); `NotFound` once it is closed.
+    pub async fn send_via(&self, via: SocketAddr, data: &[u8], to: SocketAddr) -> io::Result<()> {
+        let socket = socket_at(&self.tap.extras, via)?;
+        self.send_on(socket, data, to).await
+    }
+
+    /// Opens `count` extra UDP sockets on the QUIC socket's IP (ports the OS picks), for
+    /// NAT traversal's birthday technique: datagrams the matcher claims arrive on this side
+    /// channel with [`SideDatagram::via`] set, QUIC datagrams join the endpoint's receive
+    /// path, and [`ExtraSocket::route`](crate::ExtraSocket::route) makes one carry a peer's
+    /// QUIC packets. At most [`MAX_EXTRA_SOCKETS`](crate::MAX_EXTRA_SOCKETS) are open at
+    /// once; dropping the guard closes them.
+    ///
+    /// ```no_run
+    /// # fn demo(side: p2p_foundation_transport::SideChannel) -> std::io::Result<()> {
+    /// let extras = side.open_extra_sockets(16)?;
+    /// assert_eq!(extras.addrs().len(), 16);
+    /// drop(extras); // all closed again
+    /// # Ok(()) }
+    /// ```
+    pub fn open_extra_sockets(&self, count: usize) -> io::Result<ExtraSockets> {
+        ExtraSockets::open(self.tap.extras.clone(), count)
+    }
+
+    async fn send_on(
+        &self,
+        socket: Arc<dyn AsyncUdpSocket>,
+        data: &[u8],
+        to: SocketAddr,
+    ) -> io::Result<()> {
         // An IPv6 socket (dual-stack) reaches IPv4 destinations by their v4-mapped form.
         let to = match (to, socket.local_addr()) {
             (SocketAddr::V4(v4), Ok(SocketAddr::V6(_))) => {
@@ -236,7 +291,7 @@ impl SideChannel {
         }
         Err(io::Error::new(
             io::ErrorKind::WouldBlock,
-            "QUIC socket stayed unwritable",
+            "UDP socket stayed unwritable",
         ))
     }
 

@@ -170,3 +170,61 @@ async fn a_dual_stack_socket_sends_to_ipv4_destinations() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn extra_sockets_take_claimed_datagrams_and_carry_a_routed_peers_quic() {
+    guard(async {
+        let server = stun_endpoint(SideChannelConfig::DEFAULT_CAPACITY).await;
+        let side = server.side_channel().expect("configured");
+        let quic_addr = server.local_addr().unwrap();
+        spawn_echo(server.clone());
+        let extras = side.open_extra_sockets(8).unwrap();
+        assert_eq!(extras.addrs().len(), 8);
+        assert_eq!(side.stats().extra_sockets, 8);
+        assert!(
+            extras
+                .addrs()
+                .iter()
+                .all(|a| a.ip() == quic_addr.ip() && *a != quic_addr)
+        );
+
+        // A claimed datagram to an idle endpoint's extra socket arrives, tagged with it.
+        let outsider = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let third = extras.addrs()[3];
+        outsider.send_to(&stun_like(9), third).await.unwrap();
+        let got = side.recv().await.expect("a claimed datagram");
+        assert_eq!(
+            (got.from, got.via),
+            (outsider.local_addr().unwrap(), Some(third))
+        );
+        // And an answer leaves from that socket.
+        side.send_via(third, b"from the extra", got.from)
+            .await
+            .unwrap();
+        let mut buf = [0u8; 64];
+        let (n, from) = outsider.recv_from(&mut buf).await.unwrap();
+        assert_eq!((&buf[..n], from), (&b"from the extra"[..], third));
+
+        // Kept and routed, it carries a peer's QUIC connection both ways.
+        let kept = extras.keep(third).expect("one of them");
+        assert_eq!(side.stats().extra_sockets, 1);
+        let client = endpoint(Listen::loopback_v4()).await;
+        kept.route(client.local_addr().unwrap());
+        let conn = client.connect_quic(server.peer_id(), third).await.unwrap();
+        assert_eq!(
+            echo(&conn, "/echo/1", b"through the extra").await,
+            b"through the extra"
+        );
+        assert_eq!(conn.remote_address(), third);
+
+        // Dropped: closed, and the route with it.
+        drop(kept);
+        assert_eq!(side.stats().extra_sockets, 0);
+        assert!(side.send_via(third, b"x", got.from).await.is_err());
+        assert!(
+            side.open_extra_sockets(p2p_foundation_transport::MAX_EXTRA_SOCKETS + 1)
+                .is_err()
+        );
+    })
+    .await;
+}

@@ -9,7 +9,7 @@
 //! are Ed25519-signed over the session nonce, so a third party can neither forge one nor
 //! divert the punched path to itself. Layout: `docs/protocols/nat.md`.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -29,6 +29,12 @@ const SIGNING_DOMAIN: &[u8] = b"p2p-foundation-nat/punch/v1\0";
 pub const MAX_CANDIDATES: usize = 8;
 const MAX_QUEUED_ACKS: usize = 64;
 const MAX_OUTSTANDING: usize = 512;
+/// Most extra sockets one punch sends from ([`Punch::with_extra_sockets`]).
+pub const MAX_EXTRA_SOCKETS: usize = 1024;
+/// Most distinct ports one spray probes ([`Punch::with_spray`]); each is probed at most twice.
+pub const MAX_SPRAY_PORTS: usize = 2048;
+/// Lowest port a spray probes: NATs map ordinary sources into 1024..=65535.
+const SPRAY_LOWEST_PORT: u16 = 1024;
 
 /// Timing bounds of a punch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -73,6 +79,8 @@ pub struct PunchStats {
 pub struct PunchedPath {
     /// Our socket's local address.
     pub local: SocketAddr,
+    /// The extra socket the path runs through, or `None` for the main socket.
+    pub via: Option<SocketAddr>,
     /// The peer's address as seen from here (its NAT's public mapping).
     pub remote: SocketAddr,
     /// Counters at the end.
@@ -84,6 +92,8 @@ pub struct PunchedPath {
 pub enum PunchPoll {
     /// Send these bytes.
     Transmit {
+        /// The extra socket to send from (its local address), or `None` for the main socket.
+        via: Option<SocketAddr>,
         /// Destination.
         to: SocketAddr,
         /// The datagram.
@@ -155,6 +165,55 @@ pub fn looks_like_punch(bytes: &[u8]) -> bool {
     decode(bytes).is_some()
 }
 
+/// Where and how fast a [`Punch::with_spray`] probes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SprayConfig {
+    /// The peer's public IP (its endpoint-dependent NAT's address).
+    pub ip: std::net::IpAddr,
+    /// Distinct ports to probe (at most [`MAX_SPRAY_PORTS`]).
+    pub ports: usize,
+    /// Ports probed per round.
+    pub per_round: usize,
+    /// No spray probe before this instant (when the peer's extra sockets will have sent).
+    pub start: Instant,
+}
+
+/// The spray in progress.
+struct Spray {
+    ip: std::net::IpAddr,
+    per_round: usize,
+    start: Instant,
+    ports: Vec<u16>,
+    /// Index into `ports × 2` (two passes) of the next port to probe.
+    next: usize,
+    sprayed: HashSet<u16>,
+    probe: Vec<u8>,
+    challenge: [u8; 16],
+}
+
+impl Spray {
+    /// This round's destinations (none before `start` or after two passes).
+    fn round(&mut self, now: Instant) -> Vec<SocketAddr> {
+        if now < self.start {
+            return Vec::new();
+        }
+        let end = (self.next + self.per_round).min(self.ports.len() * 2);
+        let out = (self.next..end)
+            .map(|i| self.ports[i % self.ports.len()])
+            .inspect(|p| {
+                self.sprayed.insert(*p);
+            })
+            .map(|p| SocketAddr::new(self.ip, p))
+            .collect();
+        self.next = end;
+        out
+    }
+
+    fn was_sprayed(&self, from: SocketAddr) -> bool {
+        from.ip().to_canonical() == self.ip.to_canonical() && self.sprayed.contains(&from.port())
+    }
+}
+
 /// Who punches to whom, in which session.
 #[derive(Clone, Debug)]
 pub struct PunchSession {
@@ -177,11 +236,13 @@ pub struct Punch {
     seed: [u8; 32],
     counter: u64,
     outstanding: VecDeque<([u8; 16], SocketAddr)>,
-    queue: VecDeque<(SocketAddr, Vec<u8>)>,
+    queue: VecDeque<(Option<SocketAddr>, SocketAddr, Vec<u8>)>,
     next_round: Instant,
     rounds: u32,
     give_up_at: Option<Instant>,
-    success: Option<(SocketAddr, Instant)>,
+    success: Option<(SocketAddr, Option<SocketAddr>, Instant)>,
+    extra: Vec<SocketAddr>,
+    spray: Option<Spray>,
     done: bool,
     stats: PunchStats,
 }
@@ -237,9 +298,60 @@ impl Punch {
             rounds: 0,
             give_up_at: None,
             success: None,
+            extra: Vec::new(),
+            spray: None,
             done: false,
             stats: PunchStats::default(),
         }
+    }
+
+    /// Also sends each probe to the first candidate from these extra sockets (the
+    /// endpoint-dependent side of the birthday technique: every socket opens its own
+    /// mapping in this side's NAT), in rounds 1 to 3 and every fifth round after, so a
+    /// punch sends at most `(3 + max_rounds / 5) × extra` datagrams from them. Acks are
+    /// sent from the socket the probe arrived on. At most [`MAX_EXTRA_SOCKETS`] are used.
+    pub fn with_extra_sockets(mut self, locals: &[SocketAddr]) -> Self {
+        self.extra = locals.iter().copied().take(MAX_EXTRA_SOCKETS).collect();
+        self
+    }
+
+    /// Also probes `spray.ports` random distinct ports (1024..=65535) of `spray.ip`, at
+    /// most `spray.per_round` per round from `spray.start` on, and each a second time once
+    /// all were probed (the endpoint-independent side of the birthday technique: one of
+    /// them is likely one of the mappings the other side's extra sockets opened). One
+    /// signed probe serves every port; an ack for it counts only from a sprayed port.
+    pub fn with_spray(mut self, spray: SprayConfig) -> Self {
+        let total = spray.ports.min(MAX_SPRAY_PORTS);
+        let mut ports = Vec::with_capacity(total);
+        let mut seen: HashSet<u16> = self.candidates.iter().map(|c| c.port()).collect();
+        let mut counter = 0u64;
+        while ports.len() < total {
+            let mut h = Sha256::new();
+            h.update(self.seed);
+            h.update(b"spray");
+            h.update(counter.to_be_bytes());
+            counter += 1;
+            for pair in h.finalize().chunks_exact(2) {
+                let span = u32::from(u16::MAX - SPRAY_LOWEST_PORT) + 1;
+                let raw = u32::from(u16::from_be_bytes([pair[0], pair[1]]));
+                let port = SPRAY_LOWEST_PORT + (raw % span) as u16;
+                if ports.len() < total && seen.insert(port) {
+                    ports.push(port);
+                }
+            }
+        }
+        let challenge = self.next_challenge();
+        self.spray = Some(Spray {
+            ip: spray.ip,
+            per_round: spray.per_round.max(1),
+            start: spray.start,
+            sprayed: HashSet::with_capacity(ports.len()),
+            ports,
+            next: 0,
+            probe: encode(&self.keypair, KIND_PROBE, &self.nonce, &challenge),
+            challenge,
+        });
+        self
     }
 
     /// Counters so far.
@@ -272,26 +384,27 @@ impl Punch {
 
     /// Advances to `now`.
     pub fn poll(&mut self, now: Instant) -> PunchPoll {
-        if let Some((to, bytes)) = self.queue.pop_front() {
-            return PunchPoll::Transmit { to, bytes };
+        if let Some((via, to, bytes)) = self.queue.pop_front() {
+            return PunchPoll::Transmit { via, to, bytes };
         }
         if self.done {
             return PunchPoll::Done(Err(NatError::PunchFailed {
                 reason: "punch already finished".into(),
             }));
         }
-        if let Some((remote, linger_until)) = self.success {
+        if let Some((remote, via, linger_until)) = self.success {
             if now >= linger_until {
                 self.done = true;
                 return PunchPoll::Done(Ok(PunchedPath {
                     local: self.local,
+                    via,
                     remote,
                     stats: self.stats,
                 }));
             }
             return PunchPoll::WaitUntil(linger_until);
         }
-        if self.candidates.is_empty() {
+        if self.candidates.is_empty() && self.spray.is_none() {
             self.done = true;
             return PunchPoll::Done(Err(NatError::PunchFailed {
                 reason: "no candidate address for the peer".into(),
@@ -308,6 +421,7 @@ impl Punch {
         }
         if now >= self.next_round {
             self.rounds += 1;
+            let open_extras = self.rounds <= 3 || self.rounds % 5 == 0;
             for i in 0..self.candidates.len() {
                 let to = self.candidates[i];
                 let challenge = self.next_challenge();
@@ -316,8 +430,20 @@ impl Punch {
                 }
                 self.outstanding.push_back((challenge, to));
                 let bytes = encode(&self.keypair, KIND_PROBE, &self.nonce, &challenge);
+                if i == 0 && open_extras {
+                    for via in &self.extra {
+                        self.stats.probes_sent += 1;
+                        self.queue.push_back((Some(*via), to, bytes.clone()));
+                    }
+                }
                 self.stats.probes_sent += 1;
-                self.queue.push_back((to, bytes));
+                self.queue.push_back((None, to, bytes));
+            }
+            if let Some(spray) = self.spray.as_mut() {
+                for to in spray.round(now) {
+                    self.stats.probes_sent += 1;
+                    self.queue.push_back((None, to, spray.probe.clone()));
+                }
             }
             if self.rounds >= self.config.max_rounds {
                 self.give_up_at = Some(now + self.config.final_wait);
@@ -329,9 +455,22 @@ impl Punch {
         PunchPoll::WaitUntil(self.next_round)
     }
 
-    /// Offers a received datagram. Returns `false` if it is not a punch datagram at all (the
-    /// caller may handle it otherwise); authentic-looking but invalid ones are counted as rejected.
+    /// Offers a datagram received on the main socket. Returns `false` if it is not a punch
+    /// datagram at all (the caller may handle it otherwise); authentic-looking but invalid
+    /// ones are counted as rejected.
     pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) -> bool {
+        self.handle_datagram_via(now, None, from, bytes)
+    }
+
+    /// Offers a datagram received on the extra socket `via` (`None`: the main socket); an
+    /// ack to a probe goes back out of the socket the probe came in on.
+    pub fn handle_datagram_via(
+        &mut self,
+        now: Instant,
+        via: Option<SocketAddr>,
+        from: SocketAddr,
+        bytes: &[u8],
+    ) -> bool {
         let Some(m) = decode(bytes) else { return false };
         if self.done {
             return true;
@@ -355,7 +494,7 @@ impl Punch {
             self.stats.probes_received += 1;
             if self.queue.len() < MAX_QUEUED_ACKS {
                 let ack = encode(&self.keypair, KIND_ACK, &self.nonce, &m.challenge);
-                self.queue.push_back((from, ack));
+                self.queue.push_back((via, from, ack));
             }
             return true;
         }
@@ -363,7 +502,11 @@ impl Punch {
         let matched = self
             .outstanding
             .iter()
-            .any(|(c, to)| *c == m.challenge && *to == from);
+            .any(|(c, to)| *c == m.challenge && *to == from)
+            || self
+                .spray
+                .as_ref()
+                .is_some_and(|s| s.challenge == m.challenge && s.was_sprayed(from));
         if !matched {
             self.stats.rejected += 1;
             tracing::debug!(%from, "rejected punch ack (unknown challenge or address)");
@@ -371,8 +514,8 @@ impl Punch {
         }
         self.stats.acks_received += 1;
         if self.success.is_none() {
-            tracing::debug!(%from, "hole punched");
-            self.success = Some((from, now + self.config.linger));
+            tracing::debug!(%from, ?via, "hole punched");
+            self.success = Some((from, via, now + self.config.linger));
         }
         true
     }
@@ -415,7 +558,7 @@ mod tests {
         let mut out = Vec::new();
         loop {
             match p.poll(now) {
-                PunchPoll::Transmit { to, bytes } => out.push((to, bytes)),
+                PunchPoll::Transmit { to, bytes, .. } => out.push((to, bytes)),
                 PunchPoll::WaitUntil(_) => return (out, None),
                 PunchPoll::Done(r) => return (out, Some(r)),
             }
@@ -542,6 +685,134 @@ mod tests {
         assert_eq!(a.stats().acks_received, 0);
         assert!(a.handle_datagram(t0, b_addr, &genuine));
         assert_eq!(a.stats().acks_received, 1);
+    }
+
+    /// A model of the two NATs: the hard side's maps each (local socket, destination) to a
+    /// port of its own (address-and-port-dependent filtering); the easy side's maps
+    /// everything to one port and lets in only sources it has sent to.
+    #[test]
+    fn birthday_spray_finds_one_of_many_endpoint_dependent_mappings() {
+        use std::collections::HashMap;
+        let (k_easy, k_hard) = pair();
+        let easy_public: SocketAddr = "198.51.100.1:40000".parse().expect("addr");
+        let hard_ip: std::net::IpAddr = "203.0.113.9".parse().expect("ip");
+        let hard_main: SocketAddr = "10.0.2.2:5000".parse().expect("addr");
+        let extras: Vec<SocketAddr> = (0..256)
+            .map(|i| SocketAddr::new("10.0.2.2".parse().expect("ip"), 6000 + i))
+            .collect();
+        let t0 = Instant::now();
+        let nonce = [8; 16];
+        let config = PunchConfig {
+            interval: Duration::from_millis(200),
+            max_rounds: 25,
+            final_wait: Duration::from_secs(1),
+            linger: Duration::from_millis(200),
+        };
+        let mut hard = Punch::new(
+            session(&k_hard, &k_easy, nonce),
+            hard_main,
+            &[easy_public],
+            config,
+            [4; 32],
+            t0,
+        )
+        .with_extra_sockets(&extras);
+        let mut easy = Punch::new(
+            session(&k_easy, &k_hard, nonce),
+            easy_public,
+            &[SocketAddr::new(hard_ip, 31000)],
+            config,
+            [3; 32],
+            t0,
+        )
+        .with_spray(SprayConfig {
+            ip: hard_ip,
+            ports: 1024,
+            per_round: 256,
+            start: t0 + Duration::from_millis(50),
+        });
+        // The hard NAT: (local, destination) → public port, from a fixed-seed generator.
+        let mut hard_map: HashMap<(SocketAddr, SocketAddr), u16> = HashMap::new();
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut easy_sent_to: HashSet<SocketAddr> = HashSet::new();
+        let (mut from_extras, mut sprayed) = (0u32, 0u32);
+        let (mut easy_done, mut hard_done) = (None, None);
+        let mut now = t0;
+        while now < t0 + Duration::from_secs(10) && (easy_done.is_none() || hard_done.is_none()) {
+            loop {
+                match hard.poll(now) {
+                    PunchPoll::Transmit { via, to, bytes } => {
+                        let local = via.unwrap_or(hard_main);
+                        from_extras += u32::from(via.is_some());
+                        let port = *hard_map.entry((local, to)).or_insert_with(|| {
+                            seed = seed
+                                .wrapping_mul(6364136223846793005)
+                                .wrapping_add(1442695040888963407);
+                            1024 + ((seed >> 33) % 64512) as u16
+                        });
+                        let src = SocketAddr::new(hard_ip, port);
+                        if to == easy_public && easy_sent_to.contains(&src) {
+                            easy.handle_datagram(now, src, &bytes);
+                        }
+                    }
+                    PunchPoll::WaitUntil(_) => break,
+                    PunchPoll::Done(r) => {
+                        hard_done = hard_done.or(Some(r));
+                        break;
+                    }
+                }
+            }
+            loop {
+                match easy.poll(now) {
+                    PunchPoll::Transmit { via, to, bytes } => {
+                        assert_eq!(via, None, "the easy side sends only from its main socket");
+                        sprayed += 1;
+                        easy_sent_to.insert(to);
+                        let inbound = hard_map
+                            .iter()
+                            .find(|((_, dest), port)| {
+                                *dest == easy_public && SocketAddr::new(hard_ip, **port) == to
+                            })
+                            .map(|((local, _), _)| *local);
+                        if let Some(local) = inbound {
+                            let via = (local != hard_main).then_some(local);
+                            hard.handle_datagram_via(now, via, easy_public, &bytes);
+                        }
+                    }
+                    PunchPoll::WaitUntil(_) => break,
+                    PunchPoll::Done(r) => {
+                        easy_done = easy_done.or(Some(r));
+                        break;
+                    }
+                }
+            }
+            now += Duration::from_millis(10);
+        }
+        let easy_path = easy_done
+            .expect("easy side finished")
+            .expect("easy side punched");
+        let hard_path = hard_done
+            .expect("hard side finished")
+            .expect("hard side punched");
+        let via = hard_path
+            .via
+            .expect("the path runs through an extra socket");
+        assert!(extras.contains(&via));
+        assert_eq!(hard_path.remote, easy_public);
+        assert_eq!(
+            easy_path.remote,
+            SocketAddr::new(hard_ip, hard_map[&(via, easy_public)])
+        );
+        assert_eq!(easy_path.via, None);
+        // Bounded: at most three opening rounds plus every fifth, and two passes of the spray.
+        assert!(
+            from_extras <= (3 + 25 / 5) * 256,
+            "{from_extras} sent from extra sockets"
+        );
+        assert!(
+            sprayed <= 2 * 1024 + 25 + 64,
+            "{sprayed} sent by the easy side"
+        );
     }
 
     proptest::proptest! {

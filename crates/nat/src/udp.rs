@@ -181,7 +181,7 @@ async fn punch_inner(
     let mut buf = vec![0u8; 2048];
     loop {
         match punch.poll(Instant::now()) {
-            crate::punch::PunchPoll::Transmit { to, bytes } => {
+            crate::punch::PunchPoll::Transmit { to, bytes, .. } => {
                 if let Err(e) = socket.send_to(&bytes, to).await {
                     // An unreachable candidate must not end the punch: other candidates or later rounds may work.
                     tracing::debug!(%to, error = %e, "punch probe not sent");

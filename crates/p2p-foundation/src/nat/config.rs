@@ -46,6 +46,18 @@ pub struct NatConfig {
     /// Punches and introductions in flight at once, beyond which new ones are refused
     /// (default 32).
     pub max_in_flight: usize,
+    /// The birthday technique, for an endpoint-dependent ("symmetric") NAT on one side and
+    /// an endpoint-independent one on the other: the endpoint-dependent side opens this
+    /// many extra sockets beside its QUIC socket and sends from each towards the peer, so
+    /// its NAT opens as many mappings (default 256; 0 turns the technique off).
+    pub birthday_sockets: usize,
+    /// The endpoint-independent side's part: how many random ports of the other NAT's
+    /// address it probes (default 1024, each at most twice; at most
+    /// [`MAX_SPRAY_PORTS`](p2p_foundation_nat::punch::MAX_SPRAY_PORTS)). With 256 mappings
+    /// among 64,512 ports, 1,024 probes hit one with probability 1 − e^(−256·1024/64512) ≈ 98%.
+    pub birthday_ports: usize,
+    /// Ports probed per punch round (default 64: 1,024 ports in 16 rounds of 50 ms).
+    pub birthday_ports_per_round: usize,
 }
 
 impl Default for NatConfig {
@@ -71,6 +83,9 @@ impl Default for NatConfig {
                 linger: Duration::from_secs(2),
             },
             max_in_flight: 32,
+            birthday_sockets: 256,
+            birthday_ports: 1024,
+            birthday_ports_per_round: 64,
         }
     }
 }

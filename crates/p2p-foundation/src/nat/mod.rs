@@ -23,7 +23,6 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
-use bytes::Bytes;
 use p2p_foundation_identity::Keypair;
 use p2p_foundation_nat::binding::{BindingPoll, BindingTransaction, answer_binding_request};
 use p2p_foundation_nat::punch::looks_like_punch;
@@ -70,6 +69,7 @@ pub(crate) struct Counters {
     pub(crate) introductions_served: AtomicU64,
     pub(crate) introductions_refused: AtomicU64,
     pub(crate) punched_connections: AtomicU64,
+    pub(crate) birthday_paths: AtomicU64,
 }
 
 /// Counters of the node's NAT traversal, from
@@ -101,9 +101,12 @@ pub struct NatStats {
     pub introductions_refused: u64,
     /// Connections dialled on a punched path.
     pub punched_connections: u64,
+    /// Punched paths found by the birthday technique on one of this node's extra sockets.
+    pub birthday_paths: u64,
 }
 
-type Inbox = mpsc::Sender<(SocketAddr, Bytes)>;
+/// Where the datagrams of one STUN transaction or punch go (`from` canonical).
+type Inbox = mpsc::Sender<SideDatagram>;
 
 /// The node's NAT traversal.
 pub(crate) struct NatService {
@@ -146,15 +149,14 @@ impl<K: std::hash::Hash + Eq> Drop for Waiter<'_, K> {
 fn deliver<K: std::hash::Hash + Eq>(
     waiters: &Mutex<HashMap<K, Inbox>>,
     key: &K,
-    from: SocketAddr,
-    data: Bytes,
+    datagram: SideDatagram,
     unmatched: &AtomicU64,
 ) {
     let waiter = lock(waiters).get(key).cloned();
     match waiter {
         // A full inbox drops the datagram: the sender retransmits.
         Some(w) => {
-            let _ = w.try_send((from, data));
+            let _ = w.try_send(datagram);
         }
         None => {
             unmatched.fetch_add(1, Relaxed);
@@ -235,6 +237,7 @@ impl NatService {
             introductions_served: l(&c.introductions_served),
             introductions_refused: l(&c.introductions_refused),
             punched_connections: l(&c.punched_connections),
+            birthday_paths: l(&c.birthday_paths),
         }
     }
 
@@ -242,10 +245,14 @@ impl NatService {
         lock(&self.observations).status(local, Instant::now())
     }
 
-    async fn on_datagram(&self, d: SideDatagram) {
+    async fn on_datagram(&self, mut d: SideDatagram) {
         let from = canonical(d.from);
+        d.from = from;
         if looks_like_stun(&d.data) {
-            if let Some(answer) = answer_binding_request(from, &d.data) {
+            // Binding requests are answered on the QUIC socket only: an extra socket's
+            // mapping is of no use to anyone but the punch that opened it.
+            if let Some(answer) = answer_binding_request(from, &d.data).filter(|_| d.via.is_none())
+            {
                 if !lock(&self.limiter).allow(from.ip(), Instant::now()) {
                     self.counters.stun_rate_limited.fetch_add(1, Relaxed);
                     return;
@@ -261,13 +268,7 @@ impl NatService {
             }
             let mut id = [0u8; 12];
             id.copy_from_slice(&d.data[8..HEADER_LEN]);
-            deliver(
-                &self.stun_waiters,
-                &id,
-                from,
-                d.data,
-                &self.counters.stun_unmatched,
-            );
+            deliver(&self.stun_waiters, &id, d, &self.counters.stun_unmatched);
         } else {
             // A punch datagram: routed by its session nonce (bytes 5..21).
             let mut nonce = [0u8; 16];
@@ -275,8 +276,7 @@ impl NatService {
             deliver(
                 &self.punch_waiters,
                 &nonce,
-                from,
-                d.data,
+                d,
                 &self.counters.punch_unmatched,
             );
         }
@@ -305,8 +305,8 @@ impl NatService {
                 BindingPoll::WaitUntil(at) => {
                     tokio::select! {
                         () = tokio::time::sleep_until(at.into()) => {}
-                        got = rx.recv() => if let Some((from, bytes)) = got {
-                            tx.handle_datagram(from, &bytes);
+                        got = rx.recv() => if let Some(d) = got {
+                            tx.handle_datagram(d.from, &d.data);
                         },
                     }
                 }

@@ -18,18 +18,20 @@
 //! [`MAX_CANDIDATES`]: p2p_foundation_nat::punch::MAX_CANDIDATES
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use p2p_foundation_identity::PeerId;
-use p2p_foundation_nat::punch::{Punch, PunchPoll, PunchSession};
-use p2p_foundation_transport::{Connection, PathKind, RecvStream, SendStream};
+use p2p_foundation_nat::punch::{Punch, PunchPoll, PunchSession, SprayConfig};
+use p2p_foundation_transport::{
+    Connection, ExtraSocket, ExtraSockets, PathKind, RecvStream, SendStream,
+};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
-use super::signal::{MAX_SIGNAL_LEN, NAT_PROTOCOL, Nonce, Signal, with_first};
+use super::signal::{MAX_SIGNAL_LEN, Mapping, NAT_PROTOCOL, Nonce, Signal, with_first};
 use super::{NatService, PER_TASK_QUEUE, Waiter, lock};
 use crate::error::{Error, Result};
 use crate::net::{Net, canonical};
@@ -38,6 +40,64 @@ use crate::net::{Net, canonical};
 const SIGNAL_TIMEOUT: Duration = Duration::from_secs(5);
 /// Rendezvous peers asked at once by one dial.
 const MAX_RENDEZVOUS: usize = 4;
+/// A spraying side waits this long (plus, as the target, two round trips to the
+/// rendezvous) so the other side's extra sockets have opened their mappings first.
+const SPRAY_DELAY: Duration = Duration::from_millis(25);
+/// How long the extra socket of a punched path waits for a connection on it.
+const EXTRA_SOCKET_WAIT: Duration = Duration::from_secs(10);
+
+/// This side's part in the birthday technique, for one punch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Birthday {
+    /// Neither: both mappings endpoint-independent (a plain punch works), both dependent
+    /// (nothing works; the relay will), or one of them unknown.
+    None,
+    /// This side's NAT maps endpoint-dependently and the peer's does not: open extra
+    /// sockets, each a mapping the peer may hit.
+    Open,
+    /// This side's NAT maps endpoint-independently and the peer's does not: probe random
+    /// ports of the peer's NAT, from `after` on.
+    Spray {
+        /// Delay before the first spray probe.
+        after: Duration,
+    },
+}
+
+impl Birthday {
+    pub(crate) fn plan(own: Option<Mapping>, peer: Option<Mapping>, spray_after: Duration) -> Self {
+        match (own, peer) {
+            (Some(Mapping::Dependent), Some(Mapping::Independent)) => Self::Open,
+            (Some(Mapping::Independent), Some(Mapping::Dependent)) => {
+                Self::Spray { after: spray_after }
+            }
+            _ => Self::None,
+        }
+    }
+}
+
+/// Keeps the extra socket a punched path runs through open while the connection on that
+/// path lives: waits (at most [`EXTRA_SOCKET_WAIT`]) for a connection to `peer` at
+/// `remote`, then until it closes.
+async fn hold_extra_socket(net: Weak<Net>, peer: PeerId, remote: SocketAddr, socket: ExtraSocket) {
+    let deadline = Instant::now() + EXTRA_SOCKET_WAIT;
+    let conn = loop {
+        let Some(n) = net.upgrade() else { return };
+        if let Some(c) = n
+            .connected(&peer)
+            .filter(|c| canonical(c.remote_address()) == remote)
+        {
+            break c;
+        }
+        drop(n);
+        if Instant::now() >= deadline {
+            tracing::debug!(local = %socket.local_addr(), "no connection on the punched extra socket");
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let reason = conn.closed().await;
+    tracing::debug!(local = %socket.local_addr(), %reason, "connection on the extra socket closed");
+}
 
 fn random<const N: usize>() -> Result<[u8; N]> {
     let mut b = [0u8; N];
@@ -82,23 +142,37 @@ fn own_candidates(nat: &NatService, net: &Net) -> Vec<SocketAddr> {
 }
 
 impl NatService {
-    /// Punches towards `remote` at `candidates` in session `nonce`; resolves to the punched
-    /// remote address as soon as one is proven. The punch keeps answering the peer's probes
-    /// for its linger time afterwards, in the background.
+    /// This node's NAT mapping behaviour, as far as its observations tell.
+    pub(crate) fn own_mapping(&self, net: &Net) -> Option<Mapping> {
+        let local = net.endpoint.local_addr().ok()?;
+        self.status(local).mapping.map(Mapping::of)
+    }
+
+    /// Punches towards `remote` at `candidates` in session `nonce`, playing `birthday`'s
+    /// part; resolves to the punched remote address as soon as one is proven. The punch
+    /// keeps answering the peer's probes for its linger time afterwards, in the background.
     pub(crate) async fn punch(
         self: &Arc<Self>,
         net: &Arc<Net>,
         remote: PeerId,
         nonce: [u8; 16],
         candidates: Vec<SocketAddr>,
+        birthday: Birthday,
     ) -> Result<SocketAddr> {
         let in_flight = lock(&self.punch_waiters).len();
         if in_flight >= self.config.max_in_flight {
             return Err(Error::Nat(format!("{in_flight} punches in flight: busy")));
         }
         let (inbox, mut rx) = mpsc::channel(PER_TASK_QUEUE);
-        if lock(&self.punch_waiters).insert(nonce, inbox).is_some() {
-            return Err(Error::Nat("punch session nonce already in use".into()));
+        // Two rendezvous introducing the same session must not take the running punch's
+        // datagrams away from it: the second is refused and the first keeps its inbox.
+        match lock(&self.punch_waiters).entry(nonce) {
+            std::collections::hash_map::Entry::Occupied(_) => {
+                return Err(Error::Nat("punch session nonce already in use".into()));
+            }
+            std::collections::hash_map::Entry::Vacant(slot) => {
+                slot.insert(inbox);
+            }
         }
         let local = net.endpoint.local_addr()?;
         let session = PunchSession {
@@ -114,10 +188,35 @@ impl NatService {
             random()?,
             Instant::now(),
         );
+        let mut extras: Option<ExtraSockets> = None;
+        match (birthday, candidates.first()) {
+            (Birthday::Open, Some(_)) if self.config.birthday_sockets > 0 => {
+                match self.side.open_extra_sockets(self.config.birthday_sockets) {
+                    Ok(opened) => {
+                        punch = punch.with_extra_sockets(opened.addrs());
+                        extras = Some(opened);
+                    }
+                    Err(e) => {
+                        tracing::debug!(error = %e, "no extra sockets for the birthday technique")
+                    }
+                }
+            }
+            (Birthday::Spray { after }, Some(first)) if self.config.birthday_ports > 0 => {
+                punch = punch.with_spray(SprayConfig {
+                    ip: first.ip(),
+                    ports: self.config.birthday_ports,
+                    per_round: self.config.birthday_ports_per_round,
+                    start: Instant::now() + after,
+                });
+            }
+            _ => {}
+        }
         self.counters.punches_started.fetch_add(1, Relaxed);
         let (found, result) = oneshot::channel();
         let nat = Arc::clone(self);
-        let span = tracing::debug_span!("p2pf.punch", peer = %remote.short(), ?candidates);
+        let weak = Arc::downgrade(net);
+        let span =
+            tracing::debug_span!("p2pf.punch", peer = %remote.short(), ?candidates, ?birthday);
         net.spawn(
             async move {
                 let _waiter = Waiter {
@@ -125,19 +224,26 @@ impl NatService {
                     key: nonce,
                 };
                 let mut found = Some(found);
+                // The extra socket the punched path runs through, if it is not the QUIC socket.
+                let mut kept: Option<(SocketAddr, ExtraSocket)> = None;
                 loop {
                     match punch.poll(Instant::now()) {
-                        PunchPoll::Transmit { to, bytes } => {
-                            if let Err(e) = nat.side.send_to(&bytes, to).await {
-                                tracing::debug!(%to, error = %e, "probe not sent");
+                        PunchPoll::Transmit { via, to, bytes } => {
+                            let sent = match via {
+                                Some(via) => nat.side.send_via(via, &bytes, to).await,
+                                None => nat.side.send_to(&bytes, to).await,
+                            };
+                            if let Err(e) = sent {
+                                tracing::debug!(%to, ?via, error = %e, "probe not sent");
                             }
                         }
                         PunchPoll::WaitUntil(at) => {
                             tokio::select! {
                                 () = tokio::time::sleep_until(at.into()) => {}
-                                got = rx.recv() => if let Some((from, bytes)) = got {
+                                got = rx.recv() => if let Some(d) = got {
+                                    let from = d.from;
                                     let before = punch.stats();
-                                    punch.handle_datagram(Instant::now(), from, &bytes);
+                                    punch.handle_datagram_via(Instant::now(), d.via, from, &d.data);
                                     let after = punch.stats();
                                     // An ack proves both directions. An authentic probe
                                     // proves the peer's NAT has a mapping towards us at
@@ -148,8 +254,17 @@ impl NatService {
                                     let proven = after.acks_received > before.acks_received
                                         || after.probes_received > before.probes_received;
                                     if proven && let Some(f) = found.take() {
+                                        // On an extra socket: it carries the peer's QUIC
+                                        // packets from now on; the others close.
+                                        let path = d.via.and_then(|via| extras.take()?.keep(via));
+                                        extras = None;
+                                        if let Some(socket) = path {
+                                            socket.route(from);
+                                            nat.counters.birthday_paths.fetch_add(1, Relaxed);
+                                            kept = Some((from, socket));
+                                        }
                                         nat.counters.punches_succeeded.fetch_add(1, Relaxed);
-                                        tracing::debug!(%from, "path punched");
+                                        tracing::debug!(%from, via = ?d.via, "path punched");
                                         let _ = f.send(Ok(from));
                                     }
                                 },
@@ -159,6 +274,10 @@ impl NatService {
                             if let (Err(e), Some(f)) = (r, found.take()) {
                                 nat.counters.punches_failed.fetch_add(1, Relaxed);
                                 let _ = f.send(Err(Error::Nat(e.to_string())));
+                            }
+                            drop(extras);
+                            if let Some((from, socket)) = kept {
+                                hold_extra_socket(weak, remote, from, socket).await;
                             }
                             return;
                         }
@@ -188,10 +307,12 @@ impl NatService {
             ));
         }
         let nonce = Nonce(random()?);
+        let own_mapping = self.own_mapping(net);
         let request = Signal::Introduce {
             target,
             nonce,
             candidates: own_candidates(self, net),
+            mapping: own_mapping,
         };
         let mut asks = JoinSet::new();
         for conn in rendezvous {
@@ -199,9 +320,15 @@ impl NatService {
             asks.spawn(async move { (conn.peer_id(), exchange(&conn, &request).await) });
         }
         let mut reasons = Vec::new();
-        let candidates = loop {
+        let (candidates, peer_mapping) = loop {
             match asks.join_next().await {
-                Some(Ok((_, Ok(Signal::Candidates { candidates })))) => break candidates,
+                Some(Ok((
+                    _,
+                    Ok(Signal::Candidates {
+                        candidates,
+                        mapping,
+                    }),
+                ))) => break (candidates, mapping),
                 Some(Ok((via, Ok(Signal::Refused { reason })))) => {
                     reasons.push(format!("{}: {reason}", via.short()))
                 }
@@ -220,7 +347,10 @@ impl NatService {
             }
         };
         asks.abort_all();
-        let remote = self.punch(net, target, nonce.0, candidates).await?;
+        let birthday = Birthday::plan(own_mapping, peer_mapping, SPRAY_DELAY);
+        let remote = self
+            .punch(net, target, nonce.0, candidates, birthday)
+            .await?;
         let conn = net.endpoint.connect(target, &[remote]).await?;
         self.counters.punched_connections.fetch_add(1, Relaxed);
         Ok(conn)
@@ -245,15 +375,22 @@ impl NatService {
                 target,
                 nonce,
                 candidates,
+                mapping,
             }) => {
-                self.introduce(&net, &conn, target, nonce, &candidates)
+                self.introduce(&net, &conn, target, nonce, &candidates, mapping)
                     .await
             }
             Ok(Signal::Introduced {
                 from,
                 nonce,
                 candidates,
-            }) => self.introduced(&net, from, nonce, candidates),
+                mapping,
+            }) => {
+                // Two round trips to the rendezvous: the Candidates answer reaching the
+                // initiator, and its extra sockets' first datagrams leaving.
+                let spray_after = SPRAY_DELAY + conn.rtt() * 2;
+                self.introduced(&net, from, nonce, candidates, mapping, spray_after)
+            }
             Ok(other) => Signal::Refused {
                 reason: format!("not a request: {other:?}"),
             },
@@ -274,6 +411,7 @@ impl NatService {
         target: PeerId,
         nonce: Nonce,
         candidates: &[SocketAddr],
+        mapping: Option<Mapping>,
     ) -> Signal {
         let refuse = |reason: String| Signal::Refused { reason };
         if !self.config.rendezvous {
@@ -292,12 +430,17 @@ impl NatService {
             from: dialer.peer_id(),
             nonce,
             candidates: with_first(Some(canonical(dialer.remote_address())), candidates),
+            mapping,
         };
         match exchange(&to, &forwarded).await {
-            Ok(Signal::Candidates { candidates }) => {
+            Ok(Signal::Candidates {
+                candidates,
+                mapping,
+            }) => {
                 self.counters.introductions_served.fetch_add(1, Relaxed);
                 Signal::Candidates {
                     candidates: with_first(Some(canonical(to.remote_address())), &candidates),
+                    mapping,
                 }
             }
             Ok(Signal::Refused { reason }) => {
@@ -315,6 +458,8 @@ impl NatService {
         from: PeerId,
         nonce: Nonce,
         candidates: Vec<SocketAddr>,
+        peer_mapping: Option<Mapping>,
+        spray_after: Duration,
     ) -> Signal {
         if from == net.local {
             return Signal::Refused {
@@ -327,14 +472,19 @@ impl NatService {
             };
         }
         let mine = own_candidates(self, net);
+        let own_mapping = self.own_mapping(net);
+        let birthday = Birthday::plan(own_mapping, peer_mapping, spray_after);
         let nat = Arc::clone(self);
         let net2 = Arc::clone(net);
         net.spawn(async move {
             // The dialer completes the handshake; here the punch only opens our NAT.
-            if let Err(e) = nat.punch(&net2, from, nonce.0, candidates).await {
+            if let Err(e) = nat.punch(&net2, from, nonce.0, candidates, birthday).await {
                 tracing::debug!(peer = %from.short(), error = %e, "punch (as target) failed");
             }
         });
-        Signal::Candidates { candidates: mine }
+        Signal::Candidates {
+            candidates: mine,
+            mapping: own_mapping,
+        }
     }
 }

@@ -24,6 +24,9 @@ pub(crate) enum Signal {
         target: PeerId,
         nonce: Nonce,
         candidates: Vec<SocketAddr>,
+        /// The initiator's NAT mapping, if it knows it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        mapping: Option<Mapping>,
     },
     /// Rendezvous → target: `from` (proven by its connection to the rendezvous) asks to punch.
     /// The rendezvous puts the address it sees `from` at first in `candidates`.
@@ -31,12 +34,40 @@ pub(crate) enum Signal {
         from: PeerId,
         nonce: Nonce,
         candidates: Vec<SocketAddr>,
+        /// The initiator's NAT mapping, as it said.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        mapping: Option<Mapping>,
     },
     /// The answer to either: the target's candidates (the rendezvous puts the address it
     /// sees the target at first). The target starts punching when it sends this.
-    Candidates { candidates: Vec<SocketAddr> },
+    Candidates {
+        candidates: Vec<SocketAddr>,
+        /// The target's NAT mapping, if it knows it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        mapping: Option<Mapping>,
+    },
     /// Refused, with a reason a person can act on.
     Refused { reason: String },
+}
+
+/// How a side's NAT maps, as it observed itself ([`crate::NatStatus::mapping`]): the two
+/// sides pick the birthday technique when exactly one of them maps endpoint-dependently.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum Mapping {
+    /// One public port for every destination.
+    Independent,
+    /// A public port per destination ("symmetric").
+    Dependent,
+}
+
+impl Mapping {
+    pub(crate) fn of(behaviour: p2p_foundation_nat::MappingBehaviour) -> Self {
+        match behaviour {
+            p2p_foundation_nat::MappingBehaviour::EndpointIndependent => Self::Independent,
+            _ => Self::Dependent,
+        }
+    }
 }
 
 /// A punch session nonce (16 bytes, hex on the wire).
@@ -84,7 +115,7 @@ impl Signal {
         let candidates = match &signal {
             Signal::Introduce { candidates, .. }
             | Signal::Introduced { candidates, .. }
-            | Signal::Candidates { candidates } => candidates.len(),
+            | Signal::Candidates { candidates, .. } => candidates.len(),
             Signal::Refused { .. } => 0,
         };
         if candidates > MAX_CANDIDATES {
@@ -122,13 +153,18 @@ mod tests {
                 target: Keypair::generate().peer_id(),
                 nonce: Nonce([7; 16]),
                 candidates: vec!["203.0.113.1:4000".parse().expect("addr")],
+                mapping: Some(Mapping::Dependent),
             },
             Signal::Introduced {
                 from: Keypair::generate().peer_id(),
                 nonce: Nonce([0xab; 16]),
                 candidates: vec!["[2001:db8::1]:4000".parse().expect("addr")],
+                mapping: None,
             },
-            Signal::Candidates { candidates: vec![] },
+            Signal::Candidates {
+                candidates: vec![],
+                mapping: Some(Mapping::Independent),
+            },
             Signal::Refused {
                 reason: "not connected".into(),
             },
@@ -136,6 +172,20 @@ mod tests {
         for m in msgs {
             assert_eq!(Signal::decode(&m.encode()), Ok(m));
         }
+        // The mapping is optional on the wire, and its values are spelled out.
+        let bare = br#"{"type":"candidates","candidates":[]}"#;
+        assert_eq!(
+            Signal::decode(bare),
+            Ok(Signal::Candidates {
+                candidates: vec![],
+                mapping: None
+            })
+        );
+        let dependent = Signal::Candidates {
+            candidates: vec![],
+            mapping: Some(Mapping::Dependent),
+        };
+        assert!(String::from_utf8_lossy(&dependent.encode()).contains(r#""mapping":"dependent""#));
     }
 
     #[test]
@@ -151,7 +201,10 @@ mod tests {
         let many: Vec<SocketAddr> = (1..=9u16)
             .map(|p| SocketAddr::from(([203, 0, 113, 1], p)))
             .collect();
-        let m = Signal::Candidates { candidates: many };
+        let m = Signal::Candidates {
+            candidates: many,
+            mapping: None,
+        };
         assert!(Signal::decode(&m.encode()).unwrap_err().contains("exceed"));
     }
 

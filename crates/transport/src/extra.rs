@@ -146,6 +146,37 @@ impl ExtraTable {
         self.routed.store(routes.len(), Relaxed);
     }
 
+    /// Replies go out where the peer's packets come in: a QUIC datagram from `remote` on
+    /// the extra socket `via` routes `remote` through that socket; one on the QUIC socket
+    /// (`via` = `None`) removes its route. Two sides that each proved a different one of a
+    /// punch's many paths thus settle on the one the dialer's handshake took.
+    pub(crate) fn learn(&self, remote: SocketAddr, via: Option<SocketAddr>) {
+        if via.is_none() && self.routed.load(Relaxed) == 0 {
+            return;
+        }
+        let remote = canonical(remote);
+        if read(&self.routes).get(&remote).copied() == via {
+            return;
+        }
+        let mut routes = write(&self.routes);
+        match via {
+            Some(via) => {
+                // Only sockets still open carry routes.
+                if read(&self.sockets).iter().any(|(a, _)| *a == via) {
+                    routes.insert(remote, via);
+                }
+            }
+            None => {
+                routes.remove(&remote);
+            }
+        }
+        self.routed.store(routes.len(), Relaxed);
+    }
+
+    fn routed_via(&self, remote: SocketAddr) -> Option<SocketAddr> {
+        read(&self.routes).get(&canonical(remote)).copied()
+    }
+
     /// The extra socket that carries packets to `destination`, if one was routed.
     pub(crate) fn route_for(&self, destination: SocketAddr) -> Option<Socket> {
         if self.routed.load(Relaxed) == 0 {
@@ -236,6 +267,23 @@ impl ExtraSockets {
     /// The local addresses of the sockets.
     pub fn addrs(&self) -> &[SocketAddr] {
         &self.addrs
+    }
+
+    /// Sends every QUIC packet for `remote` through the socket at `local` (one of these),
+    /// until a QUIC packet from `remote` arrives on another socket: replies follow the
+    /// peer's packets (see [`keep_routed`](Self::keep_routed)).
+    pub fn route(&self, local: SocketAddr, remote: SocketAddr) {
+        if self.addrs.contains(&local) {
+            self.table.route(remote, local);
+        }
+    }
+
+    /// Keeps the one of these sockets that `remote`'s packets are routed through now (by
+    /// [`route`](Self::route) or because its QUIC packets last arrived there) and closes
+    /// the rest; `None` (and all closed) if none of them is.
+    pub fn keep_routed(self, remote: SocketAddr) -> Option<ExtraSocket> {
+        let local = self.table.routed_via(remote)?;
+        self.keep(local)
     }
 
     /// Closes every socket but the one at `local`, which stays open as long as the

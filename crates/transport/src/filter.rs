@@ -449,6 +449,11 @@ impl AsyncUdpSocket for FilteredSocket {
                 Poll::Pending => return Poll::Pending,
             };
             let kept = self.filter.retain(bufs, meta, n, via);
+            if let Some(extras) = self.extras() {
+                for m in &meta[..kept] {
+                    extras.learn(m.addr, via);
+                }
+            }
             if kept > 0 || n == 0 {
                 return Poll::Ready(Ok(kept));
             }

@@ -205,11 +205,11 @@ async fn extra_sockets_take_claimed_datagrams_and_carry_a_routed_peers_quic() {
         let (n, from) = outsider.recv_from(&mut buf).await.unwrap();
         assert_eq!((&buf[..n], from), (&b"from the extra"[..], third));
 
-        // Kept and routed, it carries a peer's QUIC connection both ways.
+        // Kept, it carries a peer's QUIC connection both ways: replies follow the peer's
+        // packets to the socket they arrive on, with no explicit route.
         let kept = extras.keep(third).expect("one of them");
         assert_eq!(side.stats().extra_sockets, 1);
         let client = endpoint(Listen::loopback_v4()).await;
-        kept.route(client.local_addr().unwrap());
         let conn = client.connect_quic(server.peer_id(), third).await.unwrap();
         assert_eq!(
             echo(&conn, "/echo/1", b"through the extra").await,

@@ -101,7 +101,8 @@ pub struct NatStats {
     pub introductions_refused: u64,
     /// Connections dialled on a punched path.
     pub punched_connections: u64,
-    /// Punched paths found by the birthday technique on one of this node's extra sockets.
+    /// Punched paths first proven on one of this node's extra sockets (the birthday
+    /// technique's endpoint-dependent side).
     pub birthday_paths: u64,
 }
 

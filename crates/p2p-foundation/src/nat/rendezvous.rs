@@ -224,8 +224,8 @@ impl NatService {
                     key: nonce,
                 };
                 let mut found = Some(found);
-                // The extra socket the punched path runs through, if it is not the QUIC socket.
-                let mut kept: Option<(SocketAddr, ExtraSocket)> = None;
+                // The peer's address on the punched path, once proven.
+                let mut punched: Option<SocketAddr> = None;
                 loop {
                     match punch.poll(Instant::now()) {
                         PunchPoll::Transmit { via, to, bytes } => {
@@ -255,14 +255,14 @@ impl NatService {
                                         || after.probes_received > before.probes_received;
                                     if proven && let Some(f) = found.take() {
                                         // On an extra socket: it carries the peer's QUIC
-                                        // packets from now on; the others close.
-                                        let path = d.via.and_then(|via| extras.take()?.keep(via));
-                                        extras = None;
-                                        if let Some(socket) = path {
-                                            socket.route(from);
+                                        // packets, unless the peer's handshake arrives on
+                                        // another (the transport follows it). The rest stay
+                                        // open until the punch ends.
+                                        if let (Some(via), Some(e)) = (d.via, &extras) {
+                                            e.route(via, from);
                                             nat.counters.birthday_paths.fetch_add(1, Relaxed);
-                                            kept = Some((from, socket));
                                         }
+                                        punched = Some(from);
                                         nat.counters.punches_succeeded.fetch_add(1, Relaxed);
                                         tracing::debug!(%from, via = ?d.via, "path punched");
                                         let _ = f.send(Ok(from));
@@ -275,7 +275,11 @@ impl NatService {
                                 nat.counters.punches_failed.fetch_add(1, Relaxed);
                                 let _ = f.send(Err(Error::Nat(e.to_string())));
                             }
-                            drop(extras);
+                            // The extra socket the path runs through (if any) stays
+                            // open while the connection on it lives; the rest close.
+                            let kept = punched
+                                .zip(extras)
+                                .and_then(|(from, e)| Some((from, e.keep_routed(from)?)));
                             if let Some((from, socket)) = kept {
                                 hold_extra_socket(weak, remote, from, socket).await;
                             }

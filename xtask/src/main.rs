@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! cargo xtask ci                          the whole check (the README's test command)
+//! cargo xtask lab                         the NAT-lab tests (as root; CI=true, so none skips)
 //! cargo xtask bench [SUITE ...] [--record]  benchmark suites -> target/bench-results/<suite>.json
 //! cargo xtask record [SUITE ...]         append results already measured to docs/benchmarks.md
 //! cargo xtask fuzz TARGET [--seconds N]   run one cargo-fuzz target
@@ -20,12 +21,14 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let outcome = match args.first().map(String::as_str) {
         Some("ci") => ci(&args[1..]),
+        Some("lab") => lab(),
         Some("bench") => bench(&args[1..]),
         Some("fuzz") => fuzz(&args[1..]),
         Some("record") => record(&args[1..]),
         _ => {
             eprintln!(
-                "usage:\n  cargo xtask ci [--skip-slow-checks]\n  cargo xtask bench [SUITE ...] [--record]\n  \
+                "usage:\n  cargo xtask ci [--skip-slow-checks]\n  cargo xtask lab\n  \
+                 cargo xtask bench [SUITE ...] [--record]\n  \
                  cargo xtask record [SUITE ...]\n  \
                  cargo xtask fuzz TARGET [--seconds N]\n\nsuites: {}",
                 suites()
@@ -80,13 +83,49 @@ fn has_nextest() -> bool {
         .is_ok_and(|s| s.success())
 }
 
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.trim_ascii() == b"0")
+}
+
+/// `cargo xtask lab`: the NAT-lab tests (network namespaces and nftables NATs), with
+/// `CI=true` so that none of them skips.
+fn lab() -> Result<()> {
+    if !is_root() {
+        return Err(
+            "the NAT lab needs root (it creates network namespaces and nftables \
+                    NATs): run `sudo -E cargo xtask lab`"
+                .into(),
+        );
+    }
+    let runner: &[&str] = if has_nextest() {
+        &["nextest", "run", "--no-fail-fast"]
+    } else {
+        &["test", "--no-fail-fast"]
+    };
+    let mut failures = Vec::new();
+    for package in ["p2p-foundation-nat", "p2p-foundation"] {
+        let mut cmd = cargo();
+        cmd.args(runner)
+            .args(["-p", package, "--test", "nat_lab"])
+            .env("CI", "true");
+        if let Err(e) = run(&format!("NAT lab ({package})"), cmd) {
+            failures.push(e);
+        }
+    }
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(failures.join("; "))
+    }
+}
+
 fn ci(args: &[String]) -> Result<()> {
     let start = Instant::now();
     let skip_slow = args.iter().any(|a| a == "--skip-slow-checks");
-    let is_root = Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| o.stdout.starts_with(b"0"));
+    let is_root = is_root();
     println!(
         "p2p-foundation CI: running as {}{}",
         if is_root {

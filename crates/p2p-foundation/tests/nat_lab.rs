@@ -359,11 +359,95 @@ async fn echo_node(lab: &Lab, side: Side, seeds: Vec<(PeerId, SocketAddr)>) -> L
             .with_mcp_server()
     })
     .await;
+    serve_echo(&node).await;
+    node
+}
+
+/// Registers and publishes the echo tool on `node` (built `with_mcp_server`).
+async fn serve_echo(node: &LabNode) {
     node.node.mcp().register_tool(echo_tool()).expect("tool");
     node.run(|n| async move { n.mcp().register_service("echo", &["echo"]).await })
         .await
         .unwrap_or_else(|e| panic!("publish the echo service: {e}"));
-    node
+}
+
+/// Its NAT forgets every mapping (conntrack flushed) in the middle of a stream of calls: A's
+/// next packets leave from a new public port, the connection follows them (QUIC
+/// migration: P validates the new path), and every call completes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transfer_survives_the_nat_forgetting_every_mapping() {
+    if !lab::can_run("a_transfer_survives_the_nat_forgetting_every_mapping") {
+        return;
+    }
+    init_tracing();
+    guard(async {
+        const CALLS: usize = 150;
+        let lab = Lab::new(NatKind::EndpointDependent, NatKind::Public);
+        let p = LabNode::start(&lab.ns("pub"), || {
+            P2PNode::builder()
+                .listen(addr(PUBLIC_1, 4000))
+                .with_mcp_server()
+        })
+        .await;
+        serve_echo(&p).await;
+        let p_id = p.node.peer_id();
+        let a = lan_node(&lab, Side::A, vec![p.contact()]).await;
+        let a_id = a.node.peer_id();
+        let before = p.node.connection_info(&a_id).expect("P sees A").remote;
+        let payload = "x".repeat(16 * 1024);
+        let only_p = RouteOptions {
+            only: Some(p_id),
+            ..RouteOptions::default()
+        };
+        let start = Instant::now();
+        let mut slowest = Duration::ZERO;
+        for i in 0..CALLS {
+            if i == CALLS / 3 {
+                lab.flush_conntrack(Side::A);
+            }
+            let arguments = json!({ "i": i, "data": payload })
+                .as_object()
+                .cloned()
+                .unwrap_or_default();
+            let only_p = only_p.clone();
+            let call = Instant::now();
+            let routed = a
+                .run(move |node| async move {
+                    node.mcp()
+                        .call_with(Query::tool("echo"), arguments, only_p)
+                        .await
+                })
+                .await
+                .unwrap_or_else(|e| panic!("call {i} (flush before call {}): {e}", CALLS / 3));
+            slowest = slowest.max(call.elapsed());
+            let out = routed.result.structured_content.expect("structured");
+            assert_eq!(out["echo"]["i"], json!(i), "call {i} answered in order");
+            assert_eq!(
+                out["echo"]["data"].as_str().map(str::len),
+                Some(payload.len())
+            );
+        }
+        let took = start.elapsed();
+        let after = p
+            .node
+            .connection_info(&a_id)
+            .expect("P still sees A")
+            .remote;
+        eprintln!(
+            "{CALLS} calls of 16 KiB (conntrack flushed before call {}): {took:?}, slowest call \
+             {slowest:?}; P saw A at {before}, now at {after}",
+            CALLS / 3
+        );
+        assert_ne!(before, after, "the flushed NAT gave A a new public port");
+        assert_eq!(after.ip().to_string(), Side::A.public_ip());
+        assert_eq!(
+            a.node.connection_info(&p_id).map(|i| i.path),
+            Some(PathKind::Quic)
+        );
+        a.stop().await;
+        p.stop().await;
+    })
+    .await;
 }
 
 /// Waits (bounded) until `node` holds a reservation at a relay.

@@ -508,3 +508,74 @@ impl LabNode {
         rt.run(async move { node.shutdown().await }).await;
     }
 }
+
+/// `ip:port` as a socket address.
+pub fn sock(ip: &str, port: u16) -> SocketAddr {
+    SocketAddr::new(ip.parse().expect("an IP address"), port)
+}
+
+/// Waits until `done(node)` holds, woken by the node's peer events and re-checked every
+/// 100 ms, for at most `limit`. Returns whether it held in time.
+pub async fn wait_for(
+    node: &LabNode,
+    limit: std::time::Duration,
+    done: impl Fn(&P2PNode) -> bool,
+) -> bool {
+    let deadline = tokio::time::Instant::now() + limit;
+    let mut events = node.node.peer_events();
+    while !done(&node.node) {
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        let _ = tokio::time::timeout(std::time::Duration::from_millis(100), events.recv()).await;
+    }
+    true
+}
+
+/// The bytes a relay forwarded, as its [`p2p_foundation::RelayConfig::forward_tap`] saw them.
+pub type Captured = Arc<std::sync::Mutex<Vec<u8>>>;
+
+/// A relay configuration (`serve = true`) whose tap keeps every forwarded byte in the
+/// returned buffer.
+pub fn tapped_relay() -> (p2p_foundation::RelayConfig, Captured) {
+    let captured: Captured = Arc::default();
+    let sink = Arc::clone(&captured);
+    let mut config = p2p_foundation::RelayConfig::default();
+    config.serve = true;
+    config.forward_tap = Some(Arc::new(move |chunk: &[u8]| {
+        let mut all = sink.lock().unwrap_or_else(|p| p.into_inner());
+        all.extend_from_slice(chunk);
+    }));
+    (config, captured)
+}
+
+/// How many times `needle` occurs in `haystack` (overlaps counted).
+pub fn occurrences(haystack: &[u8], needle: &[u8]) -> usize {
+    if needle.is_empty() {
+        return 0;
+    }
+    haystack
+        .windows(needle.len())
+        .filter(|w| *w == needle)
+        .count()
+}
+
+/// A 5×5 table over [`NatKind::ALL`]: rows are side A's NAT, columns side B's, each cell
+/// `cell(a, b)` (at most 20 characters wide).
+pub fn matrix_table(cell: impl Fn(NatKind, NatKind) -> String) -> String {
+    let header: String = NatKind::ALL
+        .iter()
+        .map(|k| format!("| {:<20}", k.name()))
+        .collect();
+    let rows = NatKind::ALL.iter().map(|&a| {
+        let cells: String = NatKind::ALL
+            .iter()
+            .map(|&b| format!("| {:<20}", cell(a, b)))
+            .collect();
+        format!("{:<9}{cells}", a.name())
+    });
+    std::iter::once(format!("A \\ B    {header}"))
+        .chain(rows)
+        .collect::<Vec<_>>()
+        .join("\n")
+}

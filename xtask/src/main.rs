@@ -11,9 +11,9 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use p2p_foundation_benchkit::Report;
+use p2p_foundation_benchkit::{RECORD_MAX_LOAD, Report, load_average};
 
 type Result<T> = std::result::Result<T, String>;
 
@@ -318,6 +318,21 @@ fn bench(args: &[String]) -> Result<()> {
     let results = root().join("target").join("bench-results");
     let mut reports = Vec::new();
     for suite in chosen {
+        if record {
+            // Compiling loads the cores for minutes: build first, then let the load settle
+            // so the suite starts on an idle machine and its figures may be recorded.
+            let mut build = cargo();
+            build.args([
+                "bench",
+                "--no-run",
+                "-p",
+                &suite.package,
+                "--bench",
+                &suite.name,
+            ]);
+            run(&format!("build bench {}", suite.name), build)?;
+            wait_for_idle()?;
+        }
         let mut cmd = cargo();
         cmd.args(["bench", "-p", &suite.package, "--bench", &suite.name])
             .env("P2PF_BENCH_DIR", &results);
@@ -341,6 +356,37 @@ fn bench(args: &[String]) -> Result<()> {
         record_reports(&reports)?;
     }
     Ok(())
+}
+
+/// Waits (at most five minutes) until the one-minute load average is at most
+/// [`RECORD_MAX_LOAD`], so a recorded suite starts on an idle machine.
+fn wait_for_idle() -> Result<()> {
+    const PATIENCE: Duration = Duration::from_secs(300);
+    let start = Instant::now();
+    let mut said = false;
+    loop {
+        let Some(load) = load_average() else {
+            return Err("no /proc/loadavg: --record needs the load average (Linux)".into());
+        };
+        if load <= RECORD_MAX_LOAD {
+            return Ok(());
+        }
+        if start.elapsed() >= PATIENCE {
+            return Err(format!(
+                "the 1-minute load average is still {load:.2} after {} s, above \
+                 {RECORD_MAX_LOAD}: figures from a loaded machine are not recorded. Stop \
+                 other builds, tests and helpers, then run again",
+                PATIENCE.as_secs()
+            ));
+        }
+        if !said {
+            println!(
+                "    load average {load:.2} > {RECORD_MAX_LOAD}: waiting for the machine to idle"
+            );
+            said = true;
+        }
+        std::thread::sleep(Duration::from_secs(5));
+    }
 }
 
 /// `cargo xtask record [SUITE ...]`: appends results already in `target/bench-results` (from an
@@ -373,6 +419,13 @@ fn record(args: &[String]) -> Result<()> {
 }
 
 fn record_reports(reports: &[Report]) -> Result<()> {
+    let refused: Vec<String> = reports.iter().filter_map(Report::unrecordable).collect();
+    if !refused.is_empty() {
+        return Err(format!(
+            "nothing recorded in docs/benchmarks.md:\n  {}",
+            refused.join("\n  ")
+        ));
+    }
     let path = root().join("docs").join("benchmarks.md");
     let mut doc = std::fs::read_to_string(&path).unwrap_or_default();
     let date = Command::new("date")

@@ -62,9 +62,49 @@ pub struct Report {
     pub machine: String,
     /// The figures.
     pub results: Vec<Figure>,
+    /// One-minute load average when the suite started ([`load_average`]); `None` where the
+    /// system does not say, and in reports written before this field existed.
+    #[serde(default)]
+    pub load_start: Option<f64>,
+    /// One-minute load average when the suite finished.
+    #[serde(default)]
+    pub load_end: Option<f64>,
 }
 
 impl Report {
+    /// Why these figures must not be recorded, if they must not: the suite started on a
+    /// machine whose one-minute load average was above [`RECORD_MAX_LOAD`] (or unknown).
+    ///
+    /// ```
+    /// use p2p_foundation_benchkit::Report;
+    ///
+    /// let report = Report {
+    ///     suite: "t".into(),
+    ///     machine: "test".into(),
+    ///     results: vec![],
+    ///     load_start: Some(3.2),
+    ///     load_end: Some(3.0),
+    /// };
+    /// assert!(report.unrecordable().unwrap().contains("3.20"));
+    /// ```
+    pub fn unrecordable(&self) -> Option<String> {
+        match self.load_start {
+            Some(load) if load <= RECORD_MAX_LOAD => None,
+            Some(load) => Some(format!(
+                "suite `{}` started at load average {load:.2}, above {RECORD_MAX_LOAD}: \
+                 other work shared the cores and its figures would hide real gaps. Stop \
+                 builds, tests and helpers, wait until `uptime` shows a 1-minute load below \
+                 {RECORD_MAX_LOAD}, and run it again",
+                self.suite
+            )),
+            None => Some(format!(
+                "suite `{}` does not say the load average it started at (an old report, \
+                 or no /proc/loadavg): run it again on an idle Linux machine",
+                self.suite
+            )),
+        }
+    }
+
     /// Renders the report as a Markdown table.
     pub fn to_markdown(&self) -> String {
         let mut out = format!(
@@ -123,6 +163,8 @@ impl Suite {
                 suite: name.to_owned(),
                 machine: machine(),
                 results: Vec::new(),
+                load_start: load_average(),
+                load_end: None,
             },
             full,
         }
@@ -218,7 +260,13 @@ impl Suite {
 
     /// Prints the table and, in a full run, writes `target/bench-results/<suite>.json`.
     /// Returns the report.
-    pub fn finish(self) -> Report {
+    pub fn finish(mut self) -> Report {
+        self.report.load_end = load_average();
+        if let Some(end) = self.report.load_end {
+            self.report
+                .machine
+                .push_str(&format!(", {end:.2} at the end"));
+        }
         println!("\n{}", self.report.to_markdown());
         if self.full {
             let dir = results_dir();
@@ -314,6 +362,21 @@ pub fn machine() -> String {
     }
 }
 
+/// Above this one-minute load average at a suite's start, `cargo xtask bench --record`
+/// refuses to record its figures: on the project's 2-core machines, a loaded run flattened a
+/// 2x throughput gap to 1.02x.
+pub const RECORD_MAX_LOAD: f64 = 1.5;
+
+/// The one-minute load average (Linux `/proc/loadavg`), if the system reports it.
+pub fn load_average() -> Option<f64> {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
 /// Resident set size of this process in bytes (Linux), for memory figures.
 pub fn rss_bytes() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
@@ -325,6 +388,30 @@ pub fn rss_bytes() -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_idle_runs_are_recordable() {
+        let report = |load_start| Report {
+            suite: "t".into(),
+            machine: "m".into(),
+            results: vec![],
+            load_start,
+            load_end: None,
+        };
+        assert_eq!(report(Some(0.4)).unrecordable(), None);
+        assert_eq!(report(Some(RECORD_MAX_LOAD)).unrecordable(), None);
+        assert!(report(Some(1.51)).unrecordable().is_some());
+        assert!(
+            report(None)
+                .unrecordable()
+                .unwrap()
+                .contains("run it again")
+        );
+        // Reports written before the load fields existed still parse, and are refused.
+        let old: Report =
+            serde_json::from_str(r#"{"suite":"t","machine":"m","results":[]}"#).unwrap();
+        assert!(old.unrecordable().is_some());
+    }
 
     #[test]
     fn ratio_and_table() {

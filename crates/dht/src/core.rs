@@ -494,8 +494,9 @@ impl Dht {
         .map_err(|reason| DhtError::RecordRejected { reason })?;
         let key = record.payload().key;
         let limits = self.limits();
+        let owner = self.validator.is_owner(record.payload(), &record.signer());
         self.store
-            .put_record(now, wall, record.clone(), &limits)
+            .put_record(now, wall, record.clone(), owner, &limits)
             .map_err(|reason| DhtError::RecordRejected { reason })?;
         self.published.insert(key, record.clone());
         let kind = Kind::PutRecord(record.into_envelope());
@@ -721,7 +722,10 @@ impl Dht {
                     self.config.max_record_len,
                     &*self.validator,
                 )
-                .and_then(|record| self.store.put_record(now, wall, record, &limits));
+                .and_then(|record| {
+                    let owner = self.validator.is_owner(record.payload(), &record.signer());
+                    self.store.put_record(now, wall, record, owner, &limits)
+                });
                 Response::Stored {
                     accepted: self.note_rejection(result, from),
                 }

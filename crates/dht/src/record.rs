@@ -16,7 +16,8 @@ use crate::RejectReason;
 ///
 /// The key is inside the signed payload, so a record cannot be replayed under another key.
 /// A key holds one record: the publisher replaces it with a higher sequence number; another
-/// publisher can take the key over only once it has expired. Applications that want
+/// publisher can take the key over only once it has expired, or at once if the
+/// [`Validator::is_owner`] says the key is its own. Applications that want
 /// several publishers per name use provider records, or keys derived from the publisher.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Record {
@@ -83,6 +84,30 @@ pub trait Validator: Send + 'static {
     fn validate_record(&self, record: &Record, signer: &PeerId) -> bool {
         let _ = (record, signer);
         true
+    }
+
+    /// Whether `signer` owns `record.key`, so that its record replaces a live record another
+    /// signer stored there first. Without an owner, a key belongs to whoever stored a record
+    /// first until that record expires; keys derived from a peer's id (such as the node's
+    /// peer records) name their owner, and a squatter must not keep the owner out.
+    ///
+    /// ```
+    /// use p2p_foundation_dht::{Record, Validator};
+    /// use p2p_foundation_identity::{Key, PeerId};
+    ///
+    /// /// Keys `SHA-256("home/" ‖ peer id)` belong to that peer.
+    /// struct Homes;
+    /// impl Validator for Homes {
+    ///     fn is_owner(&self, record: &Record, signer: &PeerId) -> bool {
+    ///         let mut name = b"home/".to_vec();
+    ///         name.extend_from_slice(signer.as_bytes());
+    ///         record.key == Key::for_record(&name)
+    ///     }
+    /// }
+    /// ```
+    fn is_owner(&self, record: &Record, signer: &PeerId) -> bool {
+        let _ = (record, signer);
+        false
     }
 
     /// Whether `record`, signed by `signer`, may be stored and returned.
@@ -185,26 +210,30 @@ pub(crate) struct StoreLimits {
 }
 
 impl RecordStore {
-    /// Stores an already checked record, applying the replacement rules.
+    /// Stores an already checked record, applying the replacement rules. `owner`: the
+    /// record's signer owns its key ([`Validator::is_owner`]) and replaces another signer's
+    /// live record.
     pub(crate) fn put_record(
         &mut self,
         now: Instant,
         wall: SystemTime,
         record: Verified<Record>,
+        owner: bool,
         limits: &StoreLimits,
     ) -> Result<(), RejectReason> {
         let key = record.payload().key;
         let expires = local_expiry(now, wall, record.expires_at_ms(), limits.max_ttl);
         if let Some(old) = self.records.get_mut(&key) {
-            if old.expires > now {
-                if old.record.signer() != record.signer() {
-                    return Err(RejectReason::Conflict);
-                }
-                if record.seq() < old.record.seq()
-                    || (record.seq() == old.record.seq() && record != old.record)
-                {
-                    return Err(RejectReason::Stale);
-                }
+            if old.expires > now && old.record.signer() != record.signer() && !owner {
+                return Err(RejectReason::Conflict);
+            }
+            let same_signer = old.record.signer() == record.signer();
+            if old.expires > now
+                && same_signer
+                && (record.seq() < old.record.seq()
+                    || (record.seq() == old.record.seq() && record != old.record))
+            {
+                return Err(RejectReason::Stale);
             }
             old.record = record;
             old.expires = expires;

@@ -398,3 +398,47 @@ fn the_application_validator_decides() {
     assert!(store(&mut dht, now, 2, text.clone()));
     assert_eq!(find_value(&mut dht, now, key).as_deref(), Some(&text));
 }
+
+#[test]
+fn a_key_owner_replaces_a_squatter_but_not_the_reverse() {
+    /// Keys `SHA-256("home/" ‖ peer id)` belong to that peer.
+    struct Homes;
+    fn home(peer: &PeerId) -> Key {
+        let mut name = b"home/".to_vec();
+        name.extend_from_slice(peer.as_bytes());
+        Key::for_record(&name)
+    }
+    impl p2p_foundation_dht::Validator for Homes {
+        fn is_owner(&self, record: &Record, signer: &PeerId) -> bool {
+            record.key == home(signer)
+        }
+    }
+    let now = Instant::now();
+    let wall = SystemTime::now();
+    let mut dht = node(1, now, wall);
+    dht.set_validator(Homes);
+    let later = wall + Duration::from_secs(600);
+    let key = home(&kp(2).peer_id());
+
+    // A stranger stores first under peer 2's key, with a high sequence number.
+    let squat = signed(3, key, "squat", 1_000, later);
+    assert!(store(&mut dht, now, 3, squat));
+    // The owner replaces it, whatever its own sequence number.
+    let owned = signed(2, key, "mine", 1, later);
+    assert!(store(&mut dht, now, 2, owned.clone()));
+    assert_eq!(find_value(&mut dht, now, key).as_deref(), Some(&owned));
+    // The stranger cannot take it back, and the owner's own rules still hold.
+    assert!(!store(
+        &mut dht,
+        now,
+        3,
+        signed(3, key, "again", 2_000, later)
+    ));
+    assert!(!store(&mut dht, now, 2, signed(2, key, "older", 0, later)));
+    assert_eq!(find_value(&mut dht, now, key).as_deref(), Some(&owned));
+
+    // Without an owner the first signer keeps the key (the default validator).
+    let mut plain = node(1, now, wall);
+    assert!(store(&mut plain, now, 3, signed(3, key, "squat", 1, later)));
+    assert!(!store(&mut plain, now, 2, signed(2, key, "mine", 1, later)));
+}

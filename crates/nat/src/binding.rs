@@ -175,7 +175,7 @@ impl BindingTransaction {
         if self.result.is_some() || self.finished {
             return;
         }
-        if from != self.server {
+        if crate::canonical_addr(from) != crate::canonical_addr(self.server) {
             self.stats.wrong_source += 1;
             tracing::debug!(%from, server = %self.server, "dropped STUN datagram from the wrong address");
             return;
@@ -232,6 +232,28 @@ impl BindingTransaction {
 /// A request with unknown comprehension-required attributes gets error 420 listing them;
 /// otherwise a success response with XOR-MAPPED-ADDRESS, MAPPED-ADDRESS (for RFC 3489
 /// clients), SOFTWARE and FINGERPRINT.
+///
+/// The answer is never larger than the request (no amplification for a spoofed source):
+/// SOFTWARE, then MAPPED-ADDRESS, then FINGERPRINT are left out until it fits. The one
+/// exception is a request shorter than the smallest success answer (a bare 20-byte header,
+/// as coturn's client sends): it gets exactly that, the header and XOR-MAPPED-ADDRESS
+/// ([`MIN_SUCCESS_LEN_V4`] or [`MIN_SUCCESS_LEN_V6`] bytes). A 420 that does not fit is not
+/// sent. A v4-mapped source (`::ffff:a.b.c.d`, from a dual-stack socket) is reported as the
+/// plain IPv4 address. Servers should also rate-limit per source ([`crate::StunServer`]
+/// does).
+///
+/// ```
+/// use p2p_foundation_nat::binding::answer_binding_request;
+/// use p2p_foundation_nat::stun::Message;
+///
+/// let request = Message::binding_request()?.encode()?;
+/// let from = "[::ffff:203.0.113.5]:4000".parse()?;
+/// let answer = answer_binding_request(from, &request).expect("a Binding request is answered");
+/// assert!(answer.len() <= request.len().max(32));
+/// let mapped = Message::decode(&answer)?.mapped_address();
+/// assert_eq!(mapped, Some("203.0.113.5:4000".parse()?));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub fn answer_binding_request(from: SocketAddr, bytes: &[u8]) -> Option<Vec<u8>> {
     if !looks_like_stun(bytes) {
         return None;
@@ -240,37 +262,74 @@ pub fn answer_binding_request(from: SocketAddr, bytes: &[u8]) -> Option<Vec<u8>>
     if req.class != Class::Request || req.method != METHOD_BINDING {
         return None;
     }
+    let from = crate::canonical_addr(from);
+    let limit = bytes.len();
     let unknown = req.unknown_comprehension_required();
-    let reply = if unknown.is_empty() {
-        Message {
-            class: Class::Success,
-            method: METHOD_BINDING,
-            transaction_id: req.transaction_id,
-            attributes: vec![
-                Attribute::XorMappedAddress(from),
-                Attribute::MappedAddress(from),
-                Attribute::Software(SOFTWARE.into()),
-            ],
-            fingerprint: true,
+    let software = || Attribute::Software(SOFTWARE.into());
+    if unknown.is_empty() {
+        let xor = Attribute::XorMappedAddress(from);
+        let mapped = Attribute::MappedAddress(from);
+        let candidates = [
+            (vec![xor.clone(), mapped.clone(), software()], true),
+            (vec![xor.clone(), mapped], true),
+            (vec![xor.clone()], true),
+            (vec![xor], false),
+        ];
+        let mut smallest = None;
+        for (attributes, fingerprint) in candidates {
+            let encoded = Message {
+                class: Class::Success,
+                method: METHOD_BINDING,
+                transaction_id: req.transaction_id,
+                attributes,
+                fingerprint,
+            }
+            .encode()
+            .ok()?;
+            if encoded.len() <= limit {
+                return Some(encoded);
+            }
+            smallest = Some(encoded);
         }
+        // Shorter than the smallest possible answer: that one, and nothing more.
+        smallest
     } else {
-        Message {
-            class: Class::Error,
-            method: METHOD_BINDING,
-            transaction_id: req.transaction_id,
-            attributes: vec![
-                Attribute::ErrorCode {
-                    code: 420,
-                    reason: "Unknown Attribute".into(),
-                },
-                Attribute::UnknownAttributes(unknown),
-                Attribute::Software(SOFTWARE.into()),
-            ],
-            fingerprint: true,
-        }
-    };
-    reply.encode().ok()
+        let error = |reason: &str| Attribute::ErrorCode {
+            code: 420,
+            reason: reason.into(),
+        };
+        let listed = Attribute::UnknownAttributes(unknown);
+        let candidates = [
+            (
+                vec![error("Unknown Attribute"), listed.clone(), software()],
+                true,
+            ),
+            (vec![error("Unknown Attribute"), listed.clone()], true),
+            (vec![error("Unknown Attribute"), listed.clone()], false),
+            (vec![error(""), listed], false),
+        ];
+        candidates
+            .into_iter()
+            .find_map(|(attributes, fingerprint)| {
+                Message {
+                    class: Class::Error,
+                    method: METHOD_BINDING,
+                    transaction_id: req.transaction_id,
+                    attributes,
+                    fingerprint,
+                }
+                .encode()
+                .ok()
+                .filter(|encoded| encoded.len() <= limit)
+            })
+    }
 }
+
+/// Length of the smallest Binding success answer to an IPv4 source: the header and an
+/// XOR-MAPPED-ADDRESS, what a bare 20-byte request gets.
+pub const MIN_SUCCESS_LEN_V4: usize = 20 + 12;
+/// Length of the smallest Binding success answer to an IPv6 source.
+pub const MIN_SUCCESS_LEN_V6: usize = 20 + 24;
 
 #[cfg(test)]
 mod tests {
@@ -339,7 +398,8 @@ mod tests {
         match tx.poll(t0) {
             BindingPoll::Done(Ok(o)) => {
                 assert_eq!(o.mapped, me());
-                assert_eq!(o.server_software.as_deref(), Some(SOFTWARE));
+                // The full answer would outgrow our 56-byte request: SOFTWARE is left out.
+                assert_eq!(o.server_software, None);
                 assert_eq!(
                     o.stats,
                     BindingStats {
@@ -381,6 +441,99 @@ mod tests {
             tx.poll(t0),
             BindingPoll::Done(Err(NatError::ErrorResponse { code: 420, .. }))
         ));
+    }
+
+    /// A request of `len` bytes (a multiple of 4, at least 20): SOFTWARE padding it out.
+    fn request_of(len: usize) -> Vec<u8> {
+        let mut req = Message::binding_request().expect("rng");
+        req.fingerprint = false;
+        if len > 20 {
+            req.attributes
+                .push(Attribute::Software("x".repeat(len - 24)));
+        }
+        let bytes = req.encode().expect("encodes");
+        assert_eq!(bytes.len(), len);
+        bytes
+    }
+
+    #[test]
+    fn answers_are_never_larger_than_the_request_beyond_the_minimum() {
+        let v4 = me();
+        let v6: SocketAddr = "[2001:db8::5]:40000".parse().expect("addr");
+        for from in [v4, v6] {
+            let minimum = if from.is_ipv4() {
+                MIN_SUCCESS_LEN_V4
+            } else {
+                MIN_SUCCESS_LEN_V6
+            };
+            for len in (20..=200).step_by(4) {
+                let req = request_of(len);
+                let ans = answer_binding_request(from, &req).expect("answered");
+                assert!(
+                    ans.len() <= len.max(minimum),
+                    "{from}: {len}-byte request got {} bytes",
+                    ans.len()
+                );
+                let msg = Message::decode(&ans).expect("decodes");
+                assert_eq!(msg.class, Class::Success);
+                assert_eq!(msg.mapped_address(), Some(from));
+            }
+            // Padded enough, the answer is the full one.
+            let full =
+                Message::decode(&answer_binding_request(from, &request_of(200)).expect("answer"))
+                    .expect("decodes");
+            assert_eq!(full.software(), Some(SOFTWARE));
+            assert!(full.attributes.contains(&Attribute::MappedAddress(from)));
+        }
+        // A bare header (coturn's client) gets exactly the minimal answer: 32 bytes.
+        let bare = answer_binding_request(v4, &request_of(20)).expect("answered");
+        assert_eq!(bare.len(), MIN_SUCCESS_LEN_V4);
+    }
+
+    #[test]
+    fn an_unknown_attribute_error_that_would_amplify_is_not_sent() {
+        let mut req = Message::binding_request().expect("rng");
+        req.fingerprint = false;
+        req.attributes.push(Attribute::Other {
+            attr_type: 0x0077,
+            value: vec![],
+        });
+        let small = req.encode().expect("encodes");
+        assert_eq!(small.len(), 24);
+        assert!(answer_binding_request(me(), &small).is_none());
+        req.attributes.push(Attribute::Software("y".repeat(60)));
+        let padded = req.encode().expect("encodes");
+        let ans = answer_binding_request(me(), &padded).expect("answered");
+        assert!(ans.len() <= padded.len());
+        let ans = Message::decode(&ans).expect("decodes");
+        assert_eq!(ans.error_code().map(|(c, _)| c), Some(420));
+    }
+
+    #[test]
+    fn v4_mapped_sources_are_answered_as_ipv4() {
+        let req = request_of(100);
+        let mapped: SocketAddr = "[::ffff:203.0.113.5]:40000".parse().expect("addr");
+        let ans = answer_binding_request(mapped, &req).expect("answered");
+        let msg = Message::decode(&ans).expect("decodes");
+        assert_eq!(msg.mapped_address(), Some(me()));
+        assert!(msg.attributes.contains(&Attribute::XorMappedAddress(me())));
+        // And a client reading a v4-mapped XOR-MAPPED-ADDRESS reports plain IPv4.
+        let t0 = Instant::now();
+        let mut tx =
+            BindingTransaction::new(server(), RetransmitConfig::default(), t0).expect("new");
+        let _ = transmit(&mut tx, t0);
+        let reply = Message {
+            class: Class::Success,
+            method: METHOD_BINDING,
+            transaction_id: tx.transaction_id(),
+            attributes: vec![Attribute::XorMappedAddress(mapped)],
+            fingerprint: true,
+        };
+        tx.handle_datagram(server(), &reply.encode().expect("encodes"));
+        match tx.poll(t0) {
+            BindingPoll::Done(Ok(o)) => assert_eq!(o.mapped, me()),
+            other => panic!("expected success, got {other:?}"),
+        }
     }
 
     #[test]

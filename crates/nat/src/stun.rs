@@ -166,7 +166,8 @@ impl Message {
         })
     }
 
-    /// The first XOR-MAPPED-ADDRESS, else the first MAPPED-ADDRESS.
+    /// The first XOR-MAPPED-ADDRESS, else the first MAPPED-ADDRESS; a v4-mapped IPv6
+    /// address is returned as plain IPv4 ([`crate::canonical_addr`]).
     pub fn mapped_address(&self) -> Option<SocketAddr> {
         let xor = self.attributes.iter().find_map(|a| match a {
             Attribute::XorMappedAddress(s) => Some(*s),
@@ -178,6 +179,7 @@ impl Message {
                 _ => None,
             })
         })
+        .map(crate::canonical_addr)
     }
 
     /// The ERROR-CODE attribute, if any.

@@ -56,49 +56,119 @@ async fn binding_inner(
     }
 }
 
+/// Per-source limits of a [`StunServer`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StunLimits {
+    /// Answers per second to one source IP address (token-bucket rate).
+    pub answers_per_sec_per_ip: u32,
+    /// Answers one source IP may get in a burst (bucket size).
+    pub burst_per_ip: u32,
+    /// Most source addresses tracked at once; beyond, new sources wait until a tracked one
+    /// goes idle (bounded memory under a spoofed-source flood).
+    pub max_sources: usize,
+}
+
+impl Default for StunLimits {
+    /// 20 answers a second per IP with bursts of 40, 4,096 sources tracked.
+    fn default() -> Self {
+        Self {
+            answers_per_sec_per_ip: 20,
+            burst_per_ip: 40,
+            max_sources: 4096,
+        }
+    }
+}
+
 /// A STUN Binding server on one UDP socket, answering until dropped.
+///
+/// Answers are rate-limited per source IP ([`StunLimits`]) and never larger than the
+/// request beyond the smallest possible answer ([`answer_binding_request`]), so the server
+/// is a poor reflector for traffic aimed at a spoofed source.
 #[derive(Debug)]
 pub struct StunServer {
     local: SocketAddr,
     answered: Arc<AtomicU64>,
+    limited: Arc<AtomicU64>,
     task: JoinHandle<()>,
 }
 
 impl StunServer {
-    /// Binds `addr` and starts answering Binding requests on the current tokio runtime.
+    /// Binds `addr` and starts answering Binding requests on the current tokio runtime,
+    /// with the default [`StunLimits`].
     pub async fn bind(addr: SocketAddr) -> Result<Self, NatError> {
-        let socket = UdpSocket::bind(addr).await?;
-        Self::from_socket(socket)
+        Self::bind_with_limits(addr, StunLimits::default()).await
     }
 
-    /// Serves on an already bound socket.
+    /// Binds `addr` and serves with `limits`.
+    ///
+    /// ```
+    /// use p2p_foundation_nat::udp::{StunLimits, StunServer};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(async {
+    /// let limits = StunLimits { answers_per_sec_per_ip: 5, burst_per_ip: 10, ..StunLimits::default() };
+    /// let server = StunServer::bind_with_limits("127.0.0.1:0".parse()?, limits).await?;
+    /// assert_eq!(server.rate_limited(), 0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # })?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub async fn bind_with_limits(addr: SocketAddr, limits: StunLimits) -> Result<Self, NatError> {
+        let socket = UdpSocket::bind(addr).await?;
+        Self::serve(socket, limits)
+    }
+
+    /// Serves on an already bound socket, with the default [`StunLimits`].
     pub fn from_socket(socket: UdpSocket) -> Result<Self, NatError> {
+        Self::serve(socket, StunLimits::default())
+    }
+
+    fn serve(socket: UdpSocket, limits: StunLimits) -> Result<Self, NatError> {
         let local = socket.local_addr()?;
         let answered = Arc::new(AtomicU64::new(0));
-        let counter = answered.clone();
-        let task = tokio::spawn(async move {
-            let mut buf = vec![0u8; 2048];
-            loop {
-                let (n, from) = match socket.recv_from(&mut buf).await {
-                    Ok(r) => r,
-                    Err(e) => {
-                        tracing::debug!(error = %e, "STUN server receive error");
+        let limited = Arc::new(AtomicU64::new(0));
+        let (answers, refusals) = (answered.clone(), limited.clone());
+        let mut buckets = crate::ratelimit::KeyedBuckets::new(
+            limits.answers_per_sec_per_ip,
+            limits.burst_per_ip,
+            limits.max_sources,
+        );
+        let span = tracing::debug_span!("stun_server", %local);
+        let task = tokio::spawn(
+            async move {
+                let mut buf = vec![0u8; 2048];
+                loop {
+                    let (n, from) = match socket.recv_from(&mut buf).await {
+                        Ok(r) => r,
+                        Err(e) => {
+                            tracing::debug!(error = %e, "STUN server receive error");
+                            continue;
+                        }
+                    };
+                    let Some(reply) = answer_binding_request(from, &buf[..n]) else {
+                        continue;
+                    };
+                    let ip = crate::canonical_addr(from).ip();
+                    if !buckets.allow(ip, Instant::now()) {
+                        refusals.fetch_add(1, Ordering::Relaxed);
+                        tracing::trace!(%from, "STUN answer rate-limited");
                         continue;
                     }
-                };
-                if let Some(reply) = answer_binding_request(from, &buf[..n]) {
+                    // Sent to the address exactly as the socket reported it (a dual-stack
+                    // socket needs the v4-mapped form); the answer carries the plain one.
                     if let Err(e) = socket.send_to(&reply, from).await {
                         tracing::debug!(%from, error = %e, "STUN server send error");
                     } else {
-                        counter.fetch_add(1, Ordering::Relaxed);
+                        answers.fetch_add(1, Ordering::Relaxed);
                     }
                 }
             }
-        });
+            .instrument(span),
+        );
         tracing::debug!(%local, "STUN server listening");
         Ok(Self {
             local,
             answered,
+            limited,
             task,
         })
     }
@@ -111,6 +181,11 @@ impl StunServer {
     /// Responses sent so far.
     pub fn answered(&self) -> u64 {
         self.answered.load(Ordering::Relaxed)
+    }
+
+    /// Binding requests left unanswered because their source IP was over its rate.
+    pub fn rate_limited(&self) -> u64 {
+        self.limited.load(Ordering::Relaxed)
     }
 }
 

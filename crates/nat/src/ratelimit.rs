@@ -1,0 +1,95 @@
+//! Per-source token buckets with a bounded table, shared by the crate's servers.
+
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::time::Instant;
+
+/// Token buckets keyed by `K` (a source IP, a peer id): `per_sec` tokens a second up to
+/// `burst`. At most `max_keys` buckets are held; when the table is full, buckets that have
+/// refilled completely (indistinguishable from a fresh one) are forgotten, and if none has,
+/// a new key is refused until one does. Memory is bounded by `max_keys`.
+#[derive(Debug)]
+pub(crate) struct KeyedBuckets<K> {
+    per_sec: f64,
+    burst: f64,
+    max_keys: usize,
+    buckets: HashMap<K, (f64, Instant)>,
+}
+
+impl<K: Eq + Hash + Copy> KeyedBuckets<K> {
+    pub(crate) fn new(per_sec: u32, burst: u32, max_keys: usize) -> Self {
+        Self {
+            per_sec: f64::from(per_sec),
+            burst: f64::from(burst.max(1)),
+            max_keys: max_keys.max(1),
+            buckets: HashMap::new(),
+        }
+    }
+
+    fn level(&self, tokens: f64, at: Instant, now: Instant) -> f64 {
+        let dt = now.saturating_duration_since(at).as_secs_f64();
+        (tokens + dt * self.per_sec).min(self.burst)
+    }
+
+    /// Takes one token for `key` at `now`; false when its bucket is empty (or the table is
+    /// full of sources that are all still spending).
+    pub(crate) fn allow(&mut self, key: K, now: Instant) -> bool {
+        if !self.buckets.contains_key(&key) && self.buckets.len() >= self.max_keys {
+            let (per_sec, burst) = (self.per_sec, self.burst);
+            self.buckets.retain(|_, (tokens, at)| {
+                let dt = now.saturating_duration_since(*at).as_secs_f64();
+                (*tokens + dt * per_sec) < burst
+            });
+            if self.buckets.len() >= self.max_keys {
+                return false;
+            }
+        }
+        let burst = self.burst;
+        let (tokens, at) = self.buckets.get(&key).copied().unwrap_or((burst, now));
+        let level = self.level(tokens, at, now);
+        let allowed = level >= 1.0;
+        let left = if allowed { level - 1.0 } else { level };
+        self.buckets.insert(key, (left, now));
+        allowed
+    }
+
+    /// Buckets held.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.buckets.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn burst_then_rate_per_key() {
+        let now = Instant::now();
+        let mut b = KeyedBuckets::new(20, 40, 16);
+        assert_eq!((0..100).filter(|_| b.allow(1u8, now)).count(), 40);
+        // Another key has its own bucket.
+        assert!(b.allow(2u8, now));
+        // Half a second refills ten tokens.
+        let later = now + Duration::from_millis(500);
+        assert_eq!((0..100).filter(|_| b.allow(1u8, later)).count(), 10);
+    }
+
+    #[test]
+    fn table_is_bounded_and_idle_keys_are_forgotten() {
+        let now = Instant::now();
+        let mut b = KeyedBuckets::new(10, 2, 4);
+        for k in 0..4u32 {
+            assert!(b.allow(k, now));
+        }
+        // Full of sources still spending: a fifth is refused.
+        assert!(!b.allow(99, now));
+        assert_eq!(b.len(), 4);
+        // Once they have refilled, they make room.
+        let later = now + Duration::from_secs(1);
+        assert!(b.allow(99, later));
+        assert!(b.len() <= 4);
+    }
+}

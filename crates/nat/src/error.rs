@@ -100,4 +100,7 @@ pub enum NatError {
         /// ALLOCATE requests sent.
         sends: u32,
     },
+    /// Signing a rendezvous registration or relay allocation failed.
+    #[error("cannot sign: {0}")]
+    Sign(p2p_foundation_identity::IdentityError),
 }

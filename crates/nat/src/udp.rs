@@ -195,48 +195,69 @@ impl Drop for StunServer {
     }
 }
 
-/// Registers with a rendezvous from `socket` (the socket that will punch) and waits for it
-/// to introduce `remote`; returns `remote`'s address as the rendezvous saw it. Registrations
-/// are repeated every `interval`, at most `max_sends` times.
+/// Registers with a rendezvous from `socket` (the socket that will punch) as `keypair`,
+/// naming `remote`, and waits for the rendezvous to introduce `remote`; returns `remote`'s
+/// address as the rendezvous saw it. Each registration is freshly signed (sequence number:
+/// the wall clock in milliseconds, strictly increasing) and repeated every `interval`, at
+/// most `max_sends` times.
 pub async fn rendezvous_register(
     socket: &UdpSocket,
     server: SocketAddr,
     session: [u8; 16],
-    me: &p2p_foundation_identity::PeerId,
+    keypair: &p2p_foundation_identity::Keypair,
     remote: &p2p_foundation_identity::PeerId,
     interval: std::time::Duration,
     max_sends: u32,
 ) -> Result<SocketAddr, NatError> {
-    let register = crate::rendezvous::encode_register(&session, me);
-    let mut buf = vec![0u8; 2048];
-    for _ in 0..max_sends {
-        socket.send_to(&register, server).await?;
-        let until = tokio::time::Instant::now() + interval;
-        loop {
-            tokio::select! {
-                received = socket.recv_from(&mut buf) => {
-                    let (n, from) = match received {
-                        Ok(r) => r,
-                        Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => continue,
-                        Err(e) => return Err(e.into()),
-                    };
-                    if from != server {
-                        continue;
-                    }
-                    if let Some((s, peer, addr)) = crate::rendezvous::decode_peer(&buf[..n]) {
-                        if s == session && peer == *remote {
-                            return Ok(addr);
-                        }
+    let span = tracing::debug_span!("rendezvous_register", %server, remote = %remote.short());
+    async move {
+        let mut buf = vec![0u8; 2048];
+        let mut seq = 0u64;
+        for _ in 0..max_sends {
+            seq = unix_ms_now().max(seq + 1);
+            let expires = std::time::SystemTime::now() + crate::rendezvous::REGISTRATION_TTL;
+            let register =
+                crate::rendezvous::encode_register(keypair, &session, remote, seq, expires)
+                    .map_err(NatError::Sign)?;
+            socket.send_to(&register, server).await?;
+            let until = tokio::time::Instant::now() + interval;
+            while let Some((n, from)) = recv_before(socket, &mut buf, until).await? {
+                if crate::canonical_addr(from) != crate::canonical_addr(server) {
+                    continue;
+                }
+                if let Some((s, peer, addr)) = crate::rendezvous::decode_peer(&buf[..n]) {
+                    if s == session && peer == *remote {
+                        return Ok(addr);
                     }
                 }
-                () = tokio::time::sleep_until(until) => break,
             }
         }
+        Err(NatError::RendezvousTimeout {
+            server,
+            sends: max_sends,
+        })
     }
-    Err(NatError::RendezvousTimeout {
-        server,
-        sends: max_sends,
-    })
+    .instrument(span)
+    .await
+}
+
+/// Receives one datagram on `socket` before `until`: `Ok(None)` once the deadline passes.
+/// An ICMP error reported on the socket (`ConnectionRefused`) is skipped.
+async fn recv_before(
+    socket: &UdpSocket,
+    buf: &mut [u8],
+    until: tokio::time::Instant,
+) -> Result<Option<(usize, SocketAddr)>, NatError> {
+    loop {
+        tokio::select! {
+            received = socket.recv_from(buf) => match received {
+                Ok(r) => return Ok(Some(r)),
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => continue,
+                Err(e) => return Err(e.into()),
+            },
+            () = tokio::time::sleep_until(until) => return Ok(None),
+        }
+    }
 }
 
 /// Drives a [`crate::Punch`] on `socket` to its end. Non-punch datagrams arriving meanwhile
@@ -318,11 +339,12 @@ impl RendezvousService {
         let socket = UdpSocket::bind(addr).await?;
         let local = socket.local_addr()?;
         let mut state = crate::rendezvous::RendezvousServer::new();
-        let task = tokio::spawn(serve_datagrams(
-            socket,
-            "rendezvous",
-            move |from, datagram| state.handle(Instant::now(), from, datagram),
-        ));
+        let task = tokio::spawn(
+            serve_datagrams(socket, "rendezvous", move |from, datagram| {
+                state.handle(Instant::now(), std::time::SystemTime::now(), from, datagram)
+            })
+            .instrument(tracing::debug_span!("rendezvous_server", %local)),
+        );
         Ok(Self { local, task })
     }
 
@@ -359,22 +381,15 @@ pub async fn relay_allocate(
         let request = crate::relay::encode_allocate(keypair, &session, unix_ms_now() + 60_000);
         socket.send_to(&request, relay).await?;
         let until = tokio::time::Instant::now() + interval;
-        loop {
-            tokio::select! {
-                received = socket.recv_from(&mut buf) => {
-                    let (n, from) = match received {
-                        Ok(r) => r,
-                        Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => continue,
-                        Err(e) => return Err(e.into()),
-                    };
-                    if from == relay
-                        && crate::relay::decode_reply(&buf[..n])
-                            == Some(crate::relay::RelayReply::Allocated { session, paired: true })
-                    {
-                        return Ok(());
-                    }
-                }
-                () = tokio::time::sleep_until(until) => break,
+        while let Some((n, from)) = recv_before(socket, &mut buf, until).await? {
+            if from == relay
+                && crate::relay::decode_reply(&buf[..n])
+                    == Some(crate::relay::RelayReply::Allocated {
+                        session,
+                        paired: true,
+                    })
+            {
+                return Ok(());
             }
         }
     }

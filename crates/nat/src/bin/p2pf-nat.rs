@@ -122,7 +122,7 @@ async fn run(args: Vec<String>) -> Result<ExitCode, String> {
                 &socket,
                 addr(rendezvous)?,
                 session,
-                &keypair.peer_id(),
+                &keypair,
                 &remote,
                 Duration::from_millis(200),
                 50,

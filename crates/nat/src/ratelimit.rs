@@ -1,4 +1,5 @@
-//! Per-source token buckets with a bounded table, shared by the crate's servers.
+//! Per-source token buckets with a bounded table, and quota counters, shared by the
+//! crate's servers.
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -57,6 +58,36 @@ impl<K: Eq + Hash + Copy> KeyedBuckets<K> {
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.buckets.len()
+    }
+}
+
+/// How many entries each key (a source IP, a peer id) holds, for quotas; a key whose count
+/// falls to zero is forgotten, so the map never outgrows the table it counts.
+#[derive(Debug)]
+pub(crate) struct Counts<K>(HashMap<K, usize>);
+
+impl<K> Default for Counts<K> {
+    fn default() -> Self {
+        Self(HashMap::new())
+    }
+}
+
+impl<K: Eq + Hash + Copy> Counts<K> {
+    pub(crate) fn get(&self, key: K) -> usize {
+        self.0.get(&key).copied().unwrap_or(0)
+    }
+
+    pub(crate) fn add(&mut self, key: K) {
+        *self.0.entry(key).or_insert(0) += 1;
+    }
+
+    pub(crate) fn release(&mut self, key: K) {
+        if let Some(n) = self.0.get_mut(&key) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.0.remove(&key);
+            }
+        }
     }
 }
 

@@ -1,41 +1,78 @@
 //! A minimal UDP relay for peers that cannot punch (both behind symmetric NATs).
 //!
-//! A peer allocates with a signed ALLOCATE naming a session; the relay binds the allocation to
-//! the address the request came from. When both peers of a session hold allocations, DATA
-//! from one is forwarded to the other. Bounded: at most [`MAX_ALLOCATIONS`] allocations,
-//! two per session, each rate-limited (packets and bytes per second) and expiring unless
-//! refreshed. Sans-IO: time is a parameter. Layout: `docs/protocols/nat.md`.
+//! Allocating is a return-routability handshake: a peer sends REQUEST naming the session,
+//! itself and its partner; the relay answers with a CHALLENGE (a cookie keyed by a relay
+//! secret over the source address, the session, both peer ids and the time) sent to the
+//! source address; the peer returns it inside an ALLOCATE signed with its Ed25519 key, and
+//! only then does the relay allocate, bound to that address. So an allocation is made only
+//! for an address that received the challenge, by the holder of the key it names: a
+//! spoofed source gets nothing forwarded (it never answers), a captured ALLOCATE replayed
+//! from elsewhere is refused (its cookie names another address), and a peer that moved
+//! can move its allocation only by doing the handshake from the new address.
+//!
+//! Both partners are named in the signed allocation: A's allocation naming B pairs only with
+//! B's allocation naming A, so a third party knowing the session id pairs with nobody.
+//! Allocations are refreshed by every ALLOCATE and by DATA from their address, and expire
+//! [`ALLOCATION_LIFETIME`] after the last. Bounded: at most [`MAX_ALLOCATIONS`], a quota
+//! per peer id and per source IP ([`RelayLimits`]), handshake messages rate-limited per
+//! source IP before any signature is checked, and per-allocation packet and byte rates.
+//! Sans-IO: time and the secret are parameters. Layout: `docs/protocols/nat.md`.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use p2p_foundation_identity::{Keypair, PeerId, Signature};
+use p2p_foundation_identity::{IdentityError, Keypair, PeerId, Signed, SignedPayload};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::ratelimit::{Counts, KeyedBuckets};
 
 /// First four bytes of every relay datagram.
 pub const RELAY_MAGIC: [u8; 4] = *b"P2PL";
-const KIND_ALLOCATE: u8 = 1;
-const KIND_ALLOCATED: u8 = 2;
-const KIND_DATA: u8 = 3;
-const SIGNING_DOMAIN: &[u8] = b"p2p-foundation-nat/relay-allocate/v1\0";
+/// Protocol version, the byte after the magic (version 1 had no version byte).
+pub const RELAY_VERSION: u8 = 2;
+const KIND_REQUEST: u8 = 1;
+const KIND_CHALLENGE: u8 = 2;
+const KIND_ALLOCATE: u8 = 3;
+const KIND_ALLOCATED: u8 = 4;
+const KIND_DATA: u8 = 5;
+const HEADER_LEN: usize = 6;
+/// Length of a REQUEST datagram.
+pub const REQUEST_LEN: usize = HEADER_LEN + 16 + 32 + 32;
+/// Length of a CHALLENGE datagram (smaller than the REQUEST that triggers it).
+pub const CHALLENGE_LEN: usize = HEADER_LEN + 16 + COOKIE_LEN;
+const COOKIE_LEN: usize = 8 + 16;
+const ENVELOPE_LEN: usize = 8 + 1 + AllocatePayload::DOMAIN.len() + 8 + 8 + 32 + 4 + 72 + 64;
 /// Length of an ALLOCATE datagram.
-pub const ALLOCATE_LEN: usize = 125;
+pub const ALLOCATE_LEN: usize = HEADER_LEN + ENVELOPE_LEN;
+/// Length of an ALLOCATED datagram.
+pub const ALLOCATED_LEN: usize = HEADER_LEN + 16 + 32 + 1;
 /// Most allocations a relay holds.
 pub const MAX_ALLOCATIONS: usize = 1024;
 /// Largest DATA payload forwarded.
 pub const MAX_PAYLOAD: usize = 1200;
-/// How long an allocation lives without a refresh (a new ALLOCATE).
+/// How long an allocation lives after its last ALLOCATE or DATA.
 pub const ALLOCATION_LIFETIME: Duration = Duration::from_secs(120);
-/// How far in the future an ALLOCATE's expiry may lie.
-pub const MAX_ALLOCATE_VALIDITY_MS: u64 = 5 * 60 * 1000;
+/// How far in the future an ALLOCATE's signed expiry may lie.
+pub const MAX_ALLOCATE_VALIDITY: Duration = Duration::from_secs(5 * 60);
+/// How long a CHALLENGE's cookie is accepted after the relay issued it.
+pub const COOKIE_LIFETIME: Duration = Duration::from_secs(30);
 
-/// Per-allocation forwarding limits.
+/// Forwarding limits and quotas.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RelayLimits {
     /// Datagrams per second forwarded per allocation.
     pub packets_per_sec: u32,
     /// Payload bytes per second forwarded per allocation.
     pub bytes_per_sec: u32,
+    /// Most allocations one peer id holds (over all sessions and partners).
+    pub max_per_peer: usize,
+    /// Most allocations held for one source IP address.
+    pub max_per_ip: usize,
+    /// REQUEST and ALLOCATE datagrams handled per second per source IP (bursts of twice as
+    /// many); the rest are dropped before any cookie or signature is computed.
+    pub handshakes_per_sec_per_ip: u32,
 }
 
 impl Default for RelayLimits {
@@ -43,6 +80,9 @@ impl Default for RelayLimits {
         Self {
             packets_per_sec: 500,
             bytes_per_sec: 512 * 1024,
+            max_per_peer: 8,
+            max_per_ip: 32,
+            handshakes_per_sec_per_ip: 20,
         }
     }
 }
@@ -50,9 +90,12 @@ impl Default for RelayLimits {
 /// Relay counters.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct RelayStats {
+    /// CHALLENGEs sent.
+    pub challenges: u64,
     /// Allocations granted (refreshes included).
     pub allocations: u64,
-    /// ALLOCATEs refused (bad signature, expired, table full, session full).
+    /// REQUESTs and ALLOCATEs refused (malformed, bad cookie or signature, expired, over a
+    /// quota or the handshake rate, table full).
     pub refused: u64,
     /// DATA datagrams forwarded.
     pub forwarded: u64,
@@ -60,26 +103,91 @@ pub struct RelayStats {
     pub dropped: u64,
 }
 
-/// Encodes a signed ALLOCATE: magic, kind 1, session (16), peer id (32), expiry unix ms (8),
-/// signature (64) over the signing domain, session, peer id and expiry.
-pub fn encode_allocate(keypair: &Keypair, session: &[u8; 16], expires_unix_ms: u64) -> Vec<u8> {
-    let peer = keypair.peer_id();
-    let sig = keypair.sign(&signed_part(session, &peer, expires_unix_ms));
-    let mut b = Vec::with_capacity(ALLOCATE_LEN);
+/// The relay's return-routability cookie, from a CHALLENGE: echo it in the ALLOCATE.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cookie {
+    issued_unix_ms: [u8; 8],
+    mac: [u8; 16],
+}
+
+/// What an ALLOCATE signs: the session, the partner, and the relay's cookie. The
+/// allocating peer is the envelope's signer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AllocatePayload {
+    /// Session id.
+    pub session: [u8; 16],
+    /// The partner's peer id: the allocation pairs only with the partner's naming us.
+    pub partner: [u8; 32],
+    /// The cookie's issue time, Unix milliseconds, big-endian.
+    pub cookie_issued_unix_ms: [u8; 8],
+    /// The cookie's MAC.
+    pub cookie_mac: [u8; 16],
+}
+
+impl SignedPayload for AllocatePayload {
+    const DOMAIN: &'static str = "p2pf/nat/relay-allocate/v2";
+    const MAX_LIFETIME: Duration = MAX_ALLOCATE_VALIDITY;
+}
+
+fn header(kind: u8, capacity: usize) -> Vec<u8> {
+    let mut b = Vec::with_capacity(capacity);
     b.extend_from_slice(&RELAY_MAGIC);
-    b.push(KIND_ALLOCATE);
-    b.extend_from_slice(session);
-    b.extend_from_slice(peer.as_bytes());
-    b.extend_from_slice(&expires_unix_ms.to_be_bytes());
-    b.extend_from_slice(sig.as_bytes());
+    b.push(RELAY_VERSION);
+    b.push(kind);
     b
 }
 
-/// Encodes a DATA datagram carrying `payload`.
+fn framed(bytes: &[u8], kind: u8) -> bool {
+    bytes.len() >= HEADER_LEN
+        && bytes[..4] == RELAY_MAGIC
+        && bytes[4] == RELAY_VERSION
+        && bytes[5] == kind
+}
+
+/// Encodes a REQUEST: magic, version 2, kind 1, session (16), our peer id (32), the
+/// partner's (32). Unsigned: it only asks for a CHALLENGE.
+///
+/// ```
+/// use p2p_foundation_identity::Keypair;
+/// use p2p_foundation_nat::relay::{REQUEST_LEN, encode_request};
+///
+/// let (me, partner) = (Keypair::generate().peer_id(), Keypair::generate().peer_id());
+/// assert_eq!(encode_request(&[1; 16], &me, &partner).len(), REQUEST_LEN);
+/// ```
+pub fn encode_request(session: &[u8; 16], peer: &PeerId, partner: &PeerId) -> Vec<u8> {
+    let mut b = header(KIND_REQUEST, REQUEST_LEN);
+    b.extend_from_slice(session);
+    b.extend_from_slice(peer.as_bytes());
+    b.extend_from_slice(partner.as_bytes());
+    b
+}
+
+/// Encodes a signed ALLOCATE answering `cookie`: magic, version 2, kind 3, then a
+/// [`Signed`]`<`[`AllocatePayload`]`>` envelope by `keypair` with sequence number `seq`,
+/// valid until `expires_at` (at most [`MAX_ALLOCATE_VALIDITY`] ahead).
+pub fn encode_allocate(
+    keypair: &Keypair,
+    session: &[u8; 16],
+    partner: &PeerId,
+    cookie: &Cookie,
+    seq: u64,
+    expires_at: SystemTime,
+) -> Result<Vec<u8>, IdentityError> {
+    let payload = AllocatePayload {
+        session: *session,
+        partner: *partner.as_bytes(),
+        cookie_issued_unix_ms: cookie.issued_unix_ms,
+        cookie_mac: cookie.mac,
+    };
+    let envelope = Signed::sign(keypair, payload, seq, expires_at)?;
+    let mut b = header(KIND_ALLOCATE, HEADER_LEN + envelope.as_bytes().len());
+    b.extend_from_slice(envelope.as_bytes());
+    Ok(b)
+}
+
+/// Encodes a DATA datagram carrying `payload`: magic, version 2, kind 5, payload.
 pub fn encode_data(payload: &[u8]) -> Vec<u8> {
-    let mut b = Vec::with_capacity(5 + payload.len());
-    b.extend_from_slice(&RELAY_MAGIC);
-    b.push(KIND_DATA);
+    let mut b = header(KIND_DATA, HEADER_LEN + payload.len());
     b.extend_from_slice(payload);
     b
 }
@@ -87,81 +195,168 @@ pub fn encode_data(payload: &[u8]) -> Vec<u8> {
 /// What a relay datagram received by a peer says.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RelayReply<'a> {
-    /// The allocation for `session` is in place; `paired` when the other peer has one too.
+    /// Answer this with an ALLOCATE ([`encode_allocate`]) carrying the cookie.
+    Challenge {
+        /// Session id.
+        session: [u8; 16],
+        /// The relay's cookie.
+        cookie: Cookie,
+    },
+    /// The allocation for `session` naming `partner` is in place; `paired` when the partner
+    /// holds one naming us.
     Allocated {
         /// Session id.
         session: [u8; 16],
+        /// The partner named.
+        partner: PeerId,
         /// Whether DATA will now be forwarded.
         paired: bool,
     },
-    /// A payload from the other peer.
+    /// A payload from the partner.
     Data(&'a [u8]),
 }
 
 /// Decodes a datagram a relay sent to a peer.
+///
+/// ```
+/// use p2p_foundation_nat::relay::{RelayReply, decode_reply, encode_data};
+///
+/// assert_eq!(decode_reply(&encode_data(b"hi")), Some(RelayReply::Data(b"hi")));
+/// assert_eq!(decode_reply(b"P2PL"), None);
+/// ```
 pub fn decode_reply(bytes: &[u8]) -> Option<RelayReply<'_>> {
-    if bytes.len() < 5 || bytes[..4] != RELAY_MAGIC {
+    if bytes.len() < HEADER_LEN || bytes[..4] != RELAY_MAGIC || bytes[4] != RELAY_VERSION {
         return None;
     }
-    match bytes[4] {
-        KIND_ALLOCATED if bytes.len() == 22 => {
-            let mut session = [0u8; 16];
-            session.copy_from_slice(&bytes[5..21]);
-            Some(RelayReply::Allocated {
-                session,
-                paired: bytes[21] == 1,
+    let session = |b: &[u8]| {
+        let mut s = [0u8; 16];
+        s.copy_from_slice(&b[HEADER_LEN..HEADER_LEN + 16]);
+        s
+    };
+    match bytes[5] {
+        KIND_CHALLENGE if bytes.len() == CHALLENGE_LEN => {
+            let mut issued_unix_ms = [0u8; 8];
+            issued_unix_ms.copy_from_slice(&bytes[22..30]);
+            let mut mac = [0u8; 16];
+            mac.copy_from_slice(&bytes[30..46]);
+            Some(RelayReply::Challenge {
+                session: session(bytes),
+                cookie: Cookie {
+                    issued_unix_ms,
+                    mac,
+                },
             })
         }
-        KIND_DATA => Some(RelayReply::Data(&bytes[5..])),
+        KIND_ALLOCATED if bytes.len() == ALLOCATED_LEN && bytes[54] <= 1 => {
+            Some(RelayReply::Allocated {
+                session: session(bytes),
+                partner: PeerId::from_slice(&bytes[22..54]).ok()?,
+                paired: bytes[54] == 1,
+            })
+        }
+        KIND_DATA => Some(RelayReply::Data(&bytes[HEADER_LEN..])),
         _ => None,
     }
 }
 
-fn signed_part(session: &[u8; 16], peer: &PeerId, expires: u64) -> Vec<u8> {
-    let mut m = Vec::with_capacity(SIGNING_DOMAIN.len() + 56);
-    m.extend_from_slice(SIGNING_DOMAIN);
-    m.extend_from_slice(session);
-    m.extend_from_slice(peer.as_bytes());
-    m.extend_from_slice(&expires.to_be_bytes());
-    m
-}
-
-fn allocated(session: &[u8; 16], paired: bool) -> Vec<u8> {
-    let mut b = Vec::with_capacity(22);
-    b.extend_from_slice(&RELAY_MAGIC);
-    b.push(KIND_ALLOCATED);
+fn allocated(session: &[u8; 16], partner: &PeerId, paired: bool) -> Vec<u8> {
+    let mut b = header(KIND_ALLOCATED, ALLOCATED_LEN);
     b.extend_from_slice(session);
+    b.extend_from_slice(partner.as_bytes());
     b.push(u8::from(paired));
     b
 }
 
+/// HMAC-SHA-256 (RFC 2104) of `parts` under `key`, truncated to 16 bytes.
+fn mac(key: &[u8; 32], parts: &[&[u8]]) -> [u8; 16] {
+    let mut ipad = [0x36u8; 64];
+    let mut opad = [0x5cu8; 64];
+    for (i, k) in key.iter().enumerate() {
+        ipad[i] ^= k;
+        opad[i] ^= k;
+    }
+    let mut inner = Sha256::new();
+    inner.update(ipad);
+    for p in parts {
+        inner.update(p);
+    }
+    let mut outer = Sha256::new();
+    outer.update(opad);
+    outer.update(inner.finalize());
+    let mut out = [0u8; 16];
+    out.copy_from_slice(&outer.finalize()[..16]);
+    out
+}
+
+/// Compares without an early exit, so the time taken says nothing about where a guessed
+/// MAC first differs.
+fn same(a: &[u8; 16], b: &[u8; 16]) -> bool {
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn addr_bytes(addr: SocketAddr) -> [u8; 18] {
+    let mut b = [0u8; 18];
+    let ip = match addr.ip() {
+        IpAddr::V4(v4) => v4.to_ipv6_mapped(),
+        IpAddr::V6(v6) => v6,
+    };
+    b[..16].copy_from_slice(&ip.octets());
+    b[16..].copy_from_slice(&addr.port().to_be_bytes());
+    b
+}
+
+type AllocKey = ([u8; 16], PeerId, PeerId);
+
 #[derive(Debug, Clone, Copy)]
 struct Allocation {
-    session: [u8; 16],
-    peer: PeerId,
+    /// The source as the socket reported it: where DATA for this peer is sent.
+    addr: SocketAddr,
+    /// The canonical source IP, the quota key.
+    ip: IpAddr,
     expires: Instant,
     window_start: Instant,
     packets: u32,
     bytes: u32,
-    /// The session's other allocation, cached so DATA is forwarded without a table scan
-    /// (checked against the table before use: it may have expired or moved).
-    partner: Option<SocketAddr>,
 }
 
 /// Relay server state (sans-IO).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct RelayServer {
     limits: RelayLimits,
-    by_addr: HashMap<SocketAddr, Allocation>,
+    secret: [u8; 32],
+    allocations: HashMap<AllocKey, Allocation>,
+    by_addr: HashMap<SocketAddr, AllocKey>,
+    per_peer: Counts<PeerId>,
+    per_ip: Counts<IpAddr>,
+    handshakes: KeyedBuckets<IpAddr>,
     stats: RelayStats,
 }
 
 impl RelayServer {
-    /// An empty relay with these limits.
-    pub fn new(limits: RelayLimits) -> Self {
+    /// An empty relay with these limits; `secret` keys the cookies (32 random bytes, kept
+    /// secret: whoever knows it can allocate for spoofed addresses).
+    ///
+    /// ```
+    /// use p2p_foundation_nat::relay::{RelayLimits, RelayServer};
+    ///
+    /// let mut secret = [0u8; 32];
+    /// getrandom::fill(&mut secret).expect("OS randomness");
+    /// let relay = RelayServer::new(RelayLimits::default(), secret);
+    /// assert_eq!(relay.allocations(), 0);
+    /// ```
+    pub fn new(limits: RelayLimits, secret: [u8; 32]) -> Self {
         Self {
             limits,
+            secret,
+            allocations: HashMap::new(),
             by_addr: HashMap::new(),
+            per_peer: Counts::default(),
+            per_ip: Counts::default(),
+            handshakes: KeyedBuckets::new(
+                limits.handshakes_per_sec_per_ip,
+                limits.handshakes_per_sec_per_ip.saturating_mul(2),
+                MAX_ALLOCATIONS * 4,
+            ),
             stats: RelayStats::default(),
         }
     }
@@ -171,121 +366,210 @@ impl RelayServer {
         self.stats
     }
 
-    /// Live allocations.
+    /// Live allocations (expired ones are removed as datagrams arrive).
     pub fn allocations(&self) -> usize {
-        self.by_addr.len()
+        self.allocations.len()
     }
 
-    fn partner(
+    fn cookie_mac(
         &self,
-        me: SocketAddr,
+        from: SocketAddr,
         session: &[u8; 16],
         peer: &PeerId,
-        now: Instant,
-    ) -> Option<SocketAddr> {
-        self.by_addr
-            .iter()
-            .find(|(a, al)| {
-                **a != me && al.session == *session && al.peer != *peer && al.expires > now
-            })
-            .map(|(a, _)| *a)
+        partner: &PeerId,
+        issued: &[u8; 8],
+    ) -> [u8; 16] {
+        let addr = addr_bytes(crate::canonical_addr(from));
+        mac(
+            &self.secret,
+            &[
+                b"p2pf/nat/relay-cookie/v2\0",
+                &addr,
+                session,
+                peer.as_bytes(),
+                partner.as_bytes(),
+                issued,
+            ],
+        )
     }
 
-    /// Handles one datagram from `from`; `now_unix_ms` is the wall clock (for ALLOCATE
+    fn refuse(&mut self, from: SocketAddr, why: &'static str) -> Vec<(SocketAddr, Vec<u8>)> {
+        self.stats.refused += 1;
+        tracing::debug!(%from, why, "relay: refused");
+        Vec::new()
+    }
+
+    /// Handles one datagram from `from`; `wall` is the wall clock (for cookie and signature
     /// expiry). Returns datagrams to send.
     pub fn handle(
         &mut self,
         now: Instant,
-        now_unix_ms: u64,
+        wall: SystemTime,
         from: SocketAddr,
         bytes: &[u8],
     ) -> Vec<(SocketAddr, Vec<u8>)> {
-        if bytes.len() < 5 || bytes[..4] != RELAY_MAGIC {
+        if bytes.len() < HEADER_LEN || bytes[..4] != RELAY_MAGIC || bytes[4] != RELAY_VERSION {
             return Vec::new();
         }
-        match bytes[4] {
-            KIND_ALLOCATE => self.allocate(now, now_unix_ms, from, bytes),
-            KIND_DATA => self.data(now, from, &bytes[5..]),
+        match bytes[5] {
+            KIND_REQUEST | KIND_ALLOCATE => {
+                if !self.handshakes.allow(crate::canonical_addr(from).ip(), now) {
+                    return self.refuse(from, "source over its handshake rate");
+                }
+                if framed(bytes, KIND_REQUEST) {
+                    self.challenge(wall, from, bytes)
+                } else {
+                    self.allocate(now, wall, from, bytes)
+                }
+            }
+            KIND_DATA => self.data(now, from, &bytes[HEADER_LEN..]),
             _ => Vec::new(),
+        }
+    }
+
+    fn challenge(
+        &mut self,
+        wall: SystemTime,
+        from: SocketAddr,
+        bytes: &[u8],
+    ) -> Vec<(SocketAddr, Vec<u8>)> {
+        if bytes.len() != REQUEST_LEN {
+            return self.refuse(from, "REQUEST of the wrong length");
+        }
+        let mut session = [0u8; 16];
+        session.copy_from_slice(&bytes[6..22]);
+        let (Ok(peer), Ok(partner)) = (
+            PeerId::from_slice(&bytes[22..54]),
+            PeerId::from_slice(&bytes[54..86]),
+        ) else {
+            return self.refuse(from, "REQUEST names no peer id");
+        };
+        let issued = unix_ms(wall).to_be_bytes();
+        let mac = self.cookie_mac(from, &session, &peer, &partner, &issued);
+        let mut b = header(KIND_CHALLENGE, CHALLENGE_LEN);
+        b.extend_from_slice(&session);
+        b.extend_from_slice(&issued);
+        b.extend_from_slice(&mac);
+        self.stats.challenges += 1;
+        vec![(from, b)]
+    }
+
+    fn expire(&mut self, now: Instant) {
+        let dead: Vec<AllocKey> = self
+            .allocations
+            .iter()
+            .filter(|(_, a)| a.expires <= now)
+            .map(|(k, _)| *k)
+            .collect();
+        for key in dead {
+            self.remove(&key);
+        }
+    }
+
+    fn remove(&mut self, key: &AllocKey) {
+        if let Some(a) = self.allocations.remove(key) {
+            if self.by_addr.get(&a.addr) == Some(key) {
+                self.by_addr.remove(&a.addr);
+            }
+            self.per_peer.release(key.1);
+            self.per_ip.release(a.ip);
         }
     }
 
     fn allocate(
         &mut self,
         now: Instant,
-        now_unix_ms: u64,
+        wall: SystemTime,
         from: SocketAddr,
         bytes: &[u8],
     ) -> Vec<(SocketAddr, Vec<u8>)> {
-        if bytes.len() != ALLOCATE_LEN {
-            self.stats.refused += 1;
-            return Vec::new();
+        if !framed(bytes, KIND_ALLOCATE) || bytes.len() != ALLOCATE_LEN {
+            return self.refuse(from, "ALLOCATE of the wrong length");
         }
-        let mut session = [0u8; 16];
-        session.copy_from_slice(&bytes[5..21]);
-        let Ok(peer) = PeerId::from_slice(&bytes[21..53]) else {
-            self.stats.refused += 1;
-            return Vec::new();
+        let Ok(verified) =
+            Signed::<AllocatePayload>::decode_with_limit(&bytes[HEADER_LEN..], ENVELOPE_LEN)
+                .and_then(|e| e.verify(wall))
+        else {
+            return self.refuse(from, "malformed, forged or expired ALLOCATE");
         };
-        let mut e = [0u8; 8];
-        e.copy_from_slice(&bytes[53..61]);
-        let expires_ms = u64::from_be_bytes(e);
-        let mut s = [0u8; 64];
-        s.copy_from_slice(&bytes[61..125]);
-        let fresh =
-            expires_ms > now_unix_ms && expires_ms - now_unix_ms <= MAX_ALLOCATE_VALIDITY_MS;
-        if !fresh
-            || peer
-                .verify(
-                    &signed_part(&session, &peer, expires_ms),
-                    &Signature::from_bytes(s),
-                )
-                .is_err()
+        let peer = verified.signer();
+        let p = *verified.payload();
+        let Ok(partner) = PeerId::from_bytes(p.partner) else {
+            return self.refuse(from, "partner is not a peer id");
+        };
+        let issued_ms = u64::from_be_bytes(p.cookie_issued_unix_ms);
+        let now_ms = unix_ms(wall);
+        let lifetime_ms = u64::try_from(COOKIE_LIFETIME.as_millis()).unwrap_or(u64::MAX);
+        let expected = self.cookie_mac(from, &p.session, &peer, &partner, &p.cookie_issued_unix_ms);
+        if issued_ms > now_ms || now_ms - issued_ms > lifetime_ms || !same(&expected, &p.cookie_mac)
         {
-            self.stats.refused += 1;
-            tracing::debug!(%from, "relay: refused ALLOCATE (expired or bad signature)");
-            return Vec::new();
+            return self.refuse(from, "cookie not for this address, or stale");
         }
-        self.by_addr.retain(|_, a| a.expires > now);
-        // One allocation per (session, peer): a peer that moved (new mapping) replaces its old one.
-        self.by_addr
-            .retain(|a, al| *a == from || !(al.session == session && al.peer == peer));
-        let in_session = self
-            .by_addr
-            .iter()
-            .filter(|(a, al)| **a != from && al.session == session)
-            .count();
-        if in_session >= 2
-            || (!self.by_addr.contains_key(&from) && self.by_addr.len() >= MAX_ALLOCATIONS)
-        {
-            self.stats.refused += 1;
-            return Vec::new();
+        if partner == peer {
+            return self.refuse(from, "a peer cannot partner itself");
         }
-        let partner = self.partner(from, &session, &peer, now);
-        self.by_addr.insert(
-            from,
-            Allocation {
-                session,
-                peer,
-                expires: now + ALLOCATION_LIFETIME,
-                window_start: now,
-                packets: 0,
-                bytes: 0,
-                partner,
-            },
-        );
-        self.stats.allocations += 1;
-        match partner {
-            Some(other) => {
-                if let Some(o) = self.by_addr.get_mut(&other) {
-                    o.partner = Some(from);
-                }
-                vec![
-                    (from, allocated(&session, true)),
-                    (other, allocated(&session, true)),
-                ]
+        let session = p.session;
+        let key = (session, peer, partner);
+        let ip = crate::canonical_addr(from).ip();
+        self.expire(now);
+        // The address now belongs to this allocation: whatever it held before is dropped.
+        if let Some(previous) = self.by_addr.get(&from).copied() {
+            if previous != key {
+                self.remove(&previous);
             }
-            None => vec![(from, allocated(&session, false))],
+        }
+        let fresh = Allocation {
+            addr: from,
+            ip,
+            expires: now + ALLOCATION_LIFETIME,
+            window_start: now,
+            packets: 0,
+            bytes: 0,
+        };
+        let allocation = match self.allocations.get(&key).copied() {
+            Some(existing) => {
+                if existing.ip != ip && self.per_ip.get(ip) >= self.limits.max_per_ip {
+                    return self.refuse(from, "source IP over its quota");
+                }
+                if existing.addr != from {
+                    // The peer moved (proven by the handshake from its new address).
+                    self.by_addr.remove(&existing.addr);
+                    self.per_ip.release(existing.ip);
+                    self.per_ip.add(ip);
+                }
+                // A refresh keeps the rate window: re-allocating does not reset the limit.
+                Allocation {
+                    window_start: existing.window_start,
+                    packets: existing.packets,
+                    bytes: existing.bytes,
+                    ..fresh
+                }
+            }
+            None => {
+                if self.allocations.len() >= MAX_ALLOCATIONS {
+                    return self.refuse(from, "table full");
+                }
+                if self.per_peer.get(peer) >= self.limits.max_per_peer {
+                    return self.refuse(from, "peer over its quota");
+                }
+                if self.per_ip.get(ip) >= self.limits.max_per_ip {
+                    return self.refuse(from, "source IP over its quota");
+                }
+                self.per_peer.add(peer);
+                self.per_ip.add(ip);
+                fresh
+            }
+        };
+        self.allocations.insert(key, allocation);
+        self.by_addr.insert(from, key);
+        self.stats.allocations += 1;
+        tracing::debug!(%from, peer = %peer.short(), partner = %partner.short(), "relay: allocated");
+        match self.allocations.get(&(session, partner, peer)) {
+            Some(other) => vec![
+                (from, allocated(&session, &partner, true)),
+                (other.addr, allocated(&session, &peer, true)),
+            ],
+            None => vec![(from, allocated(&session, &partner, false))],
         }
     }
 
@@ -296,23 +580,31 @@ impl RelayServer {
         payload: &[u8],
     ) -> Vec<(SocketAddr, Vec<u8>)> {
         let limits = self.limits;
-        let Some(al) = self.by_addr.get(&from).copied() else {
+        let Some(key) = self.by_addr.get(&from).copied() else {
             self.stats.dropped += 1;
             return Vec::new();
         };
-        let to = al.partner.filter(|p| {
-            self.by_addr
-                .get(p)
-                .is_some_and(|o| o.session == al.session && o.peer != al.peer && o.expires > now)
-        });
+        if self.allocations.get(&key).is_none_or(|a| a.expires <= now) {
+            self.remove(&key);
+            self.stats.dropped += 1;
+            return Vec::new();
+        }
+        let (session, peer, partner) = key;
+        let to = self
+            .allocations
+            .get(&(session, partner, peer))
+            .filter(|o| o.expires > now)
+            .map(|o| o.addr);
+        let Some(al) = self.allocations.get_mut(&key) else {
+            return Vec::new();
+        };
+        // DATA from the allocation's address keeps it alive.
+        al.expires = now + ALLOCATION_LIFETIME;
         let Some(to) = to else {
             self.stats.dropped += 1;
             return Vec::new();
         };
-        let Some(al) = self.by_addr.get_mut(&from) else {
-            return Vec::new();
-        };
-        if al.expires <= now || payload.len() > MAX_PAYLOAD {
+        if payload.len() > MAX_PAYLOAD {
             self.stats.dropped += 1;
             return Vec::new();
         }
@@ -335,172 +627,10 @@ impl RelayServer {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    const NOW_MS: u64 = 1_800_000_000_000;
-
-    fn addrs() -> (SocketAddr, SocketAddr, SocketAddr) {
-        (
-            "203.0.113.1:1000".parse().expect("addr"),
-            "203.0.113.2:2000".parse().expect("addr"),
-            "198.51.100.7:3000".parse().expect("addr"),
-        )
-    }
-
-    #[test]
-    fn pairs_two_peers_and_forwards_both_ways() {
-        let (a, b, evil) = addrs();
-        let ka = Keypair::from_secret_bytes([1; 32]);
-        let kb = Keypair::from_secret_bytes([2; 32]);
-        let s = [4; 16];
-        let now = Instant::now();
-        let mut r = RelayServer::new(RelayLimits::default());
-        let out = r.handle(now, NOW_MS, a, &encode_allocate(&ka, &s, NOW_MS + 60_000));
-        assert_eq!(out.len(), 1);
-        assert_eq!(
-            decode_reply(&out[0].1),
-            Some(RelayReply::Allocated {
-                session: s,
-                paired: false
-            })
-        );
-        // Unpaired data is dropped.
-        assert!(r.handle(now, NOW_MS, a, &encode_data(b"early")).is_empty());
-        let out = r.handle(now, NOW_MS, b, &encode_allocate(&kb, &s, NOW_MS + 60_000));
-        assert_eq!(out.len(), 2);
-        let out = r.handle(now, NOW_MS, a, &encode_data(b"hello b"));
-        assert_eq!(out, vec![(b, encode_data(b"hello b"))]);
-        let out = r.handle(now, NOW_MS, b, &encode_data(b"hello a"));
-        assert_eq!(out, vec![(a, encode_data(b"hello a"))]);
-        // A stranger can neither send through the relay nor join the full session.
-        assert!(
-            r.handle(now, NOW_MS, evil, &encode_data(b"spoof"))
-                .is_empty()
-        );
-        let mallory = Keypair::from_secret_bytes([9; 32]);
-        assert!(
-            r.handle(
-                now,
-                NOW_MS,
-                evil,
-                &encode_allocate(&mallory, &s, NOW_MS + 60_000)
-            )
-            .is_empty()
-        );
-        assert_eq!(r.stats().forwarded, 2);
-        assert_eq!(r.stats().refused, 1);
-    }
-
-    #[test]
-    fn a_peer_that_moves_takes_its_allocation_along() {
-        let (a, b, a2) = addrs();
-        let ka = Keypair::from_secret_bytes([1; 32]);
-        let kb = Keypair::from_secret_bytes([2; 32]);
-        let now = Instant::now();
-        let mut r = RelayServer::new(RelayLimits::default());
-        r.handle(
-            now,
-            NOW_MS,
-            a,
-            &encode_allocate(&ka, &[4; 16], NOW_MS + 60_000),
-        );
-        r.handle(
-            now,
-            NOW_MS,
-            b,
-            &encode_allocate(&kb, &[4; 16], NOW_MS + 60_000),
-        );
-        // A's NAT mapping changed: it re-allocates from a new address.
-        let out = r.handle(
-            now,
-            NOW_MS,
-            a2,
-            &encode_allocate(&ka, &[4; 16], NOW_MS + 60_000),
-        );
-        assert_eq!(out.len(), 2);
-        assert_eq!(r.allocations(), 2);
-        assert_eq!(
-            r.handle(now, NOW_MS, b, &encode_data(b"hi")),
-            vec![(a2, encode_data(b"hi"))]
-        );
-        assert!(r.handle(now, NOW_MS, a, &encode_data(b"stale")).is_empty());
-        // Allocations expire.
-        let later = now + ALLOCATION_LIFETIME;
-        assert!(r.handle(later, NOW_MS, b, &encode_data(b"late")).is_empty());
-    }
-
-    #[test]
-    fn refuses_forged_and_expired_allocations() {
-        let (a, _, _) = addrs();
-        let ka = Keypair::from_secret_bytes([1; 32]);
-        let now = Instant::now();
-        let mut r = RelayServer::new(RelayLimits::default());
-        let mut forged = encode_allocate(&ka, &[4; 16], NOW_MS + 60_000);
-        forged[10] ^= 1; // session changed after signing
-        assert!(r.handle(now, NOW_MS, a, &forged).is_empty());
-        assert!(
-            r.handle(now, NOW_MS, a, &encode_allocate(&ka, &[4; 16], NOW_MS - 1))
-                .is_empty()
-        );
-        assert!(
-            r.handle(
-                now,
-                NOW_MS,
-                a,
-                &encode_allocate(&ka, &[4; 16], NOW_MS + 3_600_000)
-            )
-            .is_empty()
-        );
-        assert_eq!(r.stats().refused, 3);
-        assert_eq!(r.allocations(), 0);
-    }
-
-    #[test]
-    fn rate_limit_drops_the_excess_and_resets_each_second() {
-        let (a, b, _) = addrs();
-        let ka = Keypair::from_secret_bytes([1; 32]);
-        let kb = Keypair::from_secret_bytes([2; 32]);
-        let now = Instant::now();
-        let mut r = RelayServer::new(RelayLimits {
-            packets_per_sec: 3,
-            bytes_per_sec: 1_000_000,
-        });
-        r.handle(
-            now,
-            NOW_MS,
-            a,
-            &encode_allocate(&ka, &[4; 16], NOW_MS + 60_000),
-        );
-        r.handle(
-            now,
-            NOW_MS,
-            b,
-            &encode_allocate(&kb, &[4; 16], NOW_MS + 60_000),
-        );
-        let sent = (0..10)
-            .filter(|_| !r.handle(now, NOW_MS, a, &encode_data(b"x")).is_empty())
-            .count();
-        assert_eq!(sent, 3);
-        let later = now + Duration::from_secs(1);
-        assert_eq!(r.handle(later, NOW_MS, a, &encode_data(b"x")).len(), 1);
-        assert!(
-            r.handle(now, NOW_MS, a, &encode_data(&[0; MAX_PAYLOAD + 1]))
-                .is_empty()
-        );
-    }
-
-    proptest::proptest! {
-        #[test]
-        fn never_panics(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200)) {
-            let (a, _, _) = addrs();
-            let mut r = RelayServer::new(RelayLimits::default());
-            let mut framed = bytes.clone();
-            if framed.len() >= 5 { framed[..4].copy_from_slice(&RELAY_MAGIC); }
-            let _ = r.handle(Instant::now(), NOW_MS, a, &bytes);
-            let _ = r.handle(Instant::now(), NOW_MS, a, &framed);
-            let _ = decode_reply(&bytes);
-        }
-    }
+fn unix_ms(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
+
+#[cfg(test)]
+mod tests;

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant, SystemTime};
 use p2p_foundation_identity::{IdentityError, Keypair, PeerId, Signed, SignedPayload};
 use serde::{Deserialize, Serialize};
 
-use crate::ratelimit::KeyedBuckets;
+use crate::ratelimit::{Counts, KeyedBuckets};
 
 /// First four bytes of every rendezvous datagram.
 pub const RENDEZVOUS_MAGIC: [u8; 4] = *b"P2PR";
@@ -188,7 +188,7 @@ struct Registration {
 #[derive(Debug)]
 pub struct RendezvousServer {
     registrations: HashMap<([u8; 16], PeerId), Registration>,
-    per_ip: HashMap<IpAddr, usize>,
+    per_ip: Counts<IpAddr>,
     verify_budget: KeyedBuckets<IpAddr>,
     stats: RendezvousStats,
 }
@@ -204,7 +204,7 @@ impl RendezvousServer {
     pub fn new() -> Self {
         Self {
             registrations: HashMap::new(),
-            per_ip: HashMap::new(),
+            per_ip: Counts::default(),
             verify_budget: KeyedBuckets::new(
                 REGISTERS_PER_SEC_PER_IP,
                 2 * REGISTERS_PER_SEC_PER_IP,
@@ -235,7 +235,7 @@ impl RendezvousServer {
         self.registrations.retain(|_, r| {
             let live = now.duration_since(r.at) < REGISTRATION_TTL;
             if !live {
-                release(per_ip, r.canonical.ip());
+                per_ip.release(r.canonical.ip());
             }
             live
         });
@@ -287,13 +287,11 @@ impl RendezvousServer {
             }
             Some(old) => {
                 if old.canonical.ip() != canonical.ip() {
-                    if self.per_ip.get(&canonical.ip()).copied().unwrap_or(0)
-                        >= MAX_REGISTRATIONS_PER_IP
-                    {
+                    if self.per_ip.get(canonical.ip()) >= MAX_REGISTRATIONS_PER_IP {
                         return self.refuse(from, "source IP over its quota");
                     }
-                    release(&mut self.per_ip, old.canonical.ip());
-                    *self.per_ip.entry(canonical.ip()).or_insert(0) += 1;
+                    self.per_ip.release(old.canonical.ip());
+                    self.per_ip.add(canonical.ip());
                 }
                 *old = Registration {
                     remote,
@@ -307,11 +305,10 @@ impl RendezvousServer {
                 if self.registrations.len() >= MAX_REGISTRATIONS {
                     return self.refuse(from, "table full");
                 }
-                let count = self.per_ip.entry(canonical.ip()).or_insert(0);
-                if *count >= MAX_REGISTRATIONS_PER_IP {
+                if self.per_ip.get(canonical.ip()) >= MAX_REGISTRATIONS_PER_IP {
                     return self.refuse(from, "source IP over its quota");
                 }
-                *count += 1;
+                self.per_ip.add(canonical.ip());
                 self.registrations.insert(
                     key,
                     Registration {
@@ -335,15 +332,6 @@ impl RendezvousServer {
                 ]
             }
             _ => Vec::new(),
-        }
-    }
-}
-
-fn release(per_ip: &mut HashMap<IpAddr, usize>, ip: IpAddr) {
-    if let Some(n) = per_ip.get_mut(&ip) {
-        *n = n.saturating_sub(1);
-        if *n == 0 {
-            per_ip.remove(&ip);
         }
     }
 }

@@ -366,37 +366,69 @@ fn unix_ms_now() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
-/// Allocates on a relay from `socket` and waits until the other peer of `session` has
-/// allocated too. ALLOCATE is repeated every `interval`, at most `max_sends` times.
+/// Allocates on a relay from `socket` as `keypair`, naming `partner`, and waits until the
+/// partner holds an allocation naming us. Each round sends a REQUEST (or, once the relay's
+/// CHALLENGE has arrived, the signed ALLOCATE answering it) every `interval`, at most
+/// `max_sends` rounds; a CHALLENGE is answered at once.
 pub async fn relay_allocate(
     socket: &UdpSocket,
     relay: SocketAddr,
     keypair: &p2p_foundation_identity::Keypair,
     session: [u8; 16],
+    partner: &p2p_foundation_identity::PeerId,
     interval: std::time::Duration,
     max_sends: u32,
 ) -> Result<(), NatError> {
-    let mut buf = vec![0u8; 2048];
-    for _ in 0..max_sends {
-        let request = crate::relay::encode_allocate(keypair, &session, unix_ms_now() + 60_000);
-        socket.send_to(&request, relay).await?;
-        let until = tokio::time::Instant::now() + interval;
-        while let Some((n, from)) = recv_before(socket, &mut buf, until).await? {
-            if from == relay
-                && crate::relay::decode_reply(&buf[..n])
-                    == Some(crate::relay::RelayReply::Allocated {
-                        session,
+    use crate::relay::{RelayReply, decode_reply, encode_allocate, encode_request};
+    let span = tracing::debug_span!("relay_allocate", %relay, partner = %partner.short());
+    async move {
+        let request = encode_request(&session, &keypair.peer_id(), partner);
+        let mut buf = vec![0u8; 2048];
+        let mut seq = 0u64;
+        let mut allocate = |cookie| {
+            seq = unix_ms_now().max(seq + 1);
+            let expires = std::time::SystemTime::now() + crate::relay::ALLOCATION_LIFETIME;
+            encode_allocate(keypair, &session, partner, &cookie, seq, expires)
+                .map_err(NatError::Sign)
+        };
+        // The last cookie and when it came: reused (re-signed) while fresh.
+        let mut cookie: Option<(crate::relay::Cookie, tokio::time::Instant)> = None;
+        let fresh = crate::relay::COOKIE_LIFETIME / 2;
+        for _ in 0..max_sends {
+            let datagram = match cookie {
+                Some((c, at)) if at.elapsed() < fresh => allocate(c)?,
+                _ => request.clone(),
+            };
+            socket.send_to(&datagram, relay).await?;
+            let until = tokio::time::Instant::now() + interval;
+            while let Some((n, from)) = recv_before(socket, &mut buf, until).await? {
+                if crate::canonical_addr(from) != crate::canonical_addr(relay) {
+                    continue;
+                }
+                match decode_reply(&buf[..n]) {
+                    Some(RelayReply::Challenge {
+                        session: s,
+                        cookie: c,
+                    }) if s == session => {
+                        cookie = Some((c, tokio::time::Instant::now()));
+                        socket.send_to(&allocate(c)?, relay).await?;
+                    }
+                    Some(RelayReply::Allocated {
+                        session: s,
+                        partner: p,
                         paired: true,
-                    })
-            {
-                return Ok(());
+                    }) if s == session && p == *partner => return Ok(()),
+                    _ => {}
+                }
             }
         }
+        Err(NatError::RelayTimeout {
+            relay,
+            sends: max_sends,
+        })
     }
-    Err(NatError::RelayTimeout {
-        relay,
-        sends: max_sends,
-    })
+    .instrument(span)
+    .await
 }
 
 /// A relay server on one UDP socket, serving until dropped.
@@ -407,17 +439,25 @@ pub struct RelayService {
 }
 
 impl RelayService {
-    /// Binds `addr` and relays with `limits` on the current tokio runtime.
+    /// Binds `addr` and relays with `limits` on the current tokio runtime; the cookie secret
+    /// comes from the OS random number generator.
     pub async fn bind(
         addr: SocketAddr,
         limits: crate::relay::RelayLimits,
     ) -> Result<Self, NatError> {
         let socket = UdpSocket::bind(addr).await?;
         let local = socket.local_addr()?;
-        let mut state = crate::relay::RelayServer::new(limits);
-        let task = tokio::spawn(serve_datagrams(socket, "relay", move |from, datagram| {
-            state.handle(Instant::now(), unix_ms_now(), from, datagram)
-        }));
+        let mut secret = [0u8; 32];
+        getrandom::fill(&mut secret).map_err(|e| {
+            NatError::Io(std::io::Error::other(format!("OS randomness failed: {e}")))
+        })?;
+        let mut state = crate::relay::RelayServer::new(limits, secret);
+        let task = tokio::spawn(
+            serve_datagrams(socket, "relay", move |from, datagram| {
+                state.handle(Instant::now(), std::time::SystemTime::now(), from, datagram)
+            })
+            .instrument(tracing::debug_span!("relay_server", %local)),
+        );
         Ok(Self { local, task })
     }
 

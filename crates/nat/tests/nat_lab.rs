@@ -375,6 +375,8 @@ async fn symmetric_nats_fail_punching_cleanly_and_the_relay_carries_traffic() {
     }
 
     // Where punching failed, the relay carries the traffic through both symmetric NATs.
+    let id_a = Keypair::from_secret_bytes([0x11; 32]).peer_id().to_string();
+    let id_b = Keypair::from_secret_bytes([0x22; 32]).peer_id().to_string();
     let mut relay = lab.spawn("pub", &["relay-server", "203.0.113.9:4100"]);
     wait_listening(&mut relay, 1).await;
     let session = "a0a1a2a3a4a5a6a7a8a9aaabacadaeaf";
@@ -386,6 +388,7 @@ async fn symmetric_nats_fail_punching_cleanly_and_the_relay_carries_traffic() {
             "203.0.113.9:4100",
             session,
             SECRET_A,
+            &id_b,
             "hello from A",
         ],
     );
@@ -397,6 +400,7 @@ async fn symmetric_nats_fail_punching_cleanly_and_the_relay_carries_traffic() {
             "203.0.113.9:4100",
             session,
             SECRET_B,
+            &id_a,
             "hello from B",
         ],
     );

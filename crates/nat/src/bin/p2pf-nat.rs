@@ -8,7 +8,7 @@
 //! p2pf-nat rendezvous <addr>
 //! p2pf-nat punch <bind> <rendezvous> <session-hex32> <secret-hex64> <remote-peer-id>
 //! p2pf-nat relay-server <addr>
-//! p2pf-nat relay-chat <bind> <relay> <session-hex32> <secret-hex64> <message>
+//! p2pf-nat relay-chat <bind> <relay> <session-hex32> <secret-hex64> <partner-peer-id> <message>
 //! ```
 //! Exit status: 0 success, 1 usage or I/O error, 2 punch failed.
 
@@ -32,7 +32,7 @@ const USAGE: &str = "usage:
   p2pf-nat rendezvous <addr>
   p2pf-nat punch <bind> <rendezvous> <session-hex32> <secret-hex64> <remote-peer-id>
   p2pf-nat relay-server <addr>
-  p2pf-nat relay-chat <bind> <relay> <session-hex32> <secret-hex64> <message>";
+  p2pf-nat relay-chat <bind> <relay> <session-hex32> <secret-hex64> <partner-peer-id> <message>";
 
 fn hex<const N: usize>(s: &str) -> Result<[u8; N], String> {
     if s.len() != 2 * N {
@@ -167,9 +167,10 @@ async fn run(args: Vec<String>) -> Result<ExitCode, String> {
             std::future::pending::<()>().await;
             Ok(ExitCode::SUCCESS)
         }
-        ["relay-chat", bind, relay, session, secret, message] => {
+        ["relay-chat", bind, relay, session, secret, partner, message] => {
             let session: [u8; 16] = hex(session)?;
             let keypair = Keypair::from_secret_bytes(hex(secret)?);
+            let partner: PeerId = partner.parse().map_err(|e| format!("bad peer id: {e}"))?;
             let relay = addr(relay)?;
             let socket = UdpSocket::bind(addr(bind)?)
                 .await
@@ -179,6 +180,7 @@ async fn run(args: Vec<String>) -> Result<ExitCode, String> {
                 relay,
                 &keypair,
                 session,
+                &partner,
                 Duration::from_millis(200),
                 50,
             )

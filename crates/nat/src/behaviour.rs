@@ -86,7 +86,7 @@ pub async fn discover_behaviour(
     servers: BehaviourServers,
     config: RetransmitConfig,
 ) -> Result<NatBehaviour, NatError> {
-    let local = socket.local_addr()?;
+    let local = crate::canonical_addr(socket.local_addr()?);
     let mapped_primary = stun_binding(socket, servers.primary, config).await?.mapped;
     let mapped_alternate = stun_binding(socket, servers.alternate, config)
         .await?

@@ -499,14 +499,12 @@ impl Punch {
             return true;
         }
         // An ack: must echo one of our challenges and come from where that challenge went.
-        let matched = self
-            .outstanding
-            .iter()
-            .any(|(c, to)| *c == m.challenge && *to == from)
-            || self
-                .spray
-                .as_ref()
-                .is_some_and(|s| s.challenge == m.challenge && s.was_sprayed(from));
+        let matched = self.outstanding.iter().any(|(c, to)| {
+            *c == m.challenge && crate::canonical_addr(*to) == crate::canonical_addr(from)
+        }) || self
+            .spray
+            .as_ref()
+            .is_some_and(|s| s.challenge == m.challenge && s.was_sprayed(from));
         if !matched {
             self.stats.rejected += 1;
             tracing::debug!(%from, "rejected punch ack (unknown challenge or address)");
@@ -683,7 +681,10 @@ mod tests {
         assert!(!a.handle_datagram(t0, b_addr, b"not a punch datagram"));
         assert_eq!(a.stats().rejected, 5);
         assert_eq!(a.stats().acks_received, 0);
-        assert!(a.handle_datagram(t0, b_addr, &genuine));
+        // The genuine ack from B, as a dual-stack socket reports an IPv4 peer
+        // (`::ffff:a.b.c.d`): the same address as the one the probe went to, so it counts.
+        let b_mapped: SocketAddr = "[::ffff:203.0.113.2]:5000".parse().expect("addr");
+        assert!(a.handle_datagram(t0, b_mapped, &genuine));
         assert_eq!(a.stats().acks_received, 1);
     }
 

@@ -320,6 +320,38 @@ struct Allocation {
 }
 
 /// Relay server state (sans-IO).
+///
+/// Two peers allocate (REQUEST, CHALLENGE, signed ALLOCATE), then DATA flows between them:
+///
+/// ```
+/// use std::net::SocketAddr;
+/// use std::time::{Duration, Instant, SystemTime};
+/// use p2p_foundation_identity::Keypair;
+/// use p2p_foundation_nat::relay::{
+///     RelayLimits, RelayReply, RelayServer, decode_reply, encode_allocate, encode_data,
+///     encode_request,
+/// };
+///
+/// let mut relay = RelayServer::new(RelayLimits::default(), [7; 32]);
+/// let (now, wall) = (Instant::now(), SystemTime::now());
+/// let (ka, kb) = (Keypair::generate(), Keypair::generate());
+/// let a: SocketAddr = "203.0.113.1:1000".parse()?;
+/// let b: SocketAddr = "203.0.113.2:2000".parse()?;
+/// let session = [1; 16];
+/// for (k, from, partner) in [(&ka, a, kb.peer_id()), (&kb, b, ka.peer_id())] {
+///     let request = encode_request(&session, &k.peer_id(), &partner);
+///     let out = relay.handle(now, wall, from, &request);
+///     let Some(RelayReply::Challenge { cookie, .. }) = decode_reply(&out[0].1) else {
+///         panic!("the relay challenges the source address first");
+///     };
+///     let expires = wall + Duration::from_secs(60);
+///     let allocate = encode_allocate(k, &session, &partner, &cookie, 1, expires)?;
+///     relay.handle(now, wall, from, &allocate);
+/// }
+/// let out = relay.handle(now, wall, a, &encode_data(b"hi"));
+/// assert_eq!(out, vec![(b, encode_data(b"hi"))]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug)]
 pub struct RelayServer {
     limits: RelayLimits,

@@ -185,6 +185,29 @@ struct Registration {
 }
 
 /// Rendezvous server state (sans-IO).
+///
+/// ```
+/// use std::net::SocketAddr;
+/// use std::time::{Duration, Instant, SystemTime};
+/// use p2p_foundation_identity::Keypair;
+/// use p2p_foundation_nat::rendezvous::{RendezvousServer, decode_peer, encode_register};
+///
+/// let mut server = RendezvousServer::new();
+/// let (now, wall) = (Instant::now(), SystemTime::now());
+/// let (ka, kb) = (Keypair::generate(), Keypair::generate());
+/// let a: SocketAddr = "203.0.113.1:4000".parse()?;
+/// let b: SocketAddr = "203.0.113.2:5000".parse()?;
+/// let expires = wall + Duration::from_secs(60);
+/// let register_a = encode_register(&ka, &[7; 16], &kb.peer_id(), 1, expires)?;
+/// assert!(server.handle(now, wall, a, &register_a).is_empty());
+/// let register_b = encode_register(&kb, &[7; 16], &ka.peer_id(), 1, expires)?;
+/// let out = server.handle(now, wall, b, &register_b);
+/// // Each learns the other's id and address.
+/// assert_eq!(out[0].0, b);
+/// assert_eq!(decode_peer(&out[0].1), Some(([7; 16], ka.peer_id(), a)));
+/// assert_eq!(decode_peer(&out[1].1), Some(([7; 16], kb.peer_id(), b)));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug)]
 pub struct RendezvousServer {
     registrations: HashMap<([u8; 16], PeerId), Registration>,

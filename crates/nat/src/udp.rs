@@ -200,6 +200,30 @@ impl Drop for StunServer {
 /// address as the rendezvous saw it. Each registration is freshly signed (sequence number:
 /// the wall clock in milliseconds, strictly increasing) and repeated every `interval`, at
 /// most `max_sends` times.
+///
+/// ```
+/// use std::time::Duration;
+/// use p2p_foundation_identity::Keypair;
+/// use p2p_foundation_nat::{RendezvousService, rendezvous_register};
+/// use tokio::net::UdpSocket;
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(async {
+/// let server = RendezvousService::bind("127.0.0.1:0".parse()?).await?;
+/// let (ka, kb) = (Keypair::generate(), Keypair::generate());
+/// let sa = UdpSocket::bind("127.0.0.1:0").await?;
+/// let sb = UdpSocket::bind("127.0.0.1:0").await?;
+/// let (to, step) = (server.local_addr(), Duration::from_millis(50));
+/// let (ida, idb) = (ka.peer_id(), kb.peer_id());
+/// let (b_seen_by_a, a_seen_by_b) = tokio::join!(
+///     rendezvous_register(&sa, to, [2; 16], &ka, &idb, step, 40),
+///     rendezvous_register(&sb, to, [2; 16], &kb, &ida, step, 40),
+/// );
+/// assert_eq!(b_seen_by_a?, sb.local_addr()?);
+/// assert_eq!(a_seen_by_b?, sa.local_addr()?);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # })?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub async fn rendezvous_register(
     socket: &UdpSocket,
     server: SocketAddr,
@@ -370,6 +394,31 @@ fn unix_ms_now() -> u64 {
 /// partner holds an allocation naming us. Each round sends a REQUEST (or, once the relay's
 /// CHALLENGE has arrived, the signed ALLOCATE answering it) every `interval`, at most
 /// `max_sends` rounds; a CHALLENGE is answered at once.
+///
+/// ```
+/// use std::time::Duration;
+/// use p2p_foundation_identity::Keypair;
+/// use p2p_foundation_nat::relay::RelayLimits;
+/// use p2p_foundation_nat::{RelayService, relay_allocate};
+/// use tokio::net::UdpSocket;
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(async {
+/// let relay = RelayService::bind("127.0.0.1:0".parse()?, RelayLimits::default()).await?;
+/// let (ka, kb) = (Keypair::generate(), Keypair::generate());
+/// let sa = UdpSocket::bind("127.0.0.1:0").await?;
+/// let sb = UdpSocket::bind("127.0.0.1:0").await?;
+/// let (to, step) = (relay.local_addr(), Duration::from_millis(50));
+/// let (ida, idb) = (ka.peer_id(), kb.peer_id());
+/// let (ra, rb) = tokio::join!(
+///     relay_allocate(&sa, to, &ka, [1; 16], &idb, step, 40),
+///     relay_allocate(&sb, to, &kb, [1; 16], &ida, step, 40),
+/// );
+/// ra?;
+/// rb?; // both paired: DATA sent to the relay now reaches the other
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # })?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub async fn relay_allocate(
     socket: &UdpSocket,
     relay: SocketAddr,

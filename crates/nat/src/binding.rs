@@ -266,33 +266,41 @@ pub fn answer_binding_request(from: SocketAddr, bytes: &[u8]) -> Option<Vec<u8>>
     let limit = bytes.len();
     let unknown = req.unknown_comprehension_required();
     let software = || Attribute::Software(SOFTWARE.into());
-    if unknown.is_empty() {
-        let xor = Attribute::XorMappedAddress(from);
-        let mapped = Attribute::MappedAddress(from);
-        let candidates = [
-            (vec![xor.clone(), mapped.clone(), software()], true),
-            (vec![xor.clone(), mapped], true),
-            (vec![xor.clone()], true),
-            (vec![xor], false),
-        ];
-        let mut smallest = None;
-        for (attributes, fingerprint) in candidates {
-            let encoded = Message {
-                class: Class::Success,
-                method: METHOD_BINDING,
-                transaction_id: req.transaction_id,
-                attributes,
-                fingerprint,
-            }
-            .encode()
-            .ok()?;
-            if encoded.len() <= limit {
-                return Some(encoded);
-            }
-            smallest = Some(encoded);
+    let reply = |class, attributes, fingerprint| {
+        Message {
+            class,
+            method: METHOD_BINDING,
+            transaction_id: req.transaction_id,
+            attributes,
+            fingerprint,
         }
-        // Shorter than the smallest possible answer: that one, and nothing more.
-        smallest
+        .encode()
+        .ok()
+    };
+    if unknown.is_empty() {
+        // Sizes are known without encoding: header, 12 or 24 bytes per address attribute,
+        // SOFTWARE's header and padded value, 8 for FINGERPRINT.
+        let address = if from.is_ipv4() { 12 } else { 24 };
+        let software_len = 4 + SOFTWARE.len().div_ceil(4) * 4;
+        let (with_mapped, with_software, fingerprint) =
+            if 20 + 2 * address + software_len + 8 <= limit {
+                (true, true, true)
+            } else if 20 + 2 * address + 8 <= limit {
+                (true, false, true)
+            } else if 20 + address + 8 <= limit {
+                (false, false, true)
+            } else {
+                // Shorter than the smallest possible answer: that one, and nothing more.
+                (false, false, false)
+            };
+        let mut attributes = vec![Attribute::XorMappedAddress(from)];
+        if with_mapped {
+            attributes.push(Attribute::MappedAddress(from));
+        }
+        if with_software {
+            attributes.push(software());
+        }
+        reply(Class::Success, attributes, fingerprint)
     } else {
         let error = |reason: &str| Attribute::ErrorCode {
             code: 420,
@@ -311,16 +319,7 @@ pub fn answer_binding_request(from: SocketAddr, bytes: &[u8]) -> Option<Vec<u8>>
         candidates
             .into_iter()
             .find_map(|(attributes, fingerprint)| {
-                Message {
-                    class: Class::Error,
-                    method: METHOD_BINDING,
-                    transaction_id: req.transaction_id,
-                    attributes,
-                    fingerprint,
-                }
-                .encode()
-                .ok()
-                .filter(|encoded| encoded.len() <= limit)
+                reply(Class::Error, attributes, fingerprint).filter(|e| e.len() <= limit)
             })
     }
 }

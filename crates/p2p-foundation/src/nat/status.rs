@@ -3,7 +3,7 @@
 //! is a parameter.
 
 use std::collections::VecDeque;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use p2p_foundation_identity::PeerId;
@@ -125,9 +125,23 @@ impl Observations {
             .filter(move |e| now.saturating_duration_since(e.at) < self.ttl)
     }
 
+    /// The status from the fresh observations. Observers reached over a local-scope
+    /// address (same LAN, loopback, link-local, the shared CGN range) see the socket before
+    /// any NAT: once an observer on a global address has answered, only global observers
+    /// decide the reflexive address and the mapping (all are still listed as evidence).
     pub(crate) fn status(&self, local: SocketAddr, now: Instant) -> NatStatus {
         let local = canonical(local);
-        let fresh: Vec<&Stored> = self.fresh(now).collect();
+        let all: Vec<&Stored> = self.fresh(now).collect();
+        let global: Vec<&Stored> = all
+            .iter()
+            .copied()
+            .filter(|e| is_global(e.observer_addr.ip()))
+            .collect();
+        let fresh = if global.is_empty() {
+            all.clone()
+        } else {
+            global
+        };
         let mut reflexive_all: Vec<SocketAddr> = Vec::new();
         for e in &fresh {
             if !reflexive_all.contains(&e.mapped) {
@@ -140,7 +154,7 @@ impl Observations {
             reflexive,
             mapping: mapping(&fresh),
             behind_nat: reflexive.and_then(|r| behind_nat(local, r)),
-            observations: fresh
+            observations: all
                 .iter()
                 .map(|e| Observation {
                     observer: e.observer,
@@ -185,6 +199,30 @@ fn mapping(fresh: &[&Stored]) -> Option<MappingBehaviour> {
             Some(MappingBehaviour::EndpointDependent)
         }
         m => Some(m),
+    }
+}
+
+/// Whether an observer at `ip` sits outside every NAT of this host's own network: not
+/// private (RFC 1918, fc00::/7), loopback, link-local, unspecified or in the shared CGN
+/// range 100.64.0.0/10. Documentation ranges count as global (the NAT lab uses them).
+fn is_global(ip: IpAddr) -> bool {
+    match ip.to_canonical() {
+        IpAddr::V4(v4) => {
+            let [a, b, ..] = v4.octets();
+            !(v4.is_private()
+                || v4.is_loopback()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                || (a == 100 && (64..128).contains(&b)))
+        }
+        IpAddr::V6(v6) => {
+            let first = v6.segments()[0];
+            !(v6.is_loopback()
+                || v6.is_unspecified()
+                || (first & 0xfe00) == 0xfc00
+                || (first & 0xffc0) == 0xfe80)
+        }
     }
 }
 
@@ -277,6 +315,58 @@ mod tests {
             o.status(local, t).mapping,
             Some(MappingBehaviour::AddressAndPortDependent)
         );
+    }
+
+    #[test]
+    fn a_lan_observer_does_not_hide_the_nat_that_public_observers_see() {
+        let t = Instant::now();
+        let mut o = Observations::new(8, Duration::from_secs(60));
+        let local = a("192.168.77.2:4000");
+        o.record(
+            peer(),
+            a("203.0.113.9:4000"),
+            a("203.0.113.1:40768"),
+            local,
+            t,
+        );
+        o.record(
+            peer(),
+            a("203.0.113.10:4000"),
+            a("203.0.113.1:23309"),
+            local,
+            t,
+        );
+        // A peer on the same LAN, heard last, sees the local address.
+        o.record(peer(), a("192.168.77.3:5000"), local, local, t);
+        let s = o.status(local, t);
+        assert_eq!(s.behind_nat, Some(true), "{s:#?}");
+        assert_eq!(s.reflexive, Some(a("203.0.113.1:23309")));
+        assert_eq!(s.mapping, Some(MappingBehaviour::EndpointDependent));
+        assert!(!s.reflexive_all.contains(&local));
+        assert_eq!(
+            s.observations.len(),
+            3,
+            "every observation is still evidence"
+        );
+        // With only local-scope observers (a LAN, loopback), they decide.
+        let mut lan = Observations::new(8, Duration::from_secs(60));
+        lan.record(peer(), a("192.168.77.3:5000"), local, local, t);
+        assert_eq!(lan.status(local, t).behind_nat, Some(false));
+        for (ip, global) in [
+            ("100.64.0.1", false),
+            ("100.127.255.1", false),
+            ("100.128.0.1", true),
+            ("10.1.2.3", false),
+            ("169.254.1.1", false),
+            ("127.0.0.1", false),
+            ("fd00::1", false),
+            ("fe80::1", false),
+            ("::ffff:10.0.0.1", false),
+            ("2001:db8::1", true),
+            ("198.51.100.7", true),
+        ] {
+            assert_eq!(is_global(ip.parse().unwrap()), global, "{ip}");
+        }
     }
 
     #[test]

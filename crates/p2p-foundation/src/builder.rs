@@ -53,6 +53,7 @@ pub struct NodeBuilder {
     /// [`NodeBuilder::bootstrap_addrs`]); [`NodeBuilder::build`] returns it.
     deferred: Option<Error>,
     lan: LanConfig,
+    peer_records: bool,
 }
 
 impl std::fmt::Debug for NodeBuilder {
@@ -123,6 +124,7 @@ impl NodeBuilder {
             bootstrap_unpinned: Vec::new(),
             deferred: None,
             lan: LanConfig::default(),
+            peer_records: true,
         }
     }
 
@@ -305,6 +307,21 @@ impl NodeBuilder {
         self
     }
 
+    /// Signed peer records (default on): keep this node's addresses, reflexive address and
+    /// relays in the DHT under a key derived from its PeerId, so that a peer knowing only
+    /// the PeerId can reach it through NATs. `false` stops publishing them (lookups of other
+    /// peers' records still happen). See [`crate::peer_record`].
+    ///
+    /// ```
+    /// # async fn run() -> p2p_foundation::Result<()> {
+    /// let node = p2p_foundation::P2PNode::builder().peer_records(false).build().await?;
+    /// # node.shutdown().await; Ok(()) }
+    /// ```
+    pub fn peer_records(mut self, enabled: bool) -> Self {
+        self.peer_records = enabled;
+        self
+    }
+
     /// LAN discovery settings (default [`LanConfig::default`], on).
     pub fn lan_config(mut self, config: LanConfig) -> Self {
         self.lan = config;
@@ -379,7 +396,14 @@ impl NodeBuilder {
             max_frame: kad_max_frame,
             timeout: kad_timeout,
         });
-        let dht = DhtNode::spawn(local, self.dht, seed, kad, kad_rx);
+        let dht = DhtNode::spawn_with_validator(
+            local,
+            self.dht,
+            seed,
+            kad,
+            kad_rx,
+            crate::peer_record::PeerRecordValidator,
+        );
 
         // Gossip on one stream per connection.
         let (gossip, events) = p2p_foundation_gossip::spawn(
@@ -404,7 +428,7 @@ impl NodeBuilder {
             dht.clone(),
             keypair.clone(),
             Arc::downgrade(&net),
-            advertise,
+            advertise.clone(),
             max_ttl,
         ));
         let publisher = server.as_ref().map(|s| {
@@ -441,6 +465,9 @@ impl NodeBuilder {
             dht.clone(),
         );
         net.start_accepting();
+        if self.peer_records {
+            crate::peer_record::publish::start(&net, keypair.clone(), advertise);
+        }
         let lan = Lan::start(&net, local_addr, self.lan);
         drop(_enter);
 

@@ -14,6 +14,7 @@ pub mod mcp;
 mod metrics;
 mod nat;
 mod net;
+pub mod peer_record;
 mod pubsub;
 mod reconnect;
 mod relay;
@@ -261,6 +262,23 @@ impl P2PNode {
     /// records).
     pub fn addresses_of(&self, peer: &PeerId) -> Vec<SocketAddr> {
         self.net.addresses(peer)
+    }
+
+    /// `peer`'s signed peer record, looked up in the DHT: its direct and reflexive
+    /// addresses and the relays holding a reservation for it. `None` when no record signed
+    /// by `peer` itself is found. A dial to a peer with no known address does this lookup by
+    /// itself.
+    ///
+    /// ```no_run
+    /// # async fn run(node: p2p_foundation::P2PNode, peer: p2p_foundation::PeerId) -> p2p_foundation::Result<()> {
+    /// if let Some(record) = node.peer_record(peer).await? {
+    ///     println!("{peer} at {:?}, relays {:?}", record.dial_addrs(), record.relays());
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn peer_record(&self, peer: PeerId) -> Result<Option<peer_record::PeerRecord>> {
+        let dht = self.net.dht().ok_or(Error::Shutdown)?;
+        Ok(peer_record::publish::fetch(&self.net, &dht, peer).await)
     }
 
     /// The DHT.

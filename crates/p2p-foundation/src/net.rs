@@ -166,6 +166,9 @@ pub(crate) struct Counters {
     pub(crate) kad_served: AtomicU64,
     pub(crate) kad_refused: AtomicU64,
     pub(crate) mcp_sessions: AtomicU64,
+    pub(crate) peer_records_published: AtomicU64,
+    pub(crate) peer_record_lookups: AtomicU64,
+    pub(crate) peer_records_found: AtomicU64,
 }
 
 /// Snapshot of the facade's counters.
@@ -186,6 +189,12 @@ pub struct NodeStats {
     pub kad_refused: u64,
     /// MCP sessions served.
     pub mcp_sessions: u64,
+    /// Times this node's peer record was stored in the DHT (see [`crate::peer_record`]).
+    pub peer_records_published: u64,
+    /// Peer records looked up (a dial to a peer with no known address).
+    pub peer_record_lookups: u64,
+    /// Of those, lookups that found a record signed by the peer.
+    pub peer_records_found: u64,
     /// Peers with a live connection now.
     pub connected_peers: usize,
 }
@@ -195,6 +204,8 @@ pub(crate) struct Net {
     pub(crate) local: PeerId,
     conns: Mutex<HashMap<PeerId, Entry>>,
     book: Mutex<HashMap<PeerId, Vec<SocketAddr>>>,
+    /// Relays named by peers' records (peer → relays), bounded like the book.
+    relay_hints: Mutex<HashMap<PeerId, Vec<PeerId>>>,
     dialing: Mutex<HashMap<PeerId, Arc<tokio::sync::Mutex<()>>>>,
     next_id: AtomicU64,
     layers: OnceLock<Layers>,
@@ -272,6 +283,7 @@ impl Net {
             endpoint,
             conns: Mutex::new(HashMap::new()),
             book: Mutex::new(HashMap::new()),
+            relay_hints: Mutex::new(HashMap::new()),
             dialing: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
             layers: OnceLock::new(),
@@ -334,6 +346,9 @@ impl Net {
             kad_served: c.kad_served.load(Ordering::Relaxed),
             kad_refused: c.kad_refused.load(Ordering::Relaxed),
             mcp_sessions: c.mcp_sessions.load(Ordering::Relaxed),
+            peer_records_published: c.peer_records_published.load(Ordering::Relaxed),
+            peer_record_lookups: c.peer_record_lookups.load(Ordering::Relaxed),
+            peer_records_found: c.peer_records_found.load(Ordering::Relaxed),
             connected_peers: lock(&self.conns).len(),
         }
     }
@@ -393,6 +408,29 @@ impl Net {
         list.truncate(MAX_ADDRS_PER_PEER);
         if list.is_empty() {
             book.remove(&peer);
+        }
+    }
+
+    /// The relays `peer`'s record named when it was last looked up.
+    pub(crate) fn relay_hints(&self, peer: &PeerId) -> Vec<PeerId> {
+        lock(&self.relay_hints)
+            .get(peer)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    fn hint_relays(&self, peer: PeerId, relays: Vec<PeerId>) {
+        let mut hints = lock(&self.relay_hints);
+        if !hints.contains_key(&peer) && hints.len() >= MAX_BOOK_PEERS {
+            let victim = hints.keys().next().copied();
+            if let Some(v) = victim {
+                hints.remove(&v);
+            }
+        }
+        if relays.is_empty() {
+            hints.remove(&peer);
+        } else {
+            hints.insert(peer, relays);
         }
     }
 
@@ -697,24 +735,71 @@ impl Net {
         );
     }
 
-    /// The addresses a DHT lookup finds for `peer` (remembered, most recent first).
-    pub(crate) async fn lookup(&self, peer: PeerId) -> Vec<SocketAddr> {
+    /// The addresses a DHT lookup finds for `peer` (remembered, most recent first): its
+    /// signed peer record (direct and reflexive addresses first) and the contacts of a
+    /// node lookup, side by side. The relays the record names are dialled, so that they
+    /// can introduce a punch or splice a circuit to `peer` ([`Net::relay_hints`]).
+    ///
+    /// Boxed with its `Send` bound spelt out: a lookup dials, and a dial may look up.
+    pub(crate) fn lookup(
+        self: &Arc<Self>,
+        peer: PeerId,
+    ) -> std::pin::Pin<Box<dyn Future<Output = Vec<SocketAddr>> + Send + '_>> {
+        Box::pin(self.lookup_now(peer))
+    }
+
+    async fn lookup_now(self: &Arc<Self>, peer: PeerId) -> Vec<SocketAddr> {
         let dht = lock(&self.dht).clone();
         let Some(dht) = dht else {
             return Vec::new();
         };
-        match dht.find_node(peer.kad_key()).await {
-            Ok((contacts, _)) => {
-                for c in &contacts {
-                    self.learn(c.peer(), [c.addr()]);
+        // The node lookup runs beside the record's; a record makes waiting for it needless
+        // (it may wait out timeouts of contacts behind NATs).
+        let finder = {
+            let dht = dht.clone();
+            self.spawn_handle(async move { dht.find_node(peer.kad_key()).await })
+        };
+        let record = crate::peer_record::publish::fetch(self, &dht, peer)
+            .await
+            .filter(|r| !r.is_empty());
+        if record.is_some() {
+            finder.abort();
+        } else {
+            match finder.await {
+                Ok(Some(Ok((contacts, _)))) => {
+                    for c in &contacts {
+                        self.learn(c.peer(), [c.addr()]);
+                    }
                 }
-                self.addresses(&peer)
-            }
-            Err(e) => {
-                tracing::debug!(peer = %peer.short(), error = %e, "address lookup failed");
-                Vec::new()
+                Ok(Some(Err(e))) => {
+                    tracing::debug!(peer = %peer.short(), error = %e, "node lookup failed")
+                }
+                Ok(None) | Err(_) => {}
             }
         }
+        if let Some(record) = record {
+            tracing::debug!(peer = %peer.short(), addrs = ?record.addrs(), "peer record found");
+            // Most recent first: learn the record's preferred address last.
+            self.learn(peer, record.dial_addrs().into_iter().rev());
+            let relays: Vec<(PeerId, SocketAddr)> = record
+                .relays()
+                .into_iter()
+                .filter(|(r, a)| *r != self.local && *r != peer && dialable(a))
+                .take(crate::peer_record::publish::MAX_RELAY_HINTS)
+                .collect();
+            self.hint_relays(peer, relays.iter().map(|(r, _)| *r).collect());
+            let mut dials = tokio::task::JoinSet::new();
+            for (relay, addr) in relays {
+                let net = Arc::clone(self);
+                dials.spawn(async move {
+                    if let Err(e) = net.connect(relay, &[addr]).await {
+                        tracing::debug!(relay = %relay.short(), error = %e, "hinted relay unreachable");
+                    }
+                });
+            }
+            while dials.join_next().await.is_some() {}
+        }
+        self.addresses(&peer)
     }
 
     /// Adds a new authenticated connection and returns the one to use for its peer (the

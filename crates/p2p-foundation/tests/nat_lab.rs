@@ -562,6 +562,118 @@ async fn endpoint_dependent_nats_on_both_sides_connect_through_the_relay_which_s
     .await;
 }
 
+/// A node behind an endpoint-dependent NAT on side A, joined through `seeds`, that also
+/// connects to the relay `r` (which is in nobody's routing table: it bootstraps from no
+/// one) and holds a reservation there.
+async fn natted_with_relay(
+    lab: &Lab,
+    r: &LabNode,
+    seeds: Vec<(PeerId, SocketAddr)>,
+    publish: bool,
+) -> LabNode {
+    let node = LabNode::start(&lab.lan(Side::A), move || {
+        P2PNode::builder()
+            .listen(addr(Side::A.host_ip(), 0))
+            .bootstrap(seeds)
+            .peer_records(publish)
+    })
+    .await;
+    let r_addr = r.contact().1;
+    node.run(move |n| async move { n.connect_addr(r_addr).await })
+        .await
+        .expect("reaches the relay");
+    wait_reserved(&node, "natted node").await;
+    node
+}
+
+/// C knows only A's PeerId. The DHT node D it joined through does not relay, and neither C
+/// nor D knows A's relay R. A's signed peer record names R: C connects to R, and R splices
+/// the connection (both NATs map per destination, so no punch can work). A second node A'
+/// in the same place that publishes no record cannot be reached.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_natted_peer_is_reached_by_its_peer_id_alone_through_the_relay_its_record_names() {
+    if !lab::can_run(
+        "a_natted_peer_is_reached_by_its_peer_id_alone_through_the_relay_its_record_names",
+    ) {
+        return;
+    }
+    init_tracing();
+    guard(async {
+        let lab = Lab::new(NatKind::EndpointDependent, NatKind::EndpointDependent);
+        let d = public_node(&lab, PUBLIC_2, vec![]).await;
+        let (r, _) = relay_node(&lab).await;
+        let (r_id, r_addr) = r.contact();
+        let a = natted_with_relay(&lab, &r, vec![d.contact()], true).await;
+        let quiet = natted_with_relay(&lab, &r, vec![d.contact()], false).await;
+        let (a_id, quiet_id) = (a.node.peer_id(), quiet.node.peer_id());
+
+        // A's record, as the DHT holds it, names R (bounded wait: publication follows the
+        // reservation after the publisher's debounce).
+        let deadline = Instant::now() + Duration::from_secs(15);
+        let record = loop {
+            let found = d
+                .run(move |n| async move { n.peer_record(a_id).await })
+                .await
+                .expect("lookup");
+            if let Some(rec) = found.filter(|rec| rec.relays().contains(&(r_id, r_addr))) {
+                break rec;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "A's record never named R: {:?} {:?} {:#?}",
+                a.node.stats(),
+                a.node.relay_stats(),
+                a.node.nat_status()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        eprintln!("A's peer record: {:?}", record.addrs());
+
+        let c = lan_node(&lab, Side::B, vec![d.contact()]).await;
+        assert!(
+            c.node.connection_info(&r_id).is_none(),
+            "C found R some other way"
+        );
+
+        // Without a record: no relay C knows serves A', and no punch works.
+        let control = c
+            .run(move |n| async move { n.connect(quiet_id, &[]).await })
+            .await;
+        assert!(control.is_err(), "A' reached without a record: {control:?}");
+        assert!(
+            c.node.connection_info(&r_id).is_none(),
+            "C found R some other way"
+        );
+
+        // With A's record: C reaches A through R by the PeerId alone.
+        let start = Instant::now();
+        c.run(move |n| async move { n.connect(a_id, &[]).await })
+            .await
+            .unwrap_or_else(|e| panic!("C could not reach A by its PeerId: {e}"));
+        let took = start.elapsed();
+        let info = c.node.connection_info(&a_id).expect("connected");
+        assert_eq!(info.path, PathKind::Stream, "{info:?}");
+        assert_eq!(
+            info.remote, r_addr,
+            "relayed by the relay A's record names: {info:?}"
+        );
+        let stats = c.node.stats();
+        assert!(stats.peer_records_found >= 1, "{stats:?}");
+        // The dial, and perhaps a DHT request to A racing it, went through a relay.
+        assert!(
+            c.node.relay_stats().relayed_dials >= 1,
+            "{:?}",
+            c.node.relay_stats()
+        );
+        eprintln!("C reached A by its PeerId through R in {took:?}; {stats:?}");
+
+        for n in [c, a, quiet, r, d] {
+            n.stop().await;
+        }
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_relayed_connection_moves_to_the_punched_path_and_keeps_working() {
     if !lab::can_run("a_relayed_connection_moves_to_the_punched_path_and_keeps_working") {

@@ -24,9 +24,10 @@ pub use self::udp::{
     DatagramError, UDP_MAX_FRAME_LEN, UdpDatagram, UdpStats, UdpTransport, decode_udp_datagram,
     encode_udp_datagram,
 };
+use crate::record::AcceptAll;
 use crate::{
     Config, Contact, Dht, DhtError, Event, Message, Output, ProviderRecord, QueryId, QueryResult,
-    QueryStats, Record, RequestId, RoutingSnapshot, Stats,
+    QueryStats, Record, RequestId, RoutingSnapshot, Stats, Validator,
 };
 
 /// A boxed, sendable future.
@@ -98,8 +99,22 @@ impl DhtNode {
         transport: Arc<T>,
         inbound: mpsc::Receiver<Inbound>,
     ) -> Self {
+        Self::spawn_with_validator(local, config, seed, transport, inbound, AcceptAll)
+    }
+
+    /// [`DhtNode::spawn`] with an application [`Validator`] deciding which records are
+    /// stored and returned, and who owns a key ([`Validator::is_owner`]).
+    pub fn spawn_with_validator<T: Transport>(
+        local: PeerId,
+        config: Config,
+        seed: u64,
+        transport: Arc<T>,
+        inbound: mpsc::Receiver<Inbound>,
+        validator: impl Validator,
+    ) -> Self {
         let (tx, rx) = mpsc::channel(256);
-        let core = Dht::new(local, config, seed, Instant::now(), SystemTime::now());
+        let mut core = Dht::new(local, config, seed, Instant::now(), SystemTime::now());
+        core.set_validator(validator);
         tokio::spawn(run(core, transport, inbound, rx));
         Self { tx, local }
     }

@@ -299,12 +299,15 @@ impl NatService {
         net: &Arc<Net>,
         target: PeerId,
     ) -> Result<Connection> {
-        let rendezvous: Vec<Connection> = net
+        // The relays `target`'s peer record names hold a connection to it: ask them first.
+        let hinted = net.relay_hints(&target);
+        let mut rendezvous: Vec<Connection> = net
             .connections()
             .into_iter()
             .filter(|c| c.peer_id() != target && c.path() == PathKind::Quic)
-            .take(MAX_RENDEZVOUS)
             .collect();
+        rendezvous.sort_by_key(|c| !hinted.contains(&c.peer_id()));
+        rendezvous.truncate(MAX_RENDEZVOUS);
         if rendezvous.is_empty() {
             return Err(Error::Nat(
                 "no connected peer to act as a rendezvous".into(),

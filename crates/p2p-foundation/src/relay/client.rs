@@ -1,6 +1,7 @@
 //! The holder's and dialer's side: reservations kept at relays while this node looks
 //! NATed, dials through a relay, and connections accepted through one.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
@@ -81,11 +82,11 @@ impl RelayService {
     /// and asks new relays while fewer than wanted are held. Returns the next renewal.
     async fn hold(&self, net: &Arc<Net>) -> Option<Instant> {
         let now = Instant::now();
-        lock(&self.held).retain(|relay, _| net.connected(relay).is_some());
+        self.update_held(|held| held.retain(|relay, _| net.connected(relay).is_some()));
         // Bounded: a refusal is forgotten when its backoff ends.
         lock(&self.refused_by).retain(|_, until| *until > now);
         if !Self::looks_natted(net) {
-            lock(&self.held).clear();
+            self.update_held(HashMap::clear);
             return None;
         }
         let due: Vec<PeerId> = lock(&self.held)
@@ -115,35 +116,38 @@ impl RelayService {
         lock(&self.held).values().min().copied()
     }
 
-    /// Connected peers that may relay, configured relays first; never `except`. Any
-    /// direct connection will do (QUIC, or TCP when UDP is blocked); never a relayed one.
-    fn relay_candidates(&self, net: &Net, except: Option<PeerId>) -> Vec<PeerId> {
+    /// Connected peers that may relay: for a dial to `target`, the relays its peer record
+    /// names first, then configured relays, then the rest; never `target`. Any direct
+    /// connection will do (QUIC, or TCP when UDP is blocked); never a relayed one.
+    fn relay_candidates(&self, net: &Net, target: Option<PeerId>) -> Vec<PeerId> {
         let direct: Vec<PeerId> = net
             .connections()
             .iter()
             .filter(|c| c.path() != PathKind::Stream)
             .map(|c| c.peer_id())
             .collect();
-        let mut list: Vec<PeerId> = self
-            .config
-            .relays
-            .iter()
-            .copied()
-            .filter(|p| direct.contains(p))
-            .collect();
+        let hinted = target.map(|t| net.relay_hints(&t)).unwrap_or_default();
+        let mut list: Vec<PeerId> = Vec::new();
+        for p in hinted.into_iter().chain(self.config.relays.iter().copied()) {
+            if direct.contains(&p) && !list.contains(&p) {
+                list.push(p);
+            }
+        }
         for p in direct {
             if !list.contains(&p) {
                 list.push(p);
             }
         }
-        list.retain(|p| Some(*p) != except && *p != net.local);
+        list.retain(|p| Some(*p) != target && *p != net.local);
         list
     }
 
     /// Asks `relay` for a reservation (or its renewal) and records the answer.
     async fn reserve_at(&self, net: &Net, relay: PeerId) {
         let Some(conn) = net.connected(&relay) else {
-            lock(&self.held).remove(&relay);
+            self.update_held(|held| {
+                held.remove(&relay);
+            });
             return;
         };
         let asked = tokio::time::timeout(CONTROL_TIMEOUT, async {
@@ -156,11 +160,15 @@ impl RelayService {
         match asked {
             Ok(Ok(RelayMessage::Reserved { ttl_secs })) => {
                 let renew = Instant::now() + Duration::from_secs(ttl_secs.max(2) / 2);
-                lock(&self.held).insert(relay, renew);
+                self.update_held(|held| {
+                    held.insert(relay, renew);
+                });
                 tracing::debug!(relay = %relay.short(), ttl_secs, "holding a reservation");
             }
             other => {
-                lock(&self.held).remove(&relay);
+                self.update_held(|held| {
+                    held.remove(&relay);
+                });
                 lock(&self.refused_by).insert(relay, Instant::now() + REFUSAL_BACKOFF);
                 tracing::debug!(relay = %relay.short(), answer = ?other, "no reservation");
             }

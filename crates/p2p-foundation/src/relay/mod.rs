@@ -96,6 +96,9 @@ pub(crate) struct RelayService {
     held: Mutex<HashMap<PeerId, Instant>>,
     /// As a holder: relay → when it may be asked again after refusing.
     refused_by: Mutex<HashMap<PeerId, Instant>>,
+    /// Signalled when the set of relays holding a reservation for this node changes (the
+    /// peer-record publisher waits on it).
+    pub(crate) held_changed: tokio::sync::Notify,
     counters: Counters,
 }
 
@@ -115,6 +118,7 @@ impl RelayService {
             circuits: Mutex::new((0, HashMap::new())),
             held: Mutex::new(HashMap::new()),
             refused_by: Mutex::new(HashMap::new()),
+            held_changed: tokio::sync::Notify::new(),
             counters: Counters::default(),
         })
     }
@@ -139,6 +143,23 @@ impl RelayService {
             relayed_dials: l(&c.relayed_dials),
             relayed_accepts: l(&c.relayed_accepts),
             upgrades: l(&c.upgrades),
+        }
+    }
+
+    /// The relays holding a reservation for this node now.
+    pub(crate) fn held_relays(&self) -> Vec<PeerId> {
+        lock(&self.held).keys().copied().collect()
+    }
+
+    /// Changes the set of relays holding a reservation, and says so when it changed.
+    fn update_held(&self, change: impl FnOnce(&mut HashMap<PeerId, Instant>)) {
+        let mut held = lock(&self.held);
+        let before: Vec<PeerId> = held.keys().copied().collect();
+        change(&mut held);
+        let changed = held.len() != before.len() || before.iter().any(|p| !held.contains_key(p));
+        drop(held);
+        if changed {
+            self.held_changed.notify_one();
         }
     }
 

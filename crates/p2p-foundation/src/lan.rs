@@ -293,16 +293,32 @@ struct Counters {
 }
 
 /// State shared by the discovery task and the dials it starts.
-struct Shared {
+pub(crate) struct Shared {
     local: PeerId,
     config: LanConfig,
     families: Families,
     peers: Mutex<HashMap<PeerId, Known>>,
     next_seq: AtomicU64,
     counters: Counters,
+    stopped: AtomicBool,
 }
 
 impl Shared {
+    /// The counters now (also read by [`crate::P2PNode::metrics`] through [`Net`]).
+    pub(crate) fn stats(&self) -> LanStats {
+        let c = &self.counters;
+        LanStats {
+            running: !self.stopped.load(Ordering::Relaxed),
+            discovered: c.discovered.load(Ordering::Relaxed),
+            malformed: c.malformed.load(Ordering::Relaxed),
+            dials: c.dials.load(Ordering::Relaxed),
+            dials_succeeded: c.dials_succeeded.load(Ordering::Relaxed),
+            dials_failed: c.dials_failed.load(Ordering::Relaxed),
+            evicted: c.evicted.load(Ordering::Relaxed),
+            remembered: lock(&self.peers).len(),
+        }
+    }
+
     /// Remembers a valid claim; returns when its peer should be dialled, if it should.
     fn remember(&self, net: &Net, claim: Claim, now: Instant) -> Option<Instant> {
         let mut peers = lock(&self.peers);
@@ -413,7 +429,6 @@ pub(crate) struct Lan {
     daemon: ServiceDaemon,
     fullname: String,
     shared: Arc<Shared>,
-    stopped: AtomicBool,
 }
 
 impl Lan {
@@ -478,7 +493,9 @@ impl Lan {
             peers: Mutex::new(HashMap::new()),
             next_seq: AtomicU64::new(0),
             counters: Counters::default(),
+            stopped: AtomicBool::new(false),
         });
+        let _ = net.lan.set(Arc::clone(&shared));
         let span = tracing::debug_span!("p2pf.lan", node = %net.local.short());
         let task = Discovery {
             net: Arc::clone(net),
@@ -493,28 +510,17 @@ impl Lan {
             daemon,
             fullname: info.get_fullname().to_owned(),
             shared,
-            stopped: AtomicBool::new(false),
         })
     }
 
     pub(crate) fn stats(&self) -> LanStats {
-        let c = &self.shared.counters;
-        LanStats {
-            running: !self.stopped.load(Ordering::Relaxed),
-            discovered: c.discovered.load(Ordering::Relaxed),
-            malformed: c.malformed.load(Ordering::Relaxed),
-            dials: c.dials.load(Ordering::Relaxed),
-            dials_succeeded: c.dials_succeeded.load(Ordering::Relaxed),
-            dials_failed: c.dials_failed.load(Ordering::Relaxed),
-            evicted: c.evicted.load(Ordering::Relaxed),
-            remembered: lock(&self.shared.peers).len(),
-        }
+        self.shared.stats()
     }
 
     /// Says goodbye on the link (peers drop the record at once) and stops the daemon's
     /// thread, each confirmed or given up after a second.
     pub(crate) async fn stop(&self) {
-        if self.stopped.swap(true, Ordering::Relaxed) {
+        if self.shared.stopped.swap(true, Ordering::Relaxed) {
             return;
         }
         if let Ok(status) = self.daemon.unregister(&self.fullname) {
@@ -534,7 +540,7 @@ impl Drop for Lan {
     /// Without [`Lan::stop`], still says goodbye and stops the daemon thread (without
     /// waiting for either).
     fn drop(&mut self) {
-        if !self.stopped.swap(true, Ordering::Relaxed) {
+        if !self.shared.stopped.swap(true, Ordering::Relaxed) {
             let _ = self.daemon.unregister(&self.fullname);
             let _ = self.daemon.shutdown();
         }

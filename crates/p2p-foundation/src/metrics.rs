@@ -252,6 +252,8 @@ pub(crate) struct Snapshot {
     pub(crate) nat: crate::NatStats,
     pub(crate) nat_status: Option<crate::NatStatus>,
     pub(crate) relay: crate::RelayStats,
+    /// LAN discovery's counters, when it runs.
+    pub(crate) lan: Option<crate::LanStats>,
 }
 
 fn counter(r: &mut Registry, name: &str, help: &str, value: u64) {
@@ -471,6 +473,45 @@ impl Snapshot {
             "MCP sessions this node's server accepted from peers",
             self.node.mcp_sessions,
         );
+        counters(
+            r,
+            "peer_records",
+            "Signed peer records: this node's own stored, others' looked up and found",
+            "event",
+            &[
+                ("published", self.node.peer_records_published),
+                ("looked_up", self.node.peer_record_lookups),
+                ("found", self.node.peer_records_found),
+            ],
+        );
+        if let Some(lan) = &self.lan {
+            gauge(
+                r,
+                "lan_running",
+                "1 while the mDNS responder runs",
+                u64::from(lan.running),
+            );
+            counters(
+                r,
+                "lan_discovery",
+                "LAN discovery over mDNS, by event",
+                "event",
+                &[
+                    ("discovered", lan.discovered),
+                    ("malformed", lan.malformed),
+                    ("dials", lan.dials),
+                    ("dials_succeeded", lan.dials_succeeded),
+                    ("dials_failed", lan.dials_failed),
+                    ("evicted", lan.evicted),
+                ],
+            );
+            gauge(
+                r,
+                "lan_peers_remembered",
+                "Peers found on the link and remembered now",
+                lan.remembered as u64,
+            );
+        }
     }
 }
 
@@ -527,6 +568,7 @@ impl MetricsHandle {
             nat: net.nat.get().map(|n| n.stats()).unwrap_or_default(),
             nat_status: net.nat.get().map(|n| n.status(local)),
             relay: net.relay.get().map(|r| r.stats()).unwrap_or_default(),
+            lan: net.lan.get().map(|l| l.stats()),
         };
         encode_text(&net.instruments, &snapshot)
     }
@@ -598,6 +640,13 @@ mod tests {
         snapshot.transport.failed_tls = 2;
         snapshot.open_by_path = [3, 1, 2];
         snapshot.relay.upgrades = 5;
+        snapshot.node.peer_records_found = 4;
+        snapshot.lan = Some(crate::LanStats {
+            running: true,
+            discovered: 6,
+            remembered: 2,
+            ..Default::default()
+        });
         let text = encode_text(&Instruments::default(), &snapshot);
         for (series, value) in [
             ("p2pf_transport_bytes_total{direction=\"in\"}", 1234.0),
@@ -606,6 +655,10 @@ mod tests {
             ("p2pf_connections{path=\"tcp\"}", 1.0),
             ("p2pf_connections{path=\"relayed\"}", 2.0),
             ("p2pf_relay_upgrades_total", 5.0),
+            ("p2pf_peer_records_total{event=\"found\"}", 4.0),
+            ("p2pf_lan_running", 1.0),
+            ("p2pf_lan_discovery_total{event=\"discovered\"}", 6.0),
+            ("p2pf_lan_peers_remembered", 2.0),
         ] {
             assert_eq!(sample(&text, series), Some(value), "{series} in\n{text}");
         }

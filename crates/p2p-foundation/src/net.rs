@@ -225,6 +225,8 @@ pub(crate) struct Net {
     pub(crate) nat: OnceLock<Arc<NatService>>,
     /// Relaying (as relay, holder and dialer), when NAT traversal is enabled.
     pub(crate) relay: OnceLock<Arc<RelayService>>,
+    /// LAN discovery's state, when it runs.
+    pub(crate) lan: OnceLock<Arc<crate::lan::Shared>>,
 }
 
 /// A reader that yields nothing until its gate opens: the gossip driver drops frames from
@@ -297,6 +299,7 @@ impl Net {
             events: broadcast::channel(PEER_EVENT_QUEUE).0,
             gossip_turn: tokio::sync::Mutex::new(()),
             nat: OnceLock::new(),
+            lan: OnceLock::new(),
             relay: OnceLock::new(),
         })
     }

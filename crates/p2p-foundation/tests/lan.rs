@@ -196,6 +196,16 @@ async fn two_nodes_on_a_link_find_each_other_with_no_bootstrap() {
                 assert_eq!(s.malformed, 0, "{who}: {s:?}");
             }
             assert_eq!(sa.dials + sb.dials, 1, "one dial: a {sa:?}, b {sb:?}");
+            // The same counters in the node's metrics.
+            let text = a.run(|n| async move { n.metrics().await }).await;
+            for line in [
+                "p2pf_lan_running 1".to_owned(),
+                "p2pf_lan_discovery_total{event=\"discovered\"} 1".to_owned(),
+                format!("p2pf_lan_discovery_total{{event=\"dials\"}} {}", sa.dials),
+                "p2pf_lan_discovery_total{event=\"malformed\"} 0".to_owned(),
+            ] {
+                assert!(text.lines().any(|l| l == line), "{line} not in\n{text}");
+            }
             // The address proven in the handshake is on the link (remembered as the
             // connection is registered, a moment after the event).
             let on_link = || {

@@ -301,6 +301,45 @@ fn latency(mut v: Vec<f64>) -> Latency {
     }
 }
 
+/// A plain tokio-rustls server that echoes one byte per connection, then closes it.
+async fn serve_raw_tls_echo(p: &Plain) -> (SocketAddr, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let acceptor = tokio_rustls::TlsAcceptor::from(p.server.clone());
+    let serve = tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let _ = tcp.set_nodelay(true);
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let mut b = [0u8; 1];
+                if tls.read_exact(&mut b).await.is_ok() {
+                    let _ = tls.write_all(&b).await;
+                    let _ = tls.shutdown().await;
+                }
+            });
+        }
+    });
+    (addr, serve)
+}
+
+/// One plain tokio-rustls connection to `addr` with one byte echoed.
+async fn raw_tls_echo_once(connector: &tokio_rustls::TlsConnector, addr: SocketAddr) {
+    let sock = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    sock.set_nodelay(true).expect("nodelay");
+    let mut tls = connector
+        .connect(ServerName::try_from("localhost").expect("name"), sock)
+        .await
+        .expect("tls");
+    tls.write_all(b"x").await.expect("write");
+    let mut b = [0u8; 1];
+    tls.read_exact(&mut b).await.expect("read");
+}
+
 async fn connect_latencies(suite: &mut Suite) {
     let n = suite.scale(1000, 20);
     let server = ours(true).await;
@@ -316,27 +355,7 @@ async fn connect_latencies(suite: &mut Suite) {
     let raw_addr = raw_server.local_addr().expect("addr");
     let raw_serve = serve_raw_quinn_echo(raw_server.clone());
     let raw_client = quinn_client(p.client.clone());
-    let raw_tcp = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let raw_tcp_addr = raw_tcp.local_addr().expect("addr");
-    let acceptor = tokio_rustls::TlsAcceptor::from(p.server.clone());
-    let raw_tcp_serve = tokio::spawn(async move {
-        while let Ok((tcp, _)) = raw_tcp.accept().await {
-            let acceptor = acceptor.clone();
-            tokio::spawn(async move {
-                let _ = tcp.set_nodelay(true);
-                let Ok(mut tls) = acceptor.accept(tcp).await else {
-                    return;
-                };
-                let mut b = [0u8; 1];
-                if tls.read_exact(&mut b).await.is_ok() {
-                    let _ = tls.write_all(&b).await;
-                    let _ = tls.shutdown().await;
-                }
-            });
-        }
-    });
+    let (raw_tcp_addr, raw_tcp_serve) = serve_raw_tls_echo(&p).await;
     let connector = tokio_rustls::TlsConnector::from(p.client.clone());
 
     let (mut quic, mut raw_q, mut tcp, mut raw_t, mut zero) =
@@ -380,17 +399,7 @@ async fn connect_latencies(suite: &mut Suite) {
         c.close(0, b"");
 
         let t = Instant::now();
-        let sock = tokio::net::TcpStream::connect(raw_tcp_addr)
-            .await
-            .expect("connect");
-        sock.set_nodelay(true).expect("nodelay");
-        let mut tls = connector
-            .connect(ServerName::try_from("localhost").expect("name"), sock)
-            .await
-            .expect("tls");
-        tls.write_all(b"x").await.expect("write");
-        let mut b = [0u8; 1];
-        tls.read_exact(&mut b).await.expect("read");
+        raw_tls_echo_once(&connector, raw_tcp_addr).await;
         let d_raw_tcp = t.elapsed();
 
         if round > 0 {
@@ -604,13 +613,18 @@ fn min_over_max(rates: &[f64]) -> f64 {
 
 async fn fairness(suite: &mut Suite) {
     let each: u64 = suite.scale(4 << 20, 64 << 10);
-    let server = ours(false).await;
+    let server = ours(true).await;
     let client = ours(false).await;
     let c = client
         .connect_quic(server.peer_id(), server.local_addr().expect("addr"))
         .await
         .expect("quic");
     let s = server.accept().await.expect("accept");
+    let tc = client
+        .connect_tcp(server.peer_id(), server.tcp_local_addr().expect("tcp"))
+        .await
+        .expect("tcp");
+    let ts = server.accept().await.expect("accept");
     let pair = raw_quinn_pair().await;
     let (rc, rs) = (&pair.client, &pair.server);
     let raw = fairness_raw(rc, rs, 64, each).await;
@@ -622,6 +636,17 @@ async fn fairness(suite: &mut Suite) {
         Better::Higher,
         "raw_quinn.streams64_fairness",
         raw,
+    );
+    // The TCP path shares one TLS stream between all 64, so fairness rests on yamux's
+    // per-stream windows alone; shown beside the QUIC figure.
+    let tcp = fairness_ours(&tc, &ts, 64, each).await;
+    suite.record_vs(
+        "tcp.streams64_fairness",
+        tcp,
+        "min/max",
+        Better::Higher,
+        "quic.streams64_fairness",
+        ours,
     );
 }
 
@@ -869,6 +894,83 @@ async fn idle(suite: &mut Suite) {
     suite.record("quic.idle_conns_held", held, "conns", Better::Higher);
 }
 
+/// `P2PF_TRANSPORT_PROFILE=tcp|raw_tls|quic|raw_quinn` moves one fixed amount
+/// (`P2PF_PROFILE_MIB`, default 256) over that path on loopback and exits: a run to put
+/// under `perf stat` or callgrind, whose instructions and CPU time per MiB do not depend on
+/// how loaded the shared cores are (wall-clock throughput does).
+/// `tcp_connect|raw_tls_connect` instead make `P2PF_PROFILE_MIB` connections, each with
+/// one echoed byte, as `connect_latencies` does: CPU time per connection.
+const PROFILE_ENV: &str = "P2PF_TRANSPORT_PROFILE";
+
+fn profile_transfer(path: &str) {
+    let mib: u64 = std::env::var("P2PF_PROFILE_MIB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(256);
+    let total = mib << 20;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let rate = rt.block_on(async move {
+        match path {
+            "tcp" | "quic" => {
+                let server = ours(path == "tcp").await;
+                let client = ours(false).await;
+                let c = if path == "tcp" {
+                    let addr = server.tcp_local_addr().expect("tcp");
+                    client.connect_tcp(server.peer_id(), addr).await
+                } else {
+                    let addr = server.local_addr().expect("addr");
+                    client.connect_quic(server.peer_id(), addr).await
+                }
+                .expect("connect");
+                let s = server.accept().await.expect("accept");
+                bulk_ours(&c, &s, total).await
+            }
+            "raw_tls" => bulk_raw_tls(&plain(), total).await,
+            "raw_quinn" => {
+                let pair = raw_quinn_pair().await;
+                bulk_raw_quinn(&pair.client, &pair.server, total).await
+            }
+            "tcp_connect" | "raw_tls_connect" => {
+                let n = mib as usize;
+                let start = Instant::now();
+                if path == "tcp_connect" {
+                    let server = ours(true).await;
+                    let serve = serve_echo(server.clone());
+                    let client = ours(false).await;
+                    let addr = server.tcp_local_addr().expect("tcp");
+                    for _ in 0..n {
+                        let c = client.connect_tcp(server.peer_id(), addr).await.expect("tcp");
+                        echo_once(&c).await;
+                        c.close(0, b"");
+                    }
+                    serve.abort();
+                } else {
+                    let p = plain();
+                    let (addr, serve) = serve_raw_tls_echo(&p).await;
+                    let connector = tokio_rustls::TlsConnector::from(p.client.clone());
+                    for _ in 0..n {
+                        raw_tls_echo_once(&connector, addr).await;
+                    }
+                    serve.abort();
+                }
+                us(start.elapsed()) / n as f64
+            }
+            other => panic!(
+                "{PROFILE_ENV}: unknown path {other} (tcp, raw_tls, quic, raw_quinn, tcp_connect, raw_tls_connect)"
+            ),
+        }
+    });
+    if path.ends_with("_connect") {
+        eprintln!("{path}: {mib} connections, {rate:.0} µs each (wall clock: indicative only)");
+    } else {
+        eprintln!("{path}: {mib} MiB at {rate:.0} MiB/s (wall clock: indicative only)");
+    }
+}
+
 fn main() {
     if let Ok(spec) = std::env::var(CHILD_ENV) {
         idle_child(&spec);
@@ -877,6 +979,10 @@ fn main() {
     if let Ok(spec) = std::env::var(SERVER_CHILD_ENV) {
         let (mode, n) = spec.split_once(',').expect("spec");
         idle_server_child(mode, n.parse().expect("n"));
+        return;
+    }
+    if let Ok(path) = std::env::var(PROFILE_ENV) {
+        profile_transfer(&path);
         return;
     }
     let mut suite = Suite::new("transport");

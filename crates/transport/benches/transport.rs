@@ -327,17 +327,25 @@ async fn serve_raw_tls_echo(p: &Plain) -> (SocketAddr, tokio::task::JoinHandle<(
     (addr, serve)
 }
 
-/// One plain tokio-rustls connection to `addr` with one byte echoed.
-async fn raw_tls_echo_once(connector: &tokio_rustls::TlsConnector, addr: SocketAddr) {
+/// One plain tokio-rustls connection to `addr` with one byte echoed; returns the time to
+/// the end of the handshake and the time of the echo after it.
+async fn raw_tls_echo_once(
+    connector: &tokio_rustls::TlsConnector,
+    addr: SocketAddr,
+) -> (Duration, Duration) {
+    let t = Instant::now();
     let sock = tokio::net::TcpStream::connect(addr).await.expect("connect");
     sock.set_nodelay(true).expect("nodelay");
     let mut tls = connector
         .connect(ServerName::try_from("localhost").expect("name"), sock)
         .await
         .expect("tls");
+    let handshake = t.elapsed();
+    let t = Instant::now();
     tls.write_all(b"x").await.expect("write");
     let mut b = [0u8; 1];
     tls.read_exact(&mut b).await.expect("read");
+    (handshake, t.elapsed())
 }
 
 async fn connect_latencies(suite: &mut Suite) {
@@ -398,9 +406,8 @@ async fn connect_latencies(suite: &mut Suite) {
         let d_tcp = t.elapsed();
         c.close(0, b"");
 
-        let t = Instant::now();
-        raw_tls_echo_once(&connector, raw_tcp_addr).await;
-        let d_raw_tcp = t.elapsed();
+        let (handshake, echo) = raw_tls_echo_once(&connector, raw_tcp_addr).await;
+        let d_raw_tcp = handshake + echo;
 
         if round > 0 {
             quic.push(us(d));
@@ -937,14 +944,20 @@ fn profile_transfer(path: &str) {
             "tcp_connect" | "raw_tls_connect" => {
                 let n = mib as usize;
                 let start = Instant::now();
+                // Where the time goes: to the end of the handshake, then the first echo.
+                let (mut handshakes, mut echoes) = (Vec::new(), Vec::new());
                 if path == "tcp_connect" {
                     let server = ours(true).await;
                     let serve = serve_echo(server.clone());
                     let client = ours(false).await;
                     let addr = server.tcp_local_addr().expect("tcp");
                     for _ in 0..n {
+                        let t = Instant::now();
                         let c = client.connect_tcp(server.peer_id(), addr).await.expect("tcp");
+                        handshakes.push(us(t.elapsed()));
+                        let t = Instant::now();
                         echo_once(&c).await;
+                        echoes.push(us(t.elapsed()));
                         c.close(0, b"");
                     }
                     serve.abort();
@@ -953,10 +966,17 @@ fn profile_transfer(path: &str) {
                     let (addr, serve) = serve_raw_tls_echo(&p).await;
                     let connector = tokio_rustls::TlsConnector::from(p.client.clone());
                     for _ in 0..n {
-                        raw_tls_echo_once(&connector, addr).await;
+                        let (handshake, echo) = raw_tls_echo_once(&connector, addr).await;
+                        handshakes.push(us(handshake));
+                        echoes.push(us(echo));
                     }
                     serve.abort();
                 }
+                eprintln!(
+                    "{path}: handshake p50 {:.0} µs, first echo p50 {:.0} µs",
+                    percentile(&mut handshakes, 50.0),
+                    percentile(&mut echoes, 50.0)
+                );
                 us(start.elapsed()) / n as f64
             }
             other => panic!(

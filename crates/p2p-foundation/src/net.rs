@@ -24,7 +24,7 @@ use p2p_foundation_transport::{
 };
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
+use tokio_util::task::{AbortOnDropHandle, TaskTracker};
 use tracing::Instrument;
 
 use crate::error::{Error, Result};
@@ -136,10 +136,13 @@ enum Won {
     Direct,
     Punched,
     Relayed(PeerId),
+    /// The peer dialled this node back (connection reversal): already registered.
+    Reversed,
 }
 
-/// A punch attempt running as its own task (so it can outlive a race the relay won).
-type PunchTask = tokio::task::JoinHandle<Option<Result<Connection>>>;
+/// A direct dial or a punch running as its own task (so it can outlive a race the relay
+/// won, and still move the connection to a direct path).
+type PathTask = tokio::task::JoinHandle<Option<Result<Connection>>>;
 
 /// A live connection's path and measurements, from
 /// [`P2PNode::connection_info`](crate::P2PNode::connection_info).
@@ -268,9 +271,18 @@ fn dialable(addr: &SocketAddr) -> bool {
 }
 
 /// Whether a new connection replaces the existing one to the same peer. Both sides
-/// compute the same answer: the connection dialled by the smaller peer id wins; between
-/// two connections dialled by the same side, the newer one.
-fn new_wins(local: PeerId, peer: PeerId, old_outbound: bool, new_outbound: bool) -> bool {
+/// compute the same answer: a direct connection beats a relayed one (both sides see the
+/// same path kinds); otherwise the connection dialled by the smaller peer id wins, and
+/// between two connections dialled by the same side, the newer one.
+fn new_wins(
+    local: PeerId,
+    peer: PeerId,
+    (old_outbound, old_relayed): (bool, bool),
+    (new_outbound, new_relayed): (bool, bool),
+) -> bool {
+    if old_relayed != new_relayed {
+        return old_relayed;
+    }
     if old_outbound == new_outbound {
         return true;
     }
@@ -554,7 +566,12 @@ impl Net {
             Won::Direct => "direct",
             Won::Punched => "punched",
             Won::Relayed(_) => "relayed",
+            Won::Reversed => "reversed",
         });
+        if won == Won::Reversed {
+            tracing::debug!(peer = %peer.short(), path = ?conn.path(), "the peer dialled back");
+            return Ok(conn);
+        }
         self.counters
             .outbound_connections
             .fetch_add(1, Ordering::Relaxed);
@@ -562,7 +579,7 @@ impl Net {
             self.learn(peer, [conn.remote_address()]);
         }
         let event = match won {
-            Won::Direct => None,
+            Won::Direct | Won::Reversed => None,
             Won::Punched => Some(PeerEvent::HolePunched {
                 peer,
                 addr: canonical(conn.remote_address()),
@@ -587,6 +604,8 @@ impl Net {
     /// [`RelayConfig::relay_after`](crate::RelayConfig::relay_after). The first connection
     /// wins; an error only when every path failed. When the relay wins, the punch goes on
     /// and, with retries, moves the connection to a direct path ([`Net::upgrade_later`]).
+    /// A peer whose UDP is blocked answers the punch's introduction by dialling back
+    /// (connection reversal): that inbound connection wins the race too.
     async fn race(
         self: &Arc<Self>,
         peer: PeerId,
@@ -597,12 +616,19 @@ impl Net {
             return Ok((self.endpoint.connect(peer, addrs).await?, Won::Direct));
         };
         let relay = self.relay.get().cloned();
-        let direct = async {
-            if addrs.is_empty() {
-                return Err(Error::NoAddress { peer });
-            }
-            Ok(self.endpoint.connect(peer, addrs).await?)
-        };
+        // Subscribed before anything is sent, so a dial back cannot be missed.
+        let mut events = self.events.subscribe();
+        // Aborted when the race ends, unless handed on to move a relayed connection.
+        let mut direct = AbortOnDropHandle::new({
+            let net = Arc::clone(self);
+            let addrs = addrs.to_vec();
+            self.spawn_handle(async move {
+                if addrs.is_empty() {
+                    return Err(Error::NoAddress { peer });
+                }
+                Ok(net.endpoint.connect(peer, &addrs).await?)
+            })
+        });
         let punch_delay = if addrs.is_empty() {
             Duration::ZERO
         } else {
@@ -610,10 +636,10 @@ impl Net {
         };
         let net = Arc::clone(self);
         let nat2 = Arc::clone(&nat);
-        let mut punched: PunchTask = self.spawn_handle(async move {
+        let mut punched = AbortOnDropHandle::new(self.spawn_handle(async move {
             tokio::time::sleep(punch_delay).await;
             nat2.punch_connect(&net, peer).await
-        });
+        }));
         let relayed = async {
             let Some(relay) = &relay else {
                 return Err(Error::Relay("relaying is off".into()));
@@ -621,16 +647,29 @@ impl Net {
             tokio::time::sleep(relay.config.relay_after).await;
             relay.dial(self, peer).await
         };
-        tokio::pin!(direct, relayed);
+        tokio::pin!(relayed);
         let (mut direct_err, mut punch_err, mut relay_err) = (None, None, None);
         loop {
             tokio::select! {
-                r = &mut direct, if direct_err.is_none() => match r {
-                    Ok(c) => {
-                        punched.abort();
-                        return Ok((c, Won::Direct));
+                e = events.recv() => match e {
+                    Ok(PeerEvent::Connected { peer: p, outbound: false, .. }) if p == peer => {
+                        if let Some(c) = self.connected(&peer) {
+                            return Ok((c, Won::Reversed));
+                        }
                     }
-                    Err(e) => direct_err = Some(e),
+                    Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                        if let Some(c) = self.connected(&peer).filter(|c| c.path() != PathKind::Stream) {
+                            return Ok((c, Won::Reversed));
+                        }
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                        return Err(Error::Shutdown);
+                    }
+                },
+                r = &mut direct, if direct_err.is_none() => match r {
+                    Ok(Some(Ok(c))) => return Ok((c, Won::Direct)),
+                    Ok(Some(Err(e))) => direct_err = Some(e),
+                    Ok(None) | Err(_) => direct_err = Some(Error::Shutdown),
                 },
                 r = &mut punched, if punch_err.is_none() => match r {
                     Ok(Some(Ok(c))) => return Ok((c, Won::Punched)),
@@ -639,7 +678,15 @@ impl Net {
                 },
                 r = &mut relayed, if relay_err.is_none() => match r {
                     Ok((c, via)) => {
-                        let pending = punch_err.is_none().then_some(punched);
+                        // A direct dial still running (a TCP fallback slower than the
+                        // relay, say) and the punch may yet find a direct path.
+                        let mut pending = Vec::new();
+                        if direct_err.is_none() {
+                            pending.push(direct.detach());
+                        }
+                        if punch_err.is_none() {
+                            pending.push(punched.detach());
+                        }
                         self.upgrade_later(peer, pending, started);
                         return Ok((c, Won::Relayed(via)));
                     }
@@ -671,8 +718,8 @@ impl Net {
             .is_some_and(|c| c.path() == PathKind::Stream)
     }
 
-    /// Moves a relayed connection to a direct path: waits for the punch still running
-    /// (if any), then retries with backoff (1 s, 2 s, 4 s, … plus up to 25% jitter) up to
+    /// Moves a relayed connection to a direct path: waits for the direct dial and the punch
+    /// still running (if any; the first to connect wins), then retries the punch with backoff (1 s, 2 s, 4 s, … plus up to 25% jitter) up to
     /// [`RelayConfig::upgrade_attempts`](crate::RelayConfig::upgrade_attempts) times while
     /// the connection is still relayed. The punched connection replaces the relayed one
     /// (streams already open on the relayed connection keep it for the duplicate grace
@@ -682,7 +729,7 @@ impl Net {
     fn upgrade_later(
         self: &Arc<Self>,
         peer: PeerId,
-        pending: Option<PunchTask>,
+        pending: Vec<PathTask>,
         started: std::time::Instant,
     ) {
         let (Some(nat), Some(relay)) = (self.nat.get().cloned(), self.relay.get().cloned()) else {
@@ -693,11 +740,11 @@ impl Net {
             tracing::debug_span!("p2pf.upgrade", node = %self.local.short(), peer = %peer.short());
         self.spawn(
             async move {
-                let mut pending = pending;
+                let mut pending = Some(pending).filter(|p| !p.is_empty());
                 let mut backoff = Duration::from_secs(1);
                 for attempt in 0..=relay.config.upgrade_attempts {
                     let result = match pending.take() {
-                        Some(task) => task.await.ok().flatten(),
+                        Some(tasks) => first_connected(tasks).await,
                         None if attempt == 0 => continue,
                         None => {
                             tokio::time::sleep(with_jitter(backoff)).await;
@@ -712,14 +759,17 @@ impl Net {
                         Some(Ok(conn)) if net.is_relayed(&peer) => {
                             let addr = canonical(conn.remote_address());
                             net.learn(peer, [addr]);
+                            let path = conn.path();
                             net.register(conn, true);
                             relay.count_upgrade();
-                            tracing::debug!(%addr, attempt, "moved to a direct path");
-                            let _ = net.events.send(PeerEvent::HolePunched {
-                                peer,
-                                addr,
-                                took: started.elapsed(),
-                            });
+                            tracing::debug!(%addr, attempt, ?path, "moved to a direct path");
+                            if path == PathKind::Quic {
+                                let _ = net.events.send(PeerEvent::HolePunched {
+                                    peer,
+                                    addr,
+                                    took: started.elapsed(),
+                                });
+                            }
                             return;
                         }
                         Some(Ok(conn)) => {
@@ -728,7 +778,7 @@ impl Net {
                             return;
                         }
                         Some(Err(e)) => {
-                            tracing::debug!(attempt, error = %e, "upgrade punch failed")
+                            tracing::debug!(attempt, error = %e, "no direct path yet")
                         }
                         None => return,
                     }
@@ -815,7 +865,14 @@ impl Net {
         let (winner, loser, new_is_current) = {
             let mut conns = lock(&self.conns);
             match conns.get(&peer) {
-                Some(old) if !new_wins(self.local, peer, old.outbound, outbound) => {
+                Some(old)
+                    if !new_wins(
+                        self.local,
+                        peer,
+                        (old.outbound, old.conn.path() == PathKind::Stream),
+                        (outbound, conn.path() == PathKind::Stream),
+                    ) =>
+                {
                     (old.conn.clone(), Some(conn.clone()), false)
                 }
                 _ => {
@@ -1137,6 +1194,33 @@ impl Net {
 
 /// `d` plus up to 25% of it, at random.
 /// `d` plus up to 25% random jitter.
+/// The first of `tasks` to connect (or the last error). Connections that the others make
+/// afterwards are closed as duplicates.
+async fn first_connected(tasks: Vec<PathTask>) -> Option<Result<Connection>> {
+    let mut set = tokio::task::JoinSet::new();
+    for task in tasks {
+        set.spawn(async move { task.await.ok().flatten() });
+    }
+    let mut last = None;
+    while let Some(done) = set.join_next().await {
+        match done {
+            Ok(Some(Ok(conn))) => {
+                tokio::spawn(async move {
+                    while let Some(later) = set.join_next().await {
+                        if let Ok(Some(Ok(extra))) = later {
+                            extra.close(CLOSE_DUPLICATE, b"no longer needed");
+                        }
+                    }
+                });
+                return Some(Ok(conn));
+            }
+            Ok(Some(Err(e))) => last = Some(Err(e)),
+            Ok(None) | Err(_) => {}
+        }
+    }
+    last
+}
+
 pub(crate) fn with_jitter(d: Duration) -> Duration {
     let mut b = [0u8; 1];
     let extra = match getrandom::fill(&mut b) {
@@ -1158,16 +1242,29 @@ mod tests {
         // a dialled conn1 (outbound at a, inbound at b); b dialled conn2.
         // At a: old = conn1 (outbound), new = conn2 (inbound). At b: old = conn2 (outbound),
         // new = conn1 (inbound). Both must keep the conn dialled by min(a, b).
-        let a_keeps_new = new_wins(a, b, true, false);
-        let b_keeps_new = new_wins(b, a, true, false);
+        let (out, inb) = ((true, false), (false, false));
+        let a_keeps_new = new_wins(a, b, out, inb);
+        let b_keeps_new = new_wins(b, a, out, inb);
         let a_keeps = if a_keeps_new { "conn2" } else { "conn1" };
         let b_keeps = if b_keeps_new { "conn1" } else { "conn2" };
         assert_eq!(a_keeps, b_keeps);
         let expected = if a < b { "conn1" } else { "conn2" };
         assert_eq!(a_keeps, expected);
         // Redialled by the same side: the newer connection wins.
-        assert!(new_wins(a, b, true, true));
-        assert!(new_wins(a, b, false, false));
+        assert!(new_wins(a, b, out, out));
+        assert!(new_wins(a, b, inb, inb));
+        // A direct connection beats a relayed one whoever dialled either, on both sides:
+        // conn1 relayed (dialled by a), conn2 direct (dialled by b, a connection reversal).
+        let relayed_out = (true, true);
+        assert!(new_wins(a, b, relayed_out, inb), "a takes the direct conn2");
+        assert!(
+            !new_wins(b, a, out, (false, true)),
+            "b keeps its direct connection over a relayed newcomer"
+        );
+        assert!(
+            !new_wins(a, b, out, (true, true)),
+            "a relayed newcomer never wins"
+        );
     }
 
     #[test]

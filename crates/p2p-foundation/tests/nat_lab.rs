@@ -775,8 +775,9 @@ async fn a_relayed_connection_moves_to_the_punched_path_and_keeps_working() {
 /// public dialer punches to any UDP-capable NAT (its probes come back from the NAT's
 /// mapping towards it); endpoint-independent NATs (also two in a row) punch to each other;
 /// an endpoint-dependent NAT against an endpoint-independent one (or two in a row) gets
-/// there by the birthday technique. Only UDP-blocked hosts (to anything but a public
-/// host) and two endpoint-dependent NATs need the relay.
+/// there by the birthday technique; a UDP-blocked host dialled by a public one dials it
+/// back over TCP (connection reversal). Only UDP-blocked hosts against anything but a
+/// public host, and two endpoint-dependent NATs, need the relay.
 fn direct_expected(a: NatKind, b: NatKind) -> bool {
     let easy = |k: NatKind| {
         matches!(
@@ -786,8 +787,9 @@ fn direct_expected(a: NatKind, b: NatKind) -> bool {
     };
     let udp = |k: NatKind| k != NatKind::UdpBlocked;
     let both_dependent = a == NatKind::EndpointDependent && b == NatKind::EndpointDependent;
+    // A UDP-blocked host dialled by a public one dials it back over TCP (reversal).
     a == NatKind::Public
-        || (b == NatKind::Public && udp(a))
+        || b == NatKind::Public
         || (udp(a) && udp(b) && !both_dependent && (easy(a) || easy(b)))
 }
 

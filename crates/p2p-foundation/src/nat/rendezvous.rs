@@ -427,11 +427,12 @@ impl NatService {
         if target == net.local || target == dialer.peer_id() {
             return refuse("cannot introduce a peer to itself or to the rendezvous".into());
         }
+        // Over TCP too: a target whose UDP is blocked answers by dialling back.
         let Some(to) = net
             .connected(&target)
-            .filter(|c| c.path() == PathKind::Quic)
+            .filter(|c| c.path() != PathKind::Stream)
         else {
-            return refuse(format!("not connected to {} over QUIC", target.short()));
+            return refuse(format!("not connected to {} directly", target.short()));
         };
         let forwarded = Signal::Introduced {
             from: dialer.peer_id(),
@@ -458,7 +459,8 @@ impl NatService {
         }
     }
 
-    /// As the target: answers with this node's candidates and starts punching.
+    /// As the target: answers with this node's candidates and starts punching (or, when
+    /// UDP looks blocked here, dials the dialer back).
     fn introduced(
         self: &Arc<Self>,
         net: &Arc<Net>,
@@ -483,15 +485,34 @@ impl NatService {
         let birthday = Birthday::plan(own_mapping, peer_mapping, spray_after);
         let nat = Arc::clone(self);
         let net2 = Arc::clone(net);
-        net.spawn(async move {
-            // The dialer completes the handshake; here the punch only opens our NAT.
-            if let Err(e) = nat.punch(&net2, from, nonce.0, candidates, birthday).await {
-                tracing::debug!(peer = %from.short(), error = %e, "punch (as target) failed");
-            }
-        });
+        if udp_looks_blocked(net) {
+            // No punch can work from here: dial the dialer back instead (connection
+            // reversal). With UDP blocked the transport falls back to TCP, which reaches a
+            // dialer that accepts TCP (a public one); the dialer's race takes the inbound
+            // connection.
+            net.spawn(async move {
+                match net2.connect(from, &candidates).await {
+                    Ok(_) => tracing::debug!(peer = %from.short(), "dialled the dialer back"),
+                    Err(e) => tracing::debug!(peer = %from.short(), error = %e, "dial back failed"),
+                }
+            });
+        } else {
+            net.spawn(async move {
+                // The dialer completes the handshake; here the punch only opens our NAT.
+                if let Err(e) = nat.punch(&net2, from, nonce.0, candidates, birthday).await {
+                    tracing::debug!(peer = %from.short(), error = %e, "punch (as target) failed");
+                }
+            });
+        }
         Signal::Candidates {
             candidates: mine,
             mapping: own_mapping,
         }
     }
+}
+
+/// Whether this node's UDP looks blocked: it has connections and none of them is QUIC.
+fn udp_looks_blocked(net: &Net) -> bool {
+    let conns = net.connections();
+    !conns.is_empty() && conns.iter().all(|c| c.path() != PathKind::Quic)
 }

@@ -129,7 +129,7 @@ impl Instruments {
             .inc();
     }
 
-    /// A dial ended: `how` is `direct`, `punched`, `relayed` or `failed`.
+    /// A dial ended: `how` is `direct`, `punched`, `relayed`, `reversed` or `failed`.
     pub(crate) fn dial(&self, how: &'static str) {
         self.dials
             .get_or_create(&vec![("outcome", how.to_owned())])
@@ -192,7 +192,7 @@ impl Instruments {
         );
         r.register(
             "dials",
-            "Dials by how they ended: direct, punched (NAT hole punch), relayed, failed",
+            "Dials by how they ended: direct, punched (NAT hole punch), relayed, reversed (the peer dialled back), failed",
             self.dials.clone(),
         );
         r.register_with_unit(

@@ -1192,8 +1192,6 @@ impl Net {
     }
 }
 
-/// `d` plus up to 25% of it, at random.
-/// `d` plus up to 25% random jitter.
 /// The first of `tasks` to connect (or the last error). Connections that the others make
 /// afterwards are closed as duplicates.
 async fn first_connected(tasks: Vec<PathTask>) -> Option<Result<Connection>> {
@@ -1221,6 +1219,7 @@ async fn first_connected(tasks: Vec<PathTask>) -> Option<Result<Connection>> {
     last
 }
 
+/// `d` plus up to 25% of it, at random.
 pub(crate) fn with_jitter(d: Duration) -> Duration {
     let mut b = [0u8; 1];
     let extra = match getrandom::fill(&mut b) {

@@ -88,8 +88,10 @@ pub async fn start_bare(
         .transport_config(transport)
         .dht_config(dht)
         .dial_timeout(peer_timeout * 2)
-        // It joins through --bootstrap and does one job: no LAN discovery.
+        // It joins through --bootstrap and does one job: no LAN discovery, and no peer
+        // record (nobody will dial a client that is about to exit).
         .mdns(false)
+        .peer_records(false)
         .with_mcp_server()
         .build()
         .await?)

@@ -11,7 +11,7 @@
 //! in `docs/protocols/facade.md`.
 //!
 //! - this module: the record, its codec and the validator;
-//! - [`publish`]: the task that keeps the node's own record current, and the lookup.
+//! - `publish`: the task that keeps the node's own record current, and the lookup.
 //!
 //! ```
 //! use p2p_foundation::peer_record::{PeerRecord, Reach};

@@ -21,6 +21,8 @@ use crate::net::{Net, PeerEvent, canonical};
 /// How long the publisher waits after a change before it stores the record, so a burst
 /// of changes (a NAT status settling, reservations being taken) is one publication.
 pub(crate) const DEBOUNCE: Duration = Duration::from_secs(2);
+/// The shortest time between two publications.
+const MIN_INTERVAL: Duration = Duration::from_secs(5);
 /// How often the record is recomputed when nothing is reported.
 const CHECK_EVERY: Duration = Duration::from_secs(30);
 /// First wait after a publication no DHT node accepted; doubles up to [`CHECK_EVERY`].
@@ -72,7 +74,14 @@ pub(crate) fn start(net: &Arc<Net>, keypair: Keypair, advertise: Vec<SocketAddr>
                         None => !record.is_empty(),
                         Some((old, at)) => *old != record || at.elapsed() >= PEER_RECORD_TTL / 2,
                     };
-                    if due {
+                    // A mapping that depends on the destination changes the reflexive address
+                    // with every new observer: at most one publication per MIN_INTERVAL.
+                    let soonest = last.as_ref().map_or(Duration::ZERO, |(_, at)| {
+                        MIN_INTERVAL.saturating_sub(at.elapsed())
+                    });
+                    if due && !soonest.is_zero() {
+                        soonest
+                    } else if due {
                         seq = seq.max(unix_millis(SystemTime::now())).saturating_add(1);
                         match publish(&net, &keypair, &record, seq).await {
                             Ok(stored) if stored > 0 => {

@@ -464,6 +464,13 @@ impl Net {
         lock(&self.conns).values().map(|e| e.conn.clone()).collect()
     }
 
+    /// Whether this node's UDP looks blocked: it has connections and none of them is QUIC
+    /// (all TCP, or relayed).
+    pub(crate) fn udp_looks_blocked(&self) -> bool {
+        let conns = lock(&self.conns);
+        !conns.is_empty() && conns.values().all(|e| e.conn.path() != PathKind::Quic)
+    }
+
     /// The DHT handle while the node runs (cleared at shutdown).
     pub(crate) fn dht(&self) -> Option<DhtNode> {
         lock(&self.dht).clone()

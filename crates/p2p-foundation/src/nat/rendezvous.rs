@@ -485,7 +485,7 @@ impl NatService {
         let birthday = Birthday::plan(own_mapping, peer_mapping, spray_after);
         let nat = Arc::clone(self);
         let net2 = Arc::clone(net);
-        if udp_looks_blocked(net) {
+        if net.udp_looks_blocked() {
             // No punch can work from here: dial the dialer back instead (connection
             // reversal). With UDP blocked the transport falls back to TCP, which reaches a
             // dialer that accepts TCP (a public one); the dialer's race takes the inbound
@@ -509,10 +509,4 @@ impl NatService {
             mapping: own_mapping,
         }
     }
-}
-
-/// Whether this node's UDP looks blocked: it has connections and none of them is QUIC.
-fn udp_looks_blocked(net: &Net) -> bool {
-    let conns = net.connections();
-    !conns.is_empty() && conns.iter().all(|c| c.path() != PathKind::Quic)
 }

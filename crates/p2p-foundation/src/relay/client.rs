@@ -74,8 +74,7 @@ impl RelayService {
         if status.reflexive.is_some() {
             return status.behind_nat != Some(false);
         }
-        let conns = net.connections();
-        !conns.is_empty() && conns.iter().all(|c| c.path() == PathKind::Tcp)
+        net.udp_looks_blocked()
     }
 
     /// One round: drops reservations at relays no longer connected, renews those due,

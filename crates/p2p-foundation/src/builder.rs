@@ -54,6 +54,7 @@ pub struct NodeBuilder {
     deferred: Option<Error>,
     lan: LanConfig,
     peer_records: bool,
+    network_poll: Duration,
 }
 
 impl std::fmt::Debug for NodeBuilder {
@@ -68,6 +69,7 @@ impl std::fmt::Debug for NodeBuilder {
             .field("dht", &self.dht)
             .field("mcp_record_ttl", &self.mcp_record_ttl)
             .field("dial_timeout", &self.dial_timeout)
+            .field("network_poll", &self.network_poll)
             .finish_non_exhaustive()
     }
 }
@@ -125,6 +127,7 @@ impl NodeBuilder {
             deferred: None,
             lan: LanConfig::default(),
             peer_records: true,
+            network_poll: Duration::from_secs(2),
         }
     }
 
@@ -322,6 +325,26 @@ impl NodeBuilder {
         self
     }
 
+    /// How often the host's interface addresses are checked for a network change
+    /// (default 2 s; [`Duration::ZERO`] turns the check off). On a change the node
+    /// reports [`PeerEvent::LocalAddressesChanged`](crate::PeerEvent::LocalAddressesChanged),
+    /// asks its observers for its mapping again, punches again to relayed peers and dials
+    /// lost kept peers, each at once.
+    ///
+    /// ```no_run
+    /// # async fn f() -> p2p_foundation::Result<()> {
+    /// use std::time::Duration;
+    /// let node = p2p_foundation::P2PNode::builder()
+    ///     .network_poll(Duration::from_millis(500))
+    ///     .build()
+    ///     .await?;
+    /// # node.shutdown().await; Ok(()) }
+    /// ```
+    pub fn network_poll(mut self, every: Duration) -> Self {
+        self.network_poll = every;
+        self
+    }
+
     /// LAN discovery settings (default [`LanConfig::default`], on).
     pub fn lan_config(mut self, config: LanConfig) -> Self {
         self.lan = config;
@@ -383,6 +406,9 @@ impl NodeBuilder {
         let relay = RelayService::new(self.relay);
         relay.start(&net);
         let _ = net.relay.set(relay);
+        if !self.network_poll.is_zero() {
+            crate::netwatch::start(&net, self.network_poll);
+        }
         let span = tracing::info_span!("p2pf.node", node = %local.short());
         let _enter = span.enter();
 

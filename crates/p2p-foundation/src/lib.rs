@@ -14,6 +14,7 @@ pub mod mcp;
 mod metrics;
 mod nat;
 mod net;
+mod netwatch;
 pub mod peer_record;
 mod pubsub;
 mod reconnect;

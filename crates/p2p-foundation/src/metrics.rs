@@ -484,6 +484,12 @@ impl Snapshot {
                 ("found", self.node.peer_records_found),
             ],
         );
+        counter(
+            r,
+            "network_changes",
+            "Changes of the host's interface addresses the node reacted to",
+            self.node.network_changes,
+        );
         if let Some(lan) = &self.lan {
             gauge(
                 r,
@@ -641,6 +647,7 @@ mod tests {
         snapshot.open_by_path = [3, 1, 2];
         snapshot.relay.upgrades = 5;
         snapshot.node.peer_records_found = 4;
+        snapshot.node.network_changes = 2;
         snapshot.lan = Some(crate::LanStats {
             running: true,
             discovered: 6,
@@ -656,6 +663,7 @@ mod tests {
             ("p2pf_connections{path=\"relayed\"}", 2.0),
             ("p2pf_relay_upgrades_total", 5.0),
             ("p2pf_peer_records_total{event=\"found\"}", 4.0),
+            ("p2pf_network_changes_total", 2.0),
             ("p2pf_lan_running", 1.0),
             ("p2pf_lan_discovery_total{event=\"discovered\"}", 6.0),
             ("p2pf_lan_peers_remembered", 2.0),

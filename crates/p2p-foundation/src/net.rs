@@ -7,7 +7,7 @@
 //! the same one: the connection dialled by the smaller [`PeerId`] (or, when one side
 //! dialled both, the newer); the other is closed after a short grace period.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -100,6 +100,17 @@ pub enum PeerEvent {
         /// How long it was gone.
         after: Duration,
     },
+    /// The host's interface addresses changed (a new network, a new DHCP lease, an
+    /// interface gone): the node asks its observers for its mapping again, tries to move
+    /// relayed connections to a direct path and dials lost kept peers, each at once rather
+    /// than after its backoff. Sampled every
+    /// [`NodeBuilder::network_poll`](crate::NodeBuilder::network_poll).
+    LocalAddressesChanged {
+        /// Addresses that appeared.
+        added: Vec<std::net::IpAddr>,
+        /// Addresses that went away.
+        removed: Vec<std::net::IpAddr>,
+    },
     /// This node's reflexive address or NAT mapping behaviour changed (see
     /// [`P2PNode::nat_status`](crate::P2PNode::nat_status) for the evidence).
     NatChanged {
@@ -172,6 +183,7 @@ pub(crate) struct Counters {
     pub(crate) peer_records_published: AtomicU64,
     pub(crate) peer_record_lookups: AtomicU64,
     pub(crate) peer_records_found: AtomicU64,
+    pub(crate) network_changes: AtomicU64,
 }
 
 /// Snapshot of the facade's counters.
@@ -198,6 +210,8 @@ pub struct NodeStats {
     pub peer_record_lookups: u64,
     /// Of those, lookups that found a record signed by the peer.
     pub peer_records_found: u64,
+    /// Changes of the host's interface addresses seen ([`PeerEvent::LocalAddressesChanged`]).
+    pub network_changes: u64,
     /// Peers with a live connection now.
     pub connected_peers: usize,
 }
@@ -230,6 +244,11 @@ pub(crate) struct Net {
     pub(crate) relay: OnceLock<Arc<RelayService>>,
     /// LAN discovery's state, when it runs.
     pub(crate) lan: OnceLock<Arc<crate::lan::Shared>>,
+    /// Bumped on every network change (local addresses, reflexive address, mapping):
+    /// backoff waits end early when it moves ([`Net::wait_unless_network_changes`]).
+    network: tokio::sync::watch::Sender<u64>,
+    /// Peers whose relayed connection an upgrade task is moving to a direct path.
+    upgrading: Mutex<HashSet<PeerId>>,
 }
 
 /// A reader that yields nothing until its gate opens: the gossip driver drops frames from
@@ -313,6 +332,8 @@ impl Net {
             nat: OnceLock::new(),
             lan: OnceLock::new(),
             relay: OnceLock::new(),
+            network: tokio::sync::watch::channel(0).0,
+            upgrading: Mutex::new(HashSet::new()),
         })
     }
 
@@ -364,6 +385,7 @@ impl Net {
             peer_records_published: c.peer_records_published.load(Ordering::Relaxed),
             peer_record_lookups: c.peer_record_lookups.load(Ordering::Relaxed),
             peer_records_found: c.peer_records_found.load(Ordering::Relaxed),
+            network_changes: c.network_changes.load(Ordering::Relaxed),
             connected_peers: lock(&self.conns).len(),
         }
     }
@@ -694,7 +716,7 @@ impl Net {
                         if punch_err.is_none() {
                             pending.push(punched.detach());
                         }
-                        self.upgrade_later(peer, pending, started);
+                        self.upgrade_later(peer, pending, started, false);
                         return Ok((c, Won::Relayed(via)));
                     }
                     Err(e) => relay_err = Some(e),
@@ -726,50 +748,82 @@ impl Net {
     }
 
     /// Moves a relayed connection to a direct path: waits for the direct dial and the punch
-    /// still running (if any; the first to connect wins), then retries the punch with backoff (1 s, 2 s, 4 s, … plus up to 25% jitter) up to
+    /// still running (if any; the first to connect wins), then retries the punch with
+    /// backoff (1 s, 2 s, 4 s, … plus up to 25% jitter) up to
     /// [`RelayConfig::upgrade_attempts`](crate::RelayConfig::upgrade_attempts) times while
-    /// the connection is still relayed. The punched connection replaces the relayed one
-    /// (streams already open on the relayed connection keep it for the duplicate grace
-    /// period; new streams, and the gossip stream, go on the direct path).
-    /// `started` is when the dial began (the [`PeerEvent::HolePunched`] `took` counts
-    /// from it).
+    /// the connection is still relayed. A network change ([`Net::network_changed`], a new
+    /// reflexive address or mapping) ends the wait at once and restarts the count: the
+    /// punch that failed on the old network may work on the new one. The punched
+    /// connection replaces the relayed one (streams already open on the relayed connection
+    /// keep it for the duplicate grace period; new streams, and the gossip stream, go on
+    /// the direct path). `started` is when the dial began (the [`PeerEvent::HolePunched`]
+    /// `took` counts from it); `punch_now` skips the first wait. One task per peer: a
+    /// second call while one runs only drops `pending`.
     fn upgrade_later(
         self: &Arc<Self>,
         peer: PeerId,
         pending: Vec<PathTask>,
         started: std::time::Instant,
+        punch_now: bool,
     ) {
         let (Some(nat), Some(relay)) = (self.nat.get().cloned(), self.relay.get().cloned()) else {
             return;
         };
+        if !lock(&self.upgrading).insert(peer) {
+            return;
+        }
         let net = Arc::clone(self);
         let span =
             tracing::debug_span!("p2pf.upgrade", node = %self.local.short(), peer = %peer.short());
         self.spawn(
             async move {
-                let mut pending = Some(pending).filter(|p| !p.is_empty());
-                let mut backoff = Duration::from_secs(1);
-                for attempt in 0..=relay.config.upgrade_attempts {
-                    let result = match pending.take() {
-                        Some(tasks) => first_connected(tasks).await,
-                        None if attempt == 0 => continue,
-                        None => {
-                            tokio::time::sleep(with_jitter(backoff)).await;
-                            backoff *= 2;
-                            if !net.is_relayed(&peer) {
+                let _upgrading = Upgrading {
+                    net: Arc::clone(&net),
+                    peer,
+                };
+                let mut changes = net.network.subscribe();
+                let mut result = if pending.is_empty() {
+                    None
+                } else {
+                    first_connected(pending).await
+                };
+                let mut punch_now = punch_now;
+                let attempts = relay.config.upgrade_attempts;
+                let (mut backoff, mut left) = (UPGRADE_FIRST_BACKOFF, attempts);
+                loop {
+                    if result.is_none() {
+                        if changes.has_changed().unwrap_or(false) {
+                            // Changed while the last punch ran.
+                            changes.borrow_and_update();
+                            (backoff, left, punch_now) = (UPGRADE_FIRST_BACKOFF, attempts, true);
+                        }
+                        if !punch_now {
+                            if left == 0 {
                                 return;
                             }
-                            Some(nat.punch_connect(&net, peer).await)
+                            left -= 1;
+                            let wait = with_jitter(backoff);
+                            if net.wait_unless_network_changes(&mut changes, wait).await {
+                                tracing::debug!("network changed: punching again now");
+                                (backoff, left) = (UPGRADE_FIRST_BACKOFF, attempts);
+                            } else {
+                                backoff *= 2;
+                            }
                         }
-                    };
-                    match result {
+                        punch_now = false;
+                        if !net.is_relayed(&peer) {
+                            return;
+                        }
+                        result = Some(nat.punch_connect(&net, peer).await);
+                    }
+                    match result.take() {
                         Some(Ok(conn)) if net.is_relayed(&peer) => {
                             let addr = canonical(conn.remote_address());
                             net.learn(peer, [addr]);
                             let path = conn.path();
                             net.register(conn, true);
                             relay.count_upgrade();
-                            tracing::debug!(%addr, attempt, ?path, "moved to a direct path");
+                            tracing::debug!(%addr, ?path, "moved to a direct path");
                             if path == PathKind::Quic {
                                 let _ = net.events.send(PeerEvent::HolePunched {
                                     peer,
@@ -784,15 +838,63 @@ impl Net {
                             conn.close(CLOSE_DUPLICATE, b"no longer needed");
                             return;
                         }
-                        Some(Err(e)) => {
-                            tracing::debug!(attempt, error = %e, "no direct path yet")
-                        }
-                        None => return,
+                        Some(Err(e)) => tracing::debug!(error = %e, "no direct path yet"),
+                        None => {}
                     }
                 }
             }
             .instrument(span),
         );
+    }
+
+    /// The host's interface addresses changed: counted, reported as
+    /// [`PeerEvent::LocalAddressesChanged`], observers asked for the new mapping, and every
+    /// wait for a retry that a network change can help (punches, reconnects) ended.
+    pub(crate) fn network_changed(self: &Arc<Self>, change: crate::netwatch::AddressChange) {
+        self.counters
+            .network_changes
+            .fetch_add(1, Ordering::Relaxed);
+        let _ = self.events.send(PeerEvent::LocalAddressesChanged {
+            added: change.added,
+            removed: change.removed,
+        });
+        if let Some(nat) = self.nat.get() {
+            nat.network_changed(self);
+        }
+        self.network_moved();
+    }
+
+    /// Something about this node's network changed (its local addresses, its reflexive
+    /// address, its mapping behaviour): retry waits end now, and each relayed connection
+    /// gets a punch at once.
+    pub(crate) fn network_moved(self: &Arc<Self>) {
+        self.network.send_modify(|epoch| *epoch += 1);
+        let relayed: Vec<PeerId> = self
+            .connections()
+            .into_iter()
+            .filter(|c| c.path() == PathKind::Stream)
+            .map(|c| c.peer_id())
+            .collect();
+        for peer in relayed {
+            self.upgrade_later(peer, Vec::new(), std::time::Instant::now(), true);
+        }
+    }
+
+    /// A receiver of network changes, for [`Net::wait_unless_network_changes`].
+    pub(crate) fn network_changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.network.subscribe()
+    }
+
+    /// Sleeps `wait`, or less if the network changes meanwhile: `true` then.
+    pub(crate) async fn wait_unless_network_changes(
+        &self,
+        changes: &mut tokio::sync::watch::Receiver<u64>,
+        wait: Duration,
+    ) -> bool {
+        tokio::select! {
+            () = tokio::time::sleep(wait) => false,
+            changed = changes.changed() => changed.is_ok(),
+        }
     }
 
     /// The addresses a DHT lookup finds for `peer` (remembered, most recent first): its
@@ -1196,6 +1298,22 @@ impl Net {
         lock(&self.dht).take();
         self.tracker.close();
         self.tracker.wait().await;
+    }
+}
+
+/// The first wait before an upgrade punch is retried (then doubled per attempt).
+const UPGRADE_FIRST_BACKOFF: Duration = Duration::from_secs(1);
+
+/// Takes a peer out of [`Net`]'s upgrading set when its upgrade task ends (or is dropped
+/// at shutdown).
+struct Upgrading {
+    net: Arc<Net>,
+    peer: PeerId,
+}
+
+impl Drop for Upgrading {
+    fn drop(&mut self) {
+        lock(&self.net.upgrading).remove(&self.peer);
     }
 }
 

@@ -2,7 +2,9 @@
 //! dialled again with backoff when their connection closes, at fresh addresses from the
 //! DHT first (a restarted peer is often on a new port), and the application sees
 //! [`PeerEvent::Reconnected`](crate::PeerEvent::Reconnected) when one is back, whichever
-//! side dialled.
+//! side dialled. A network change
+//! ([`PeerEvent::LocalAddressesChanged`](crate::PeerEvent::LocalAddressesChanged), a new
+//! reflexive address) ends the wait: the next attempt goes out at once.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -126,8 +128,15 @@ pub(crate) fn run(net: &Arc<Net>, peer: PeerId) {
             let net = task_net;
             let config = net.keeper.config();
             let mut backoff = config.initial_backoff;
+            let mut changes = net.network_changes();
             for attempt in 1u32.. {
-                tokio::time::sleep(crate::net::with_jitter(backoff)).await;
+                let wait = crate::net::with_jitter(backoff);
+                if net.wait_unless_network_changes(&mut changes, wait).await {
+                    // The path that failed may work on the new network: try now, and
+                    // start the backoff over.
+                    tracing::debug!(attempt, "network changed: dialling now");
+                    backoff = config.initial_backoff;
+                }
                 let Some(since) = net.keeper.still_lost(&peer) else {
                     return; // Back already (it dialled us, or a dial on demand won).
                 };

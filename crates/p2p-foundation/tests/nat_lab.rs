@@ -770,6 +770,106 @@ async fn a_relayed_connection_moves_to_the_punched_path_and_keeps_working() {
     .await;
 }
 
+/// A's network blocks UDP to B, so the two end up relayed, and A never retries the punch by
+/// itself (`upgrade_attempts = 0`). Then A's network changes: the firewall goes, and A's host
+/// gets a new address. A notices the new address, punches at once, and the connection moves
+/// to the direct path: nothing but the network change can have started that punch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_network_change_restarts_the_punch_at_once() {
+    if !lab::can_run("a_network_change_restarts_the_punch_at_once") {
+        return;
+    }
+    guard(async {
+        let lab = Lab::new(NatKind::EndpointIndependent, NatKind::EndpointIndependent);
+        lab.wall_udp(Side::A, Side::B.public_ip());
+        let (r, _) = relay_node(&lab).await;
+        let b = echo_node(&lab, Side::B, vec![r.contact()]).await;
+        wait_reserved(&b, "B").await;
+        let b_id = b.node.peer_id();
+        let a = LabNode::start(&lab.lan(Side::A), move || {
+            let mut relay = RelayConfig::default();
+            relay.upgrade_attempts = 0;
+            P2PNode::builder()
+                .listen(addr(Side::A.host_ip(), 0))
+                .relay_config(relay)
+                .network_poll(Duration::from_millis(200))
+        })
+        .await;
+        let mut events = a.node.peer_events();
+        let (r_id, r_addr) = r.contact();
+        a.run(move |node| async move { node.connect(r_id, &[r_addr]).await })
+            .await
+            .expect("A reaches R");
+        let b_public = r.node.connection_info(&b_id).expect("R knows B").remote;
+        a.run(move |node| async move { node.connect(b_id, &[b_public]).await })
+            .await
+            .expect("A reaches B through the relay");
+        let info = a.node.connection_info(&b_id).expect("connected");
+        assert_eq!(
+            info.path,
+            PathKind::Stream,
+            "relayed while UDP is walled: {info:?}"
+        );
+        // Every punch A started has failed (none in flight), and none is scheduled.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let s = a.node.nat_stats();
+            if s.punches_failed >= 1 && s.punches_started == s.punches_failed {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the punch through the wall never ended: {s:?}"
+            );
+            let _ = tokio::time::timeout(Duration::from_millis(100), events.recv()).await;
+        }
+        assert_eq!(a.node.relay_stats().upgrades, 0);
+
+        lab.unwall(Side::A);
+        let new_ip: std::net::IpAddr = lab.add_host_address(Side::A, 77).parse().expect("ip");
+        let changed = Instant::now();
+        let mut noticed = None;
+        let punched = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                match events.recv().await {
+                    Ok(PeerEvent::LocalAddressesChanged { added, .. })
+                        if added.contains(&new_ip) =>
+                    {
+                        noticed = Some(changed.elapsed())
+                    }
+                    Ok(PeerEvent::HolePunched { peer, addr, .. }) if peer == b_id => {
+                        return (changed.elapsed(), addr);
+                    }
+                    Ok(_) => {}
+                    Err(e) => panic!("events: {e}"),
+                }
+            }
+        })
+        .await
+        .unwrap_or_else(|_| {
+            panic!(
+                "no direct path 10 s after the network changed (noticed: {noticed:?}, {:?}, {:?})",
+                a.node.stats(),
+                a.node.nat_stats()
+            )
+        });
+        let noticed = noticed.expect("the new address was reported before the punch");
+        let (took, punched_addr) = punched;
+        assert_eq!(punched_addr.ip().to_string(), Side::B.public_ip());
+        let info = a.node.connection_info(&b_id).expect("connected");
+        assert_eq!(info.path, PathKind::Quic, "{info:?}");
+        assert!(a.node.stats().network_changes >= 1);
+        assert_eq!(a.node.relay_stats().upgrades, 1);
+        eprintln!(
+            "network change noticed after {noticed:?}; direct path {took:?} after the change"
+        );
+        for n in [a, b, r] {
+            n.stop().await;
+        }
+    })
+    .await;
+}
+
 /// One cell of the matrix: how B reached A.
 /// Where a direct path can work it must be used: a public host is dialled directly; a
 /// public dialer punches to any UDP-capable NAT (its probes come back from the NAT's

@@ -346,8 +346,20 @@ impl NatService {
                 Ok(mapped) => {
                     nat.counters.observations.fetch_add(1, Relaxed);
                     tracing::debug!(observer = %addr, %mapped, "observed");
-                    let changed =
-                        lock(&nat.observations).record(observer, addr, mapped, local, Instant::now());
+                    let (changed, moved) = {
+                        let mut observations = lock(&nat.observations);
+                        let now = Instant::now();
+                        let before = observations.status(local, now);
+                        let changed = observations.record(observer, addr, mapped, local, now);
+                        let after = observations.status(local, now);
+                        // A new reflexive IP or mapping is a new network (or a changed NAT);
+                        // a new port alone is an endpoint-dependent NAT being itself.
+                        let ip = |s: &NatStatus| s.reflexive.map(|a| a.ip());
+                        (changed, ip(&before) != ip(&after) || before.mapping != after.mapping)
+                    };
+                    if moved {
+                        net.network_moved();
+                    }
                     if changed {
                         let s = nat.status(local);
                         tracing::info!(reflexive = ?s.reflexive, mapping = ?s.mapping, "NAT status changed");
@@ -369,6 +381,13 @@ impl NatService {
         if let Some(net) = net.upgrade() {
             self.maybe_observe(&net, Observer::StunServer, server);
         }
+    }
+
+    /// The host's addresses changed: what the observers saw describes the old network, so
+    /// it is forgotten and they are asked again now.
+    pub(crate) fn network_changed(self: &Arc<Self>, net: &Arc<Net>) {
+        lock(&self.observations).clear();
+        self.refresh(net);
     }
 
     /// Re-asks connected peers (and STUN servers) once observations age out.

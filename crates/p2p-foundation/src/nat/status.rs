@@ -114,6 +114,11 @@ impl Observations {
         before.reflexive != after.reflexive || before.mapping != after.mapping
     }
 
+    /// Forgets every observation (the node is on another network: they describe the old one).
+    pub(crate) fn clear(&mut self) {
+        self.entries.clear();
+    }
+
     /// Observer addresses with a fresh observation.
     pub(crate) fn fresh_observers(&self, now: Instant) -> Vec<SocketAddr> {
         self.fresh(now).map(|e| e.observer_addr).collect()

@@ -114,7 +114,9 @@ pub(crate) fn start(net: &Arc<Net>, keypair: Keypair, advertise: Vec<SocketAddr>
                     () = held_changed => {}
                     e = events.recv() => match e {
                         Ok(PeerEvent::Connected { .. } | PeerEvent::Disconnected { .. }
-                            | PeerEvent::NatChanged { .. }) | Err(RecvError::Lagged(_)) => {}
+                            | PeerEvent::NatChanged { .. }
+                            | PeerEvent::LocalAddressesChanged { .. })
+                        | Err(RecvError::Lagged(_)) => {}
                         Ok(_) => continue,
                         Err(RecvError::Closed) => return,
                     },

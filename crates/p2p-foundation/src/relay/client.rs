@@ -51,7 +51,8 @@ impl RelayService {
                         () = tokio::time::sleep(wait) => {}
                         e = events.recv() => match e {
                             Ok(PeerEvent::Connected { .. } | PeerEvent::Disconnected { .. }
-                                | PeerEvent::NatChanged { .. }) => {}
+                                | PeerEvent::NatChanged { .. }
+                                | PeerEvent::LocalAddressesChanged { .. }) => {}
                             Ok(_) => continue,
                             Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
                             Err(tokio::sync::broadcast::error::RecvError::Closed) => return,

@@ -393,6 +393,43 @@ impl Lab {
         self.ns(&format!("lan{}", side.tag()))
     }
 
+    /// A firewall on a side's router that drops every UDP datagram to and from
+    /// `remote_ip` (TCP and UDP to anywhere else pass): punching to that host cannot work.
+    pub fn wall_udp(&self, side: Side, remote_ip: &str) {
+        let router = self.ns(&format!("nat{}", side.tag()));
+        let rules = format!(
+            "table inet wall {{\n chain forward {{\n  type filter hook forward priority 0\n  \
+             ip daddr {remote_ip} meta l4proto udp drop\n  ip saddr {remote_ip} meta l4proto udp drop\n }}\n}}\n"
+        );
+        sh_stdin(&["ip", "netns", "exec", &router, "nft", "-f", "-"], &rules);
+    }
+
+    /// Takes down the firewall of [`Lab::wall_udp`].
+    pub fn unwall(&self, side: Side) {
+        let router = self.ns(&format!("nat{}", side.tag()));
+        sh(&[
+            "ip", "netns", "exec", &router, "nft", "delete", "table", "inet", "wall",
+        ]);
+    }
+
+    /// Gives a side's host another address on its LAN (`.host` in the LAN's /24), as a
+    /// new DHCP lease or a second network would.
+    pub fn add_host_address(&self, side: Side, host: u8) -> String {
+        let lan_net = &side.host_ip()[..side.host_ip().len() - 2];
+        let ip = format!("{lan_net}.{host}");
+        sh(&[
+            "ip",
+            "-n",
+            &self.lan(side),
+            "addr",
+            "add",
+            &format!("{ip}/24"),
+            "dev",
+            "l0",
+        ]);
+        ip
+    }
+
     /// Flushes the conntrack table of a side's router (every mapping is forgotten).
     pub fn flush_conntrack(&self, side: Side) {
         let router = self.ns(&format!("nat{}", side.tag()));

@@ -12,7 +12,8 @@ use lab::{Lab, LabNode, NatKind, PUBLIC_1, PUBLIC_2, Side};
 use p2p_foundation::mcp_crate::{Query, RouteOptions, Tool, tool_result};
 use p2p_foundation::transport::PathKind;
 use p2p_foundation::{
-    MappingBehaviour, NatConfig, NatStatus, P2PNode, PeerEvent, PeerId, RelayConfig,
+    MappingBehaviour, NatConfig, NatStatus, P2PNode, PeerEvent, PeerId, ReconnectConfig,
+    RelayConfig,
 };
 use serde_json::{Value, json};
 
@@ -864,6 +865,78 @@ async fn a_network_change_restarts_the_punch_at_once() {
             "network change noticed after {noticed:?}; direct path {took:?} after the change"
         );
         for n in [a, b, r] {
+            n.stop().await;
+        }
+    })
+    .await;
+}
+
+/// A's network goes away (its router forwards nothing) long enough for its connection to
+/// the kept peer R to time out; A's next redial is a minute away. Then A's network comes
+/// back with a new address: A dials R at once instead of waiting out its backoff.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_peer_is_dialled_again_as_soon_as_the_network_changes() {
+    if !lab::can_run("a_lost_peer_is_dialled_again_as_soon_as_the_network_changes") {
+        return;
+    }
+    guard(async {
+        let lab = Lab::new(NatKind::EndpointIndependent, NatKind::EndpointIndependent);
+        let (r, _) = relay_node(&lab).await;
+        let a = LabNode::start(&lab.lan(Side::A), move || {
+            let mut transport = p2p_foundation::transport::Config::default();
+            transport.idle_timeout = Duration::from_millis(1500);
+            transport.keep_alive = Some(Duration::from_millis(300));
+            let mut reconnect = ReconnectConfig::default();
+            reconnect.initial_backoff = Duration::from_secs(60);
+            reconnect.max_backoff = Duration::from_secs(60);
+            P2PNode::builder()
+                .listen(addr(Side::A.host_ip(), 0))
+                .transport_config(transport)
+                .reconnect_config(reconnect)
+                .network_poll(Duration::from_millis(200))
+        })
+        .await;
+        let mut events = a.node.peer_events();
+        let (r_id, r_addr) = r.contact();
+        a.run(move |node| async move { node.connect(r_id, &[r_addr]).await })
+            .await
+            .expect("A reaches R");
+        lab.wall_everything(Side::A);
+        tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                match events.recv().await {
+                    Ok(PeerEvent::Disconnected { peer, .. }) if peer == r_id => return,
+                    Ok(_) => {}
+                    Err(e) => panic!("events: {e}"),
+                }
+            }
+        })
+        .await
+        .expect("A's connection to R never timed out behind the wall");
+
+        lab.unwall(Side::A);
+        lab.add_host_address(Side::A, 78);
+        let changed = Instant::now();
+        let after = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                match events.recv().await {
+                    Ok(PeerEvent::Reconnected { peer, after, .. }) if peer == r_id => return after,
+                    Ok(_) => {}
+                    Err(e) => panic!("events: {e}"),
+                }
+            }
+        })
+        .await
+        .unwrap_or_else(|_| {
+            panic!(
+                "R not redialled 10 s after the network came back ({:?})",
+                a.node.stats()
+            )
+        });
+        let took = changed.elapsed();
+        assert!(a.node.connection_info(&r_id).is_some());
+        eprintln!("reconnected {took:?} after the network change (gone {after:?} in all)");
+        for n in [a, r] {
             n.stop().await;
         }
     })

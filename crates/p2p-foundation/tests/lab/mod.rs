@@ -396,12 +396,26 @@ impl Lab {
     /// A firewall on a side's router that drops every UDP datagram to and from
     /// `remote_ip` (TCP and UDP to anywhere else pass): punching to that host cannot work.
     pub fn wall_udp(&self, side: Side, remote_ip: &str) {
-        let router = self.ns(&format!("nat{}", side.tag()));
-        let rules = format!(
-            "table inet wall {{\n chain forward {{\n  type filter hook forward priority 0\n  \
-             ip daddr {remote_ip} meta l4proto udp drop\n  ip saddr {remote_ip} meta l4proto udp drop\n }}\n}}\n"
+        self.wall(
+            side,
+            &format!(
+                "ip daddr {remote_ip} meta l4proto udp drop\n  ip saddr {remote_ip} meta l4proto udp drop"
+            ),
         );
-        sh_stdin(&["ip", "netns", "exec", &router, "nft", "-f", "-"], &rules);
+    }
+
+    /// A firewall on a side's router that drops everything it would forward: the host is
+    /// cut off (until [`Lab::unwall`]).
+    pub fn wall_everything(&self, side: Side) {
+        self.wall(side, "drop");
+    }
+
+    fn wall(&self, side: Side, rules: &str) {
+        let router = self.ns(&format!("nat{}", side.tag()));
+        let table = format!(
+            "table inet wall {{\n chain forward {{\n  type filter hook forward priority 0\n  {rules}\n }}\n}}\n"
+        );
+        sh_stdin(&["ip", "netns", "exec", &router, "nft", "-f", "-"], &table);
     }
 
     /// Takes down the firewall of [`Lab::wall_udp`].

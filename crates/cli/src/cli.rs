@@ -8,7 +8,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::client::ClientArgs;
 use crate::logging::LogFormat;
-use crate::target::PeerTarget;
+use crate::target::{PeerTarget, PingTarget};
 
 const EXIT_CODES: &str = "\
 Exit codes:
@@ -73,10 +73,12 @@ pub enum Command {
         p2pf node --listen 127.0.0.1:0 --bootstrap ocean.thunder.falcon\n  \
         p2pf node --bootstrap <peer id>@127.0.0.1:9000 --log-format json --json")]
     Node(NodeArgs),
-    /// Reach one peer: its proven id, the path (QUIC or TCP) and the round-trip time.
+    /// Reach one peer: its proven id, the path (QUIC, TCP or relayed) and the round-trip time.
     #[command(after_help = "Examples:\n  \
         p2pf ping ocean.thunder.falcon\n  \
-        p2pf ping <peer id>@127.0.0.1:9000 --json")]
+        p2pf ping <peer id>@127.0.0.1:9000 --json\n  \
+        p2pf ping <peer id> --bootstrap ocean.thunder.falcon   (found through the DHT; \
+        punched to or relayed if it is behind a NAT)")]
     Ping(PingArgs),
     /// Signed records on the DHT.
     #[command(subcommand)]
@@ -235,8 +237,13 @@ impl NodeArgs {
 /// `p2pf ping …`
 #[derive(Debug, Args)]
 pub struct PingArgs {
-    /// The peer: `<peer id>@<address>` or an address alone (numbers or three words).
-    pub peer: PeerTarget,
+    /// The peer: `<peer id>@<address>`, an address alone (numbers or three words), or a
+    /// peer id alone (found through the DHT: give --bootstrap).
+    pub peer: PingTarget,
+    /// A peer to join the network through first: `<peer id>@<address>` or an address
+    /// (numbers or three words). Repeatable; needed when PEER is a bare peer id.
+    #[arg(long, short, value_name = "PEER")]
+    pub bootstrap: Vec<PeerTarget>,
     /// Longest the dial may take, in seconds.
     #[arg(long, value_name = "SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=300))]
     pub dial_timeout: u64,

@@ -72,6 +72,61 @@ impl FromStr for PeerTarget {
     }
 }
 
+/// What `p2pf ping` reaches: a [`PeerTarget`], or a bare peer id, whose addresses come
+/// from its signed peer record in the DHT (so it needs bootstrap peers to look there
+/// through; a peer behind a NAT is then punched to or relayed as its record says).
+///
+/// ```
+/// use p2p_foundation_cli::target::PingTarget;
+/// let id = p2p_foundation::Keypair::generate().peer_id();
+/// assert!(matches!(id.to_string().parse(), Ok(PingTarget::Id(p)) if p == id));
+/// assert!(matches!("127.0.0.1:9000".parse(), Ok(PingTarget::Peer(_))));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PingTarget {
+    /// A peer with an address.
+    Peer(PeerTarget),
+    /// A peer id alone.
+    Id(PeerId),
+}
+
+impl PingTarget {
+    /// Connects `node` to the target (a bare id through a DHT lookup) and returns the
+    /// peer's proven id.
+    pub async fn connect(&self, node: &P2PNode) -> Result<PeerId, CliError> {
+        match *self {
+            Self::Peer(t) => t.connect(node).await,
+            Self::Id(peer) => {
+                node.connect(peer, &[]).await?;
+                Ok(peer)
+            }
+        }
+    }
+}
+
+impl fmt::Display for PingTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Peer(t) => t.fmt(f),
+            Self::Id(p) => p.fmt(f),
+        }
+    }
+}
+
+impl FromStr for PingTarget {
+    type Err = String;
+
+    /// A 52-character peer id alone, or anything [`PeerTarget`] reads.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if let Ok(id) = s.trim().parse::<PeerId>() {
+            return Ok(Self::Id(id));
+        }
+        s.parse::<PeerTarget>()
+            .map(Self::Peer)
+            .map_err(|e| format!("{e}; or a peer id alone, found through --bootstrap"))
+    }
+}
+
 /// The outcome of joining the network through bootstrap targets.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Joined {

@@ -162,3 +162,93 @@ fn node_processes_in_namespaces_join_by_words_and_report_each_nat() {
         }
     }
 }
+
+/// `p2pf node` processes behind NATs, reached by a one-shot `p2pf ping <peer id>` from
+/// behind another NAT: the ping finds B's signed peer record through R, then punches
+/// (endpoint-independent NATs on both sides) or goes through R's relay (endpoint-dependent
+/// NATs on both sides, where no punch can work).
+#[test]
+fn node_processes_behind_nats_are_reached_by_peer_id_punched_or_relayed() {
+    if !lab::can_run("node_processes_behind_nats_are_reached_by_peer_id_punched_or_relayed") {
+        return;
+    }
+    for (kind, path) in [
+        (NatKind::EndpointIndependent, "quic"),
+        (NatKind::EndpointDependent, "relayed"),
+    ] {
+        let lab = Lab::new(kind, kind);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let r = node_in(
+            &lab.ns("pub"),
+            &dir.path().join("r"),
+            &format!("{PUBLIC_1}:4000"),
+            &["--relay"],
+        );
+        let ready_r = r.wait_for("ready");
+        let r_words = words_of(&ready_r);
+        let r_id = ready_r["peer_id"].as_str().expect("id").to_owned();
+        let mut b = node_in(
+            &lab.lan(Side::B),
+            &dir.path().join("b"),
+            &format!("{}:0", Side::B.host_ip()),
+            &["--bootstrap", &r_words],
+        );
+        let b_id = b.wait_for("ready")["peer_id"]
+            .as_str()
+            .expect("id")
+            .to_owned();
+        // B is findable once its record names its public mapping (and, behind an
+        // endpoint-dependent NAT, the relay holding its reservation).
+        let record = loop {
+            let v = b.wait_for("peer_record_published");
+            let addrs: Vec<SocketAddr> = v["addrs"]
+                .as_array()
+                .expect("addrs")
+                .iter()
+                .filter_map(|a| a.as_str()?.parse().ok())
+                .collect();
+            let public = addrs
+                .iter()
+                .any(|a| a.ip().to_string() == Side::B.public_ip());
+            let relayed = v["relays"].as_array().is_some_and(|r| !r.is_empty());
+            if public && (relayed || kind == NatKind::EndpointIndependent) {
+                break v;
+            }
+        };
+        let pong = json_line(
+            &p2pf_in(
+                &lab.lan(Side::A),
+                &["ping", &b_id, "--bootstrap", &r_words, "--json"],
+            )
+            .output()
+            .expect("p2pf runs"),
+        );
+        assert_eq!(pong["peer_id"], b_id.as_str(), "{pong}");
+        assert_eq!(
+            pong["path"], path,
+            "{kind:?}: {pong} (B's record: {record})"
+        );
+        let at: SocketAddr = pong["addr"].as_str().expect("addr").parse().expect("addr");
+        let expected_ip = if path == "quic" {
+            Side::B.public_ip()
+        } else {
+            PUBLIC_1
+        };
+        assert_eq!(at.ip().to_string(), expected_ip, "{kind:?}: {pong}");
+        if path == "relayed" {
+            assert!(
+                record["relays"]
+                    .as_array()
+                    .expect("relays")
+                    .iter()
+                    .any(|r| r == r_id.as_str())
+            );
+        }
+        eprintln!(
+            "{kind:?}: {path}, joined in {} ms, then connected in {} ms",
+            pong["join_ms"], pong["connect_ms"]
+        );
+        b.signal("-TERM");
+        assert_eq!(b.wait_exit(), Some(0));
+    }
+}

@@ -111,6 +111,16 @@ pub enum PeerEvent {
         /// Addresses that went away.
         removed: Vec<std::net::IpAddr>,
     },
+    /// This node's signed peer record (its addresses, reflexive ones and relays) was
+    /// stored in the DHT: from now on a peer that knows only this node's PeerId finds it
+    /// there ([`P2PNode::peer_record`](crate::P2PNode::peer_record)). Sent for every
+    /// publication: at start, on each change of addresses or relays, and each republish.
+    PeerRecordPublished {
+        /// The record as published.
+        record: crate::peer_record::PeerRecord,
+        /// DHT nodes that accepted it.
+        stored: usize,
+    },
     /// This node's reflexive address or NAT mapping behaviour changed (see
     /// [`P2PNode::nat_status`](crate::P2PNode::nat_status) for the evidence).
     NatChanged {

@@ -31,7 +31,7 @@ struct Report {
     observations: Vec<Seen>,
 }
 
-fn mapping_name(m: Option<MappingBehaviour>) -> &'static str {
+pub(crate) fn mapping_name(m: Option<MappingBehaviour>) -> &'static str {
     match m {
         Some(MappingBehaviour::EndpointIndependent) => "endpoint_independent",
         Some(_) => "endpoint_dependent",

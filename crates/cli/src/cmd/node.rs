@@ -79,9 +79,42 @@ enum Event {
         addr: SocketAddr,
         after_ms: u64,
     },
+    /// This node's reflexive address or mapping behaviour changed.
+    NatChanged {
+        reflexive: Option<SocketAddr>,
+        /// `endpoint_independent`, `endpoint_dependent` or `unknown`.
+        mapping: &'static str,
+    },
+    /// The host's interface addresses changed.
+    LocalAddressesChanged {
+        added: Vec<std::net::IpAddr>,
+        removed: Vec<std::net::IpAddr>,
+    },
+    /// This node's signed peer record is in the DHT: peers find it by its id alone.
+    PeerRecordPublished {
+        addrs: Vec<SocketAddr>,
+        relays: Vec<String>,
+        stored: usize,
+    },
+    /// A dial reached `peer` on a hole-punched path.
+    HolePunched {
+        peer: String,
+        addr: SocketAddr,
+        took_ms: u64,
+    },
+    /// A dial reached `peer` through `relay`.
+    Relayed {
+        peer: String,
+        relay: String,
+        took_ms: u64,
+    },
     Stopped {
         signal: &'static str,
     },
+}
+
+fn millis(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 pub(crate) async fn run(out: Output, data_dir: &Path, args: &NodeArgs) -> Result<(), CliError> {
@@ -271,7 +304,47 @@ fn report(out: Output, event: PeerEvent) {
             Event::Reconnected {
                 peer: peer.to_string(),
                 addr,
-                after_ms: u64::try_from(after.as_millis()).unwrap_or(u64::MAX),
+                after_ms: millis(after),
+            }
+        }
+        PeerEvent::NatChanged { reflexive, mapping } => {
+            let mapping = crate::cmd::nat::mapping_name(mapping);
+            tracing::info!(?reflexive, ?mapping, "NAT status changed");
+            Event::NatChanged { reflexive, mapping }
+        }
+        PeerEvent::LocalAddressesChanged { added, removed } => {
+            tracing::info!(?added, ?removed, "local addresses changed");
+            Event::LocalAddressesChanged { added, removed }
+        }
+        PeerEvent::PeerRecordPublished { record, stored } => {
+            let addrs = record.dial_addrs();
+            let relays: Vec<String> = record.relays().iter().map(|(r, _)| r.to_string()).collect();
+            tracing::debug!(
+                ?addrs,
+                relays = relays.len(),
+                stored,
+                "peer record published"
+            );
+            Event::PeerRecordPublished {
+                addrs,
+                relays,
+                stored,
+            }
+        }
+        PeerEvent::HolePunched { peer, addr, took } => {
+            tracing::info!(peer = %peer.short(), %addr, took_ms = millis(took), "hole punched");
+            Event::HolePunched {
+                peer: peer.to_string(),
+                addr,
+                took_ms: millis(took),
+            }
+        }
+        PeerEvent::Relayed { peer, relay, took } => {
+            tracing::info!(peer = %peer.short(), relay = %relay.short(), took_ms = millis(took), "relayed");
+            Event::Relayed {
+                peer: peer.to_string(),
+                relay: relay.to_string(),
+                took_ms: millis(took),
             }
         }
         other => {

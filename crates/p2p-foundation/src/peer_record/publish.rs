@@ -151,6 +151,10 @@ async fn publish(
     .await?;
     if stored > 0 {
         net.counters.peer_records_published.fetch_add(1, Relaxed);
+        let _ = net.events.send(PeerEvent::PeerRecordPublished {
+            record: record.clone(),
+            stored,
+        });
     }
     Ok(stored)
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use p2p_foundation_dht::{Contact, DhtNode};
 use p2p_foundation_identity::{Keypair, PeerId};
 use p2p_foundation_mcp::{Discovery, McpServer, Router, ServicePublisher, StreamLimits};
-use p2p_foundation_transport::{Endpoint, Listen};
+use p2p_foundation_transport::Listen;
 use tokio::sync::mpsc;
 
 use crate::error::{Error, Result};
@@ -393,7 +393,7 @@ impl NodeBuilder {
         if self.nat.enabled {
             transport.side_channel = Some(crate::nat::side_channel_config());
         }
-        let endpoint = Endpoint::bind(&keypair, transport).await?;
+        let endpoint = crate::rebind::bind(&keypair, transport).await?;
         let local_addr = endpoint.local_addr()?;
         let side = endpoint.side_channel();
         let net = Net::new(endpoint, self.dial_timeout);

@@ -17,6 +17,7 @@ mod net;
 mod netwatch;
 pub mod peer_record;
 mod pubsub;
+mod rebind;
 mod reconnect;
 mod relay;
 
@@ -389,8 +390,10 @@ impl P2PNode {
     /// Shuts down gracefully: says goodbye on the link and stops the mDNS thread (LAN
     /// discovery), stops republishing, stops gossip, closes every connection
     /// with [`CLOSE_SHUTDOWN`] (peers see it at once) and waits for every task of the
-    /// node to end. The DHT task ends once the last [`NodeDht`] clone is dropped; the
-    /// socket is released when the node is dropped here.
+    /// node to end. The TCP listener is closed when this returns; QUIC releases the UDP
+    /// socket once the closed connections drained, and a node built on the same address
+    /// in this process meanwhile waits for it (up to 4 s), so a restart in place works.
+    /// The DHT task ends once the last [`NodeDht`] clone is dropped.
     pub async fn shutdown(mut self) {
         let span = self.span.clone();
         let _e = span.enter();

@@ -1308,6 +1308,15 @@ impl Net {
         lock(&self.dht).take();
         self.tracker.close();
         self.tracker.wait().await;
+        // The listeners are closed when this returns; QUIC lets go of the UDP socket once
+        // the closed connections drained. A node built on this address meanwhile waits for
+        // it (`crate::rebind`).
+        self.endpoint
+            .close(CLOSE_SHUTDOWN, b"node shutting down")
+            .await;
+        if let Ok(addr) = self.endpoint.local_addr() {
+            crate::rebind::releasing(addr);
+        }
     }
 }
 

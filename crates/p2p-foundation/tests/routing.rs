@@ -313,3 +313,30 @@ async fn a_node_that_shuts_down_leaves_its_peers_routing_tables_at_once() {
     })
     .await;
 }
+
+/// A node that shut down releases its port at once: a node built on the same port right
+/// after (a service restarted in the same process, a binding's `shutdown()` then `start()`)
+/// binds it, on both QUIC and TCP, and its old peer reaches the new node there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_releases_the_port_for_a_node_started_on_it_next() {
+    guard(async {
+        let a = node(true).await;
+        let addr = a.local_addr().expect("addr");
+        let b = node(false).await;
+        // A live connection at shutdown: QUIC holds the socket until it has drained.
+        b.connect(a.peer_id(), &[addr]).await.expect("connect");
+        a.shutdown().await;
+        let again = P2PNode::builder()
+            .listen(addr)
+            .build()
+            .await
+            .unwrap_or_else(|e| panic!("rebinding {addr} right after shutdown: {e}"));
+        assert_eq!(again.local_addr().expect("addr"), addr);
+        b.connect(again.peer_id(), &[addr])
+            .await
+            .expect("the new node answers on the old port");
+        again.shutdown().await;
+        b.shutdown().await;
+    })
+    .await;
+}

@@ -13,7 +13,7 @@ use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Mutex, mpsc};
-use tokio::task::AbortHandle;
+use tokio::task::JoinHandle;
 use tracing::Instrument;
 
 use crate::config::Config;
@@ -101,14 +101,20 @@ struct EndpointInner {
     quic: quinn::Endpoint,
     tcp_addr: Option<SocketAddr>,
     incoming: Mutex<mpsc::Receiver<Connection>>,
-    tasks: Vec<AbortHandle>,
+    /// The accept loops (QUIC, TCP): they own the TCP listener and a QUIC handle.
+    tasks: StdMutex<Vec<JoinHandle<()>>>,
     filter: Arc<Filter>,
     side: Option<SideChannel>,
 }
 
 impl Drop for EndpointInner {
     fn drop(&mut self) {
-        for t in &self.tasks {
+        for t in self
+            .tasks
+            .get_mut()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+        {
             t.abort();
         }
         self.quic
@@ -275,22 +281,15 @@ impl Endpoint {
         });
         let (incoming_tx, incoming_rx) = mpsc::channel(1024);
         let span = tracing::info_span!("endpoint", peer = %shared.tls.peer_id.short());
-        let mut tasks = vec![
-            tokio::spawn(
-                quic_listen(quic.clone(), shared.clone(), incoming_tx.clone())
-                    .instrument(span.clone()),
-            )
-            .abort_handle(),
-        ];
+        let mut tasks = vec![tokio::spawn(
+            quic_listen(quic.clone(), shared.clone(), incoming_tx.clone()).instrument(span.clone()),
+        )];
         let tcp_addr = match tcp {
             Some(l) => {
                 let a = l.local_addr().ok();
-                tasks.push(
-                    tokio::spawn(
-                        tcp_listen(l, shared.clone(), incoming_tx.clone()).instrument(span),
-                    )
-                    .abort_handle(),
-                );
+                tasks.push(tokio::spawn(
+                    tcp_listen(l, shared.clone(), incoming_tx.clone()).instrument(span),
+                ));
                 a
             }
             None => None,
@@ -302,11 +301,36 @@ impl Endpoint {
                 quic,
                 tcp_addr,
                 incoming: Mutex::new(incoming_rx),
-                tasks,
+                tasks: StdMutex::new(tasks),
                 filter,
                 side,
             }),
         })
+    }
+
+    /// Stops accepting (the TCP listener is closed when this returns) and closes every
+    /// connection with `code` and `reason`. QUIC releases the UDP socket once the last
+    /// handle to this endpoint is dropped and the closed connections drained (three probe
+    /// timeouts each: milliseconds for a peer that answered, about 3 s for a handshake
+    /// nobody answered). Later dials fail.
+    ///
+    /// ```no_run
+    /// # async fn f(endpoint: p2p_foundation_transport::Endpoint) {
+    /// endpoint.close(0, b"shutting down").await;
+    /// drop(endpoint);
+    /// # }
+    /// ```
+    pub async fn close(&self, code: u32, reason: &[u8]) {
+        let tasks =
+            std::mem::take(&mut *self.inner.tasks.lock().unwrap_or_else(|p| p.into_inner()));
+        for t in &tasks {
+            t.abort();
+        }
+        for t in tasks {
+            // Cancelled (or already ended): either way its listener is dropped now.
+            let _ = t.await;
+        }
+        self.inner.quic.close(quinn::VarInt::from_u32(code), reason);
     }
 
     /// The side channel of the QUIC socket: the non-QUIC datagrams that

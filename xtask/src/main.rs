@@ -3,6 +3,7 @@
 //! ```text
 //! cargo xtask ci                          the whole check (the README's test command)
 //! cargo xtask lab                         the NAT-lab tests (as root; CI=true, so none skips)
+//! cargo xtask python                      the Python binding's checks and pytest suite
 //! cargo xtask bench [SUITE ...] [--record]  benchmark suites -> target/bench-results/<suite>.json
 //! cargo xtask record [SUITE ...]         append results already measured to docs/benchmarks.md
 //! cargo xtask fuzz TARGET [--seconds N]   run one cargo-fuzz target
@@ -22,12 +23,14 @@ fn main() -> ExitCode {
     let outcome = match args.first().map(String::as_str) {
         Some("ci") => ci(&args[1..]),
         Some("lab") => lab(),
+        Some("python") => python(),
         Some("bench") => bench(&args[1..]),
         Some("fuzz") => fuzz(&args[1..]),
         Some("record") => record(&args[1..]),
         _ => {
             eprintln!(
                 "usage:\n  cargo xtask ci [--skip-slow-checks]\n  cargo xtask lab\n  \
+                 cargo xtask python\n  \
                  cargo xtask bench [SUITE ...] [--record]\n  \
                  cargo xtask record [SUITE ...]\n  \
                  cargo xtask fuzz TARGET [--seconds N]\n\nsuites: {}",
@@ -217,6 +220,13 @@ fn ci(args: &[String]) -> Result<()> {
     }
 
     let mut failures = Vec::new();
+    match python_binding_steps() {
+        Ok(more) => steps.extend(more),
+        Err(e) => {
+            println!("\n==> python binding\n    FAILED: {e}");
+            failures.push(e);
+        }
+    }
     for (name, cmd) in steps {
         if let Err(e) = run(&name, cmd) {
             println!("    FAILED: {e}");
@@ -234,6 +244,74 @@ fn ci(args: &[String]) -> Result<()> {
         }
         Err(format!("{} CI step(s) failed", failures.len()))
     }
+}
+
+/// `cargo xtask python`: the Python binding's steps of `cargo xtask ci` alone.
+fn python() -> Result<()> {
+    let steps = python_binding_steps()?;
+    if steps.is_empty() {
+        return Err("the Python binding's venv is missing".into());
+    }
+    for (name, cmd) in steps {
+        run(&name, cmd)?;
+    }
+    Ok(())
+}
+
+/// The Python binding (bindings/python, its own workspace): format, clippy, a rebuild into
+/// the venv that `bindings/python/ci-setup.sh` made (a no-op when nothing changed), and its
+/// pytest suite. Without that venv the binding is skipped with a note, or fails with
+/// CI=true.
+fn python_binding_steps() -> Result<Vec<(String, Command)>> {
+    let dir = root().join("bindings/python");
+    let venv = root().join("target/python-binding/venv");
+    let python = venv.join("bin/python");
+    if !python.is_file() {
+        let why = format!(
+            "{} is missing: run `bash bindings/python/ci-setup.sh` first",
+            venv.display()
+        );
+        if std::env::var("CI").as_deref() == Ok("true") {
+            return Err(format!("python binding: {why}"));
+        }
+        println!("\n==> python binding: skipped ({why})");
+        return Ok(Vec::new());
+    }
+    // The binding shares the workspace's target dir (its dependencies are the same crates).
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target"));
+    let mut steps = Vec::new();
+    let sources: Vec<PathBuf> = std::fs::read_dir(dir.join("src"))
+        .map_err(|e| format!("bindings/python/src: {e}"))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "rs"))
+        .collect();
+    let mut fmt = Command::new("rustfmt");
+    fmt.args(["--check", "--edition", "2024"]).args(&sources);
+    steps.push(("format (python binding)".to_owned(), fmt));
+    let mut clippy = cargo();
+    clippy
+        .args(["clippy", "--all-targets", "--manifest-path"])
+        .arg(dir.join("Cargo.toml"))
+        .args(["--", "-D", "warnings"])
+        .env("CARGO_TARGET_DIR", &target)
+        .env("PYO3_PYTHON", &python);
+    steps.push(("clippy (python binding)".to_owned(), clippy));
+    let mut build = Command::new(venv.join("bin/maturin"));
+    build
+        .args(["develop", "--quiet"])
+        .current_dir(&dir)
+        .env("VIRTUAL_ENV", &venv)
+        .env("CARGO_TARGET_DIR", &target);
+    steps.push(("build (python binding, maturin develop)".to_owned(), build));
+    let mut pytest = Command::new(&python);
+    pytest
+        .args(["-m", "pytest", "-p", "no:cacheprovider", "tests"])
+        .current_dir(&dir)
+        .env("PYTHONDONTWRITEBYTECODE", "1");
+    steps.push(("tests (python binding, pytest)".to_owned(), pytest));
+    Ok(steps)
 }
 
 /// The cargo-fuzz crates (`crates/*/fuzz/Cargo.toml`), sorted.

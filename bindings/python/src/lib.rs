@@ -419,6 +419,20 @@ impl Node {
         })
     }
 
+    /// `async with await Node.start(...) as node:` shuts the node down on leaving.
+    fn __aenter__<'py>(slf: Py<Self>, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        future_into_py(py, async move { Ok(slf) })
+    }
+
+    #[pyo3(signature = (*_exc))]
+    fn __aexit__<'py>(
+        &self,
+        py: Python<'py>,
+        _exc: &Bound<'py, pyo3::types::PyTuple>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        self.shutdown(py)
+    }
+
     fn __repr__(&self) -> String {
         format!("Node({})", self.addr)
     }

@@ -159,10 +159,11 @@ def test_shutdown_releases_the_port_and_later_calls_raise():
         for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
             with socket.socket(socket.AF_INET, kind) as s:
                 s.bind(("127.0.0.1", port))
-        # ... and a new node binds the same port.
-        again = await step(Node.start(listen=f"127.0.0.1:{port}", mdns=False))
-        assert again.port == port and again.peer_id != node.peer_id
-        await step(again.shutdown())
+        # ... and a new node binds the same port; `async with` shuts it down on leaving.
+        async with await step(Node.start(listen=f"127.0.0.1:{port}", mdns=False)) as again:
+            assert again.port == port and again.peer_id != node.peer_id
+        with pytest.raises(P2PError, match="shut down"):
+            again.connected_peers()
 
     run(main())
 

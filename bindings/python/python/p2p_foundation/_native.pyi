@@ -132,3 +132,6 @@ class Node:
     def events(self) -> Events: ...
     async def shutdown(self) -> None:
         """Shuts down gracefully and releases the port."""
+    async def __aenter__(self) -> "Node": ...
+    async def __aexit__(self, *exc: object) -> None:
+        """Shuts the node down."""

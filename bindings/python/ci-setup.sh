@@ -9,7 +9,8 @@ source .ci/lib.sh
 venv=target/python-binding/venv
 maturin_version=1.16.0
 pytest_version=9.2.0
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
+root="$PWD"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$root/target}"
 
 if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
     ci_apt_install python3-venv python3-pip
@@ -19,12 +20,14 @@ version() { "$venv/bin/python" -c "import importlib.metadata as m; print(m.versi
 if [ "$(version maturin)" != "$maturin_version" ] || [ "$(version pytest)" != "$pytest_version" ]; then
     rm -rf "$venv"
     python3 -m venv "$venv" || ci_fail "python3 -m venv $venv failed"
-    "$venv/bin/pip" install -q "maturin==$maturin_version" "pytest==$pytest_version" \
+    "$venv/bin/pip" install -q --disable-pip-version-check "maturin==$maturin_version" "pytest==$pytest_version" \
         || ci_fail "pip install maturin==$maturin_version pytest==$pytest_version failed (is PyPI reachable?)"
 fi
 
 start=$(date +%s)
-(cd bindings/python && VIRTUAL_ENV="$PWD/../../$venv" "../../$venv/bin/maturin" develop --quiet) \
+# The same VIRTUAL_ENV as `cargo xtask ci` gives maturin (PyO3's build script reruns when
+# it changes, and the crate would then be rebuilt there).
+(cd bindings/python && VIRTUAL_ENV="$root/$venv" "$root/$venv/bin/maturin" develop --quiet) \
     || ci_fail "maturin develop of bindings/python failed (see above)"
 echo "binding built in $(( $(date +%s) - start )) s"
 

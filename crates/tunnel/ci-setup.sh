@@ -10,14 +10,19 @@ venv="$here/../../target/tunnel-venv/venv"
 
 # miredo-server runs as the `miredo` user, which Debian's `miredo` (client) package creates,
 # not `miredo-server`: install both.
-ci_apt_install iproute2 nftables procps miredo miredo-server
+ci_apt_install iproute2 nftables procps iputils-ping miredo miredo-server
 # The packages may start a system Teredo client and server; the tests start their own server.
 ci_disable_service miredo
 ci_disable_service miredo-server
 ci_need_user miredo "created by package miredo; miredo-server refuses to start without it"
 ci_need_run "the Teredo server" miredo-server -V
 ci_need_run "the Teredo client package" miredo -V
-for cmd in ip nft sysctl; do ci_need_cmd "$cmd" "packages iproute2, nftables, procps"; done
+for cmd in ip nft sysctl ping; do ci_need_cmd "$cmd" "packages iproute2, nftables, procps, iputils-ping"; done
+# The overlay's TUN tests (crates/tunnel/tests/overlay_tun.rs, the facade's overlay lab).
+if [ ! -c /dev/net/tun ]; then
+    modprobe tun 2>/dev/null || true
+fi
+[ -c /dev/net/tun ] || ci_fail "/dev/net/tun is missing: the kernel needs the tun module for the overlay tests"
 
 if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
     ci_apt_install python3-venv python3-pip

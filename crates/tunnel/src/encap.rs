@@ -29,20 +29,34 @@ pub struct SixIn4Packet<'a> {
     pub inner: &'a [u8],
 }
 
-/// The RFC 1071 internet checksum of `data` (an odd last byte is padded with zero).
-fn checksum(data: &[u8]) -> u16 {
-    let mut sum: u32 = 0;
+/// Adds `data` to a running RFC 1071 one's-complement sum (an odd last byte is padded with
+/// zero). Start from 0; finish with [`fold`].
+pub(crate) fn ones_sum(mut sum: u32, data: &[u8]) -> u32 {
     let mut pairs = data.chunks_exact(2);
     for pair in &mut pairs {
         sum += u32::from(u16::from_be_bytes([pair[0], pair[1]]));
+        // Fold early so the sum never overflows, whatever the length.
+        if sum > 0xffff_0000 {
+            sum = (sum & 0xffff) + (sum >> 16);
+        }
     }
     if let [last] = pairs.remainder() {
         sum += u32::from(u16::from_be_bytes([*last, 0]));
     }
+    sum
+}
+
+/// The one's complement of a folded [`ones_sum`]: the checksum field's value.
+pub(crate) fn fold(mut sum: u32) -> u16 {
     while sum > 0xffff {
         sum = (sum & 0xffff) + (sum >> 16);
     }
     !(sum as u16)
+}
+
+/// The RFC 1071 internet checksum of `data` (an odd last byte is padded with zero).
+fn checksum(data: &[u8]) -> u16 {
+    fold(ones_sum(0, data))
 }
 
 /// Checks that `inner` starts with an IPv6 header and returns its length (40 + payload length).

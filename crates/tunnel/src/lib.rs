@@ -6,6 +6,7 @@
 mod addr;
 mod encap;
 mod error;
+pub mod overlay;
 mod select;
 mod teredo;
 

@@ -55,6 +55,7 @@ pub struct NodeBuilder {
     lan: LanConfig,
     peer_records: bool,
     network_poll: Duration,
+    overlay: Option<crate::OverlayConfig>,
 }
 
 impl std::fmt::Debug for NodeBuilder {
@@ -128,6 +129,7 @@ impl NodeBuilder {
             lan: LanConfig::default(),
             peer_records: true,
             network_poll: Duration::from_secs(2),
+            overlay: None,
         }
     }
 
@@ -345,6 +347,27 @@ impl NodeBuilder {
         self
     }
 
+    /// The P2P IPv6 overlay (default off): a TUN device holding this node's overlay address
+    /// ([`P2PNode::overlay_addr`], derived from its PeerId), so that the host's ordinary
+    /// IPv6 sockets reach every peer connected over QUIC that runs the overlay too, at its
+    /// own overlay address; packets travel as QUIC datagrams on the existing connection.
+    /// Needs `CAP_NET_ADMIN` and `/dev/net/tun`: without them [`NodeBuilder::build`] fails
+    /// with [`Error::Overlay`]. See [`crate::overlay`] and `docs/protocols/tunnel.md`.
+    ///
+    /// ```no_run
+    /// # async fn run() -> p2p_foundation::Result<()> {
+    /// let node = p2p_foundation::P2PNode::builder()
+    ///     .overlay(p2p_foundation::OverlayConfig::default())
+    ///     .build()
+    ///     .await?;
+    /// println!("reach me at {}", node.overlay_addr().expect("overlay on"));
+    /// # Ok(()) }
+    /// ```
+    pub fn overlay(mut self, config: crate::OverlayConfig) -> Self {
+        self.overlay = Some(config);
+        self
+    }
+
     /// LAN discovery settings (default [`LanConfig::default`], on).
     pub fn lan_config(mut self, config: LanConfig) -> Self {
         self.lan = config;
@@ -402,6 +425,10 @@ impl NodeBuilder {
             let nat = NatService::new(keypair.clone(), side, self.nat);
             nat.start(&net);
             let _ = net.nat.set(nat);
+        }
+        if let Some(config) = &self.overlay {
+            let overlay = crate::overlay::Overlay::start(&net, config)?;
+            let _ = net.overlay.set(overlay);
         }
         let relay = RelayService::new(self.relay);
         relay.start(&net);

@@ -21,6 +21,10 @@ pub enum Error {
     /// MCP failed (registration, discovery, a call).
     #[error("mcp: {0}")]
     Mcp(#[from] p2p_foundation_mcp::McpError),
+    /// The IPv6 overlay could not start (its TUN device needs `CAP_NET_ADMIN` and
+    /// `/dev/net/tun`) or could not send.
+    #[error("overlay: {0}")]
+    Overlay(String),
     /// Loading or saving the identity, or signing a record, failed.
     #[error("identity: {0}")]
     Identity(#[from] IdentityError),

@@ -15,6 +15,7 @@ mod metrics;
 mod nat;
 mod net;
 mod netwatch;
+pub mod overlay;
 pub mod peer_record;
 mod pubsub;
 mod rebind;
@@ -38,6 +39,7 @@ pub use net::{
     CLOSE_DUPLICATE, CLOSE_SHUTDOWN, ConnectionInfo, GOSSIP_PROTOCOL, KAD_PROTOCOL, MCP_PROTOCOL,
     NodeStats, PeerEvent,
 };
+pub use overlay::{OverlayConfig, OverlayDropReason, OverlayStats};
 pub use p2p_foundation_nat::MappingBehaviour;
 pub use pubsub::{Delivery, GossipMessage, Subscription};
 pub use reconnect::ReconnectConfig;
@@ -56,6 +58,8 @@ pub use p2p_foundation_mcp as mcp_crate;
 pub use p2p_foundation_nat as nat_crate;
 /// The transport crate (QUIC endpoint configuration).
 pub use p2p_foundation_transport as transport;
+/// The tunnel crate (IPv6 transition mechanisms, the overlay's core and TUN endpoint).
+pub use p2p_foundation_tunnel as tunnel;
 /// The three-word address crate.
 pub use p2p_foundation_words as words;
 pub use p2p_foundation_words::WordAddress;

@@ -437,6 +437,44 @@ impl Snapshot {
                 &[(mapping, 1)],
             );
         }
+        if let Some(o) = &self.node.overlay {
+            counters(
+                r,
+                "overlay_packets",
+                "IPv6 overlay packets carried, by direction (in: from peers to the TUN device)",
+                "direction",
+                &[("in", o.packets_in), ("out", o.packets_out)],
+            );
+            counters(
+                r,
+                "overlay_bytes",
+                "IPv6 overlay packet bytes carried, by direction",
+                "direction",
+                &[("in", o.bytes_in), ("out", o.bytes_out)],
+            );
+            let dropped: Vec<(&str, u64)> = crate::OverlayDropReason::ALL
+                .iter()
+                .map(|r| (r.name(), o.dropped_for(*r)))
+                .collect();
+            counters(
+                r,
+                "overlay_dropped",
+                "IPv6 overlay packets dropped, by reason",
+                "reason",
+                &dropped,
+            );
+            counters(
+                r,
+                "overlay_icmp_errors",
+                "ICMPv6 errors the overlay sent to the host, by type (rate_limited: not sent)",
+                "type",
+                &[
+                    ("packet_too_big", o.packet_too_big),
+                    ("unreachable", o.unreachable),
+                    ("rate_limited", o.icmp_rate_limited),
+                ],
+            );
+        }
         let rl = &self.relay;
         counters(
             r,

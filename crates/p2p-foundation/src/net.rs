@@ -224,6 +224,8 @@ pub struct NodeStats {
     pub network_changes: u64,
     /// Peers with a live connection now.
     pub connected_peers: usize,
+    /// The IPv6 overlay's packet counters, when it is on ([`crate::NodeBuilder::overlay`]).
+    pub overlay: Option<crate::OverlayStats>,
 }
 
 pub(crate) struct Net {
@@ -259,6 +261,8 @@ pub(crate) struct Net {
     network: tokio::sync::watch::Sender<u64>,
     /// Peers whose relayed connection an upgrade task is moving to a direct path.
     upgrading: Mutex<HashSet<PeerId>>,
+    /// The IPv6 overlay, when enabled (see [`crate::overlay`]).
+    pub(crate) overlay: OnceLock<Arc<crate::overlay::Overlay>>,
 }
 
 /// A reader that yields nothing until its gate opens: the gossip driver drops frames from
@@ -344,6 +348,7 @@ impl Net {
             relay: OnceLock::new(),
             network: tokio::sync::watch::channel(0).0,
             upgrading: Mutex::new(HashSet::new()),
+            overlay: OnceLock::new(),
         })
     }
 
@@ -397,6 +402,7 @@ impl Net {
             peer_records_found: c.peer_records_found.load(Ordering::Relaxed),
             network_changes: c.network_changes.load(Ordering::Relaxed),
             connected_peers: lock(&self.conns).len(),
+            overlay: self.overlay.get().map(|o| o.stats()),
         }
     }
 
@@ -1047,6 +1053,9 @@ impl Net {
             }
             .instrument(span.clone()),
         );
+        if let Some(overlay) = self.overlay.get() {
+            overlay.attach(self, &conn);
+        }
         // No protocol uses unidirectional streams: refuse them so they cannot pile up.
         let c = conn.clone();
         self.spawn(async move {

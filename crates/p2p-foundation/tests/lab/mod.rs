@@ -496,6 +496,14 @@ impl NsRuntime {
         }
     }
 
+    /// Starts `fut` inside the namespace; its output comes through the handle.
+    pub fn spawn<T: Send + 'static>(
+        &self,
+        fut: impl Future<Output = T> + Send + 'static,
+    ) -> tokio::task::JoinHandle<T> {
+        self.handle.spawn(fut)
+    }
+
     /// Runs `fut` inside the namespace and waits for its output.
     pub async fn run<T: Send + 'static>(&self, fut: impl Future<Output = T> + Send + 'static) -> T {
         self.handle.spawn(fut).await.expect("lab task panicked")

@@ -1,0 +1,186 @@
+//! The P2P IPv6 overlay between real nodes in the NAT lab (as root; runs in CI, never skips
+//! there): two IPv4-only namespaces, B behind an nftables `masquerade` NAT, A on the public
+//! side. B joins A; then the hosts' own `ping -6` and TCP connections (ordinary tokio
+//! sockets inside each namespace) reach each other's overlay addresses in both directions,
+//! and a datagram whose inner source is not its sender's overlay address is dropped and
+//! counted. The topology is in `lab/mod.rs`.
+
+mod lab;
+
+use std::net::{Ipv6Addr, SocketAddr};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use lab::{Lab, LabNode, NatKind, NsRuntime, Side};
+use p2p_foundation::transport::PathKind;
+use p2p_foundation::{OverlayConfig, OverlayDropReason, OverlayStats, P2PNode};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const HANG_GUARD: Duration = Duration::from_secs(120);
+
+fn overlay_stats(node: &P2PNode) -> OverlayStats {
+    node.stats().overlay.expect("the overlay is on")
+}
+
+/// `ping -6` from `ns` to `dst`: how many of 3 echo requests were answered.
+fn ping(ns: &str, dst: Ipv6Addr) -> (usize, String) {
+    let out = Command::new("ip")
+        .args([
+            "netns", "exec", ns, "ping", "-6", "-n", "-c", "3", "-i", "0.3", "-W", "3",
+        ])
+        .arg(dst.to_string())
+        .output()
+        .expect("ping runs");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let received = text
+        .lines()
+        .find_map(|l| {
+            let (_, rest) = l.split_once(" packets transmitted, ")?;
+            rest.split_whitespace().next()?.parse().ok()
+        })
+        .unwrap_or(0);
+    (received, text)
+}
+
+/// A TCP connection from `client_ns` to `[dst]:port`, served in `server_ns`: 64 KiB one
+/// way, echoed back. Returns the client address the server saw.
+async fn tcp_echo(server_ns: &str, client_ns: &str, dst: Ipv6Addr, port: u16) -> SocketAddr {
+    let (server_rt, client_rt) = (NsRuntime::new(server_ns), NsRuntime::new(client_ns));
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+    let server = server_rt.spawn(async move {
+        let listener = tokio::net::TcpListener::bind((dst, port))
+            .await
+            .expect("bind the overlay address");
+        let _ = ready_tx.send(());
+        let (mut s, from) = listener.accept().await.expect("accepted");
+        let mut got = Vec::new();
+        s.read_to_end(&mut got).await.expect("read");
+        s.write_all(&got).await.expect("echo");
+        s.shutdown().await.expect("shutdown");
+        from
+    });
+    ready_rx.await.expect("server up");
+    let msg: Vec<u8> = (0..64 * 1024u32).map(|i| (i % 251) as u8).collect();
+    let sent = msg.clone();
+    let (local, back) = client_rt
+        .run(async move {
+            let mut s = tokio::net::TcpStream::connect((dst, port))
+                .await
+                .expect("TCP connect to the overlay address");
+            let local = s.local_addr().expect("local address");
+            s.write_all(&sent).await.expect("write");
+            s.shutdown().await.expect("shutdown");
+            let mut back = Vec::new();
+            s.read_to_end(&mut back).await.expect("read the echo");
+            (local, back)
+        })
+        .await;
+    assert!(back == msg, "the 64 KiB echo came back whole");
+    let from = server.await.expect("server task");
+    assert_eq!(from, local, "the server saw the client's own address");
+    from
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ping_and_tcp_between_overlay_addresses_across_a_nat() {
+    if !lab::can_run("ping_and_tcp_between_overlay_addresses_across_a_nat") {
+        return;
+    }
+    tokio::time::timeout(HANG_GUARD, async {
+        let lab = Lab::new(NatKind::Public, NatKind::EndpointIndependent);
+        let (ns_a, ns_b) = (lab.lan(Side::A), lab.lan(Side::B));
+        let a = LabNode::start(&ns_a, || {
+            P2PNode::builder()
+                .listen(lab::sock(Side::A.host_ip(), 0))
+                .overlay(OverlayConfig::default())
+        })
+        .await;
+        let seed = a.contact();
+        let b = LabNode::start(&ns_b, move || {
+            P2PNode::builder()
+                .listen(lab::sock(Side::B.host_ip(), 0))
+                .bootstrap(vec![seed])
+                .overlay(OverlayConfig::default())
+        })
+        .await;
+        let (id_a, id_b) = (a.node.peer_id(), b.node.peer_id());
+        let (addr_a, addr_b) = (
+            a.node.overlay_addr().expect("A's overlay address"),
+            b.node.overlay_addr().expect("B's overlay address"),
+        );
+        assert_eq!(addr_a, P2PNode::overlay_addr_of(&id_a));
+        assert!(
+            lab::wait_for(&a, Duration::from_secs(10), |n| n
+                .connection_info(&id_b)
+                .is_some())
+            .await
+        );
+        let info = a.node.connection_info(&id_b).expect("connected");
+        assert_eq!(info.path, PathKind::Quic);
+        // B is behind the NAT: A sees it at the NAT's public address.
+        assert_eq!(
+            info.remote.ip().to_canonical().to_string(),
+            Side::B.public_ip()
+        );
+        let shown = Command::new("ip")
+            .args(["-n", &ns_b, "-6", "addr", "show", "dev"])
+            .arg(b.node.overlay_interface().expect("device"))
+            .output()
+            .expect("ip runs");
+        let shown = String::from_utf8_lossy(&shown.stdout);
+        assert!(shown.contains(&format!("{addr_b}/48")), "{shown}");
+
+        let started = Instant::now();
+        let (got, out) = ping(&ns_a, addr_b);
+        assert_eq!(got, 3, "ping A → B over the overlay:\n{out}");
+        let (got, out) = ping(&ns_b, addr_a);
+        assert_eq!(got, 3, "ping B → A over the overlay:\n{out}");
+        let pings = started.elapsed();
+
+        let from = tcp_echo(&ns_b, &ns_a, addr_b, 7100).await;
+        assert_eq!(from.ip(), std::net::IpAddr::V6(addr_a));
+        let from = tcp_echo(&ns_a, &ns_b, addr_a, 7101).await;
+        assert_eq!(from.ip(), std::net::IpAddr::V6(addr_b));
+
+        // A misbehaving A: an ICMPv6 echo request to B whose inner source is someone else's
+        // overlay address. B drops it, counts it, and answers nothing.
+        let before = overlay_stats(&b.node);
+        let other = P2PNode::overlay_addr_of(&p2p_foundation::Keypair::generate().peer_id());
+        let mut spoofed = vec![0x06, 0x60, 0, 0, 0, 0, 8, 58, 64];
+        spoofed.extend_from_slice(&other.octets());
+        spoofed.extend_from_slice(&addr_b.octets());
+        spoofed.extend_from_slice(&[128, 0, 0, 0, 0, 1, 0, 1]);
+        a.node
+            .overlay_send_unchecked(&id_b, spoofed)
+            .expect("sent on the connection");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while overlay_stats(&b.node).dropped_for(OverlayDropReason::SpoofedSource)
+            == before.dropped_for(OverlayDropReason::SpoofedSource)
+        {
+            assert!(
+                Instant::now() < deadline,
+                "the spoofed datagram was not counted"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let after = overlay_stats(&b.node);
+        assert_eq!(after.packets_in, before.packets_in, "nothing was delivered");
+        assert_eq!(
+            after.packets_out, before.packets_out,
+            "nothing was answered"
+        );
+
+        let (sa, sb) = (overlay_stats(&a.node), overlay_stats(&b.node));
+        eprintln!("6 pings in {pings:?}\nA: {sa:?}\nB: {sb:?}");
+        assert!(sa.packets_out >= 3 + 3 && sb.packets_in >= 3 + 3);
+        let metrics = b.node.metrics().await;
+        assert!(
+            metrics.contains("p2pf_overlay_dropped_total{reason=\"spoofed_source\"} 1"),
+            "{metrics}"
+        );
+        b.stop().await;
+        a.stop().await;
+    })
+    .await
+    .expect("the overlay lab test exceeded its hang guard");
+}

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use lab::{Lab, LabNode, NatKind, NsRuntime, Side};
 use p2p_foundation::transport::PathKind;
+use p2p_foundation::tunnel::overlay::{DATAGRAM_TAG, ipv6};
 use p2p_foundation::{OverlayConfig, OverlayDropReason, OverlayStats, P2PNode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -81,6 +82,27 @@ async fn tcp_echo(server_ns: &str, client_ns: &str, dst: Ipv6Addr, port: u16) ->
     from
 }
 
+/// A framed overlay datagram carrying an IPv6/UDP packet from `src` to `[dst]:port`, with a
+/// correct UDP checksum.
+fn spoofed_udp(src: Ipv6Addr, dst: Ipv6Addr, port: u16, payload: &[u8]) -> Vec<u8> {
+    let len = (8 + payload.len()) as u16;
+    let mut udp = Vec::new();
+    udp.extend_from_slice(&40000u16.to_be_bytes());
+    udp.extend_from_slice(&port.to_be_bytes());
+    udp.extend_from_slice(&len.to_be_bytes());
+    udp.extend_from_slice(&[0, 0]);
+    udp.extend_from_slice(payload);
+    let sum = ipv6::pseudo_header_checksum(src, dst, 17, &udp);
+    udp[6..8].copy_from_slice(&sum.to_be_bytes());
+    let mut d = vec![DATAGRAM_TAG, 0x60, 0, 0, 0];
+    d.extend_from_slice(&len.to_be_bytes());
+    d.extend_from_slice(&[17, 64]);
+    d.extend_from_slice(&src.octets());
+    d.extend_from_slice(&dst.octets());
+    d.extend_from_slice(&udp);
+    d
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ping_and_tcp_between_overlay_addresses_across_a_nat() {
     if !lab::can_run("ping_and_tcp_between_overlay_addresses_across_a_nat") {
@@ -142,16 +164,22 @@ async fn ping_and_tcp_between_overlay_addresses_across_a_nat() {
         let from = tcp_echo(&ns_a, &ns_b, addr_a, 7101).await;
         assert_eq!(from.ip(), std::net::IpAddr::V6(addr_b));
 
-        // A misbehaving A: an ICMPv6 echo request to B whose inner source is someone else's
-        // overlay address. B drops it, counts it, and answers nothing.
+        // A misbehaving A: a UDP datagram to a socket on B's overlay address whose inner
+        // source is someone else's overlay address (checksums right, so only the overlay's
+        // check stands in its way). B drops and counts it; then a genuine one from A's host
+        // arrives, and it is the only one the socket ever gets.
+        let rt_a = NsRuntime::new(&ns_a);
+        let rt_b = NsRuntime::new(&ns_b);
+        let sink = rt_b
+            .run(async move {
+                std::net::UdpSocket::bind((addr_b, 7200))
+                    .expect("bind a UDP socket on B's overlay address")
+            })
+            .await;
         let before = overlay_stats(&b.node);
         let other = P2PNode::overlay_addr_of(&p2p_foundation::Keypair::generate().peer_id());
-        let mut spoofed = vec![0x06, 0x60, 0, 0, 0, 0, 8, 58, 64];
-        spoofed.extend_from_slice(&other.octets());
-        spoofed.extend_from_slice(&addr_b.octets());
-        spoofed.extend_from_slice(&[128, 0, 0, 0, 0, 1, 0, 1]);
         a.node
-            .overlay_send_unchecked(&id_b, spoofed)
+            .overlay_send_unchecked(&id_b, spoofed_udp(other, addr_b, 7200, b"spoofed"))
             .expect("sent on the connection");
         let deadline = Instant::now() + Duration::from_secs(5);
         while overlay_stats(&b.node).dropped_for(OverlayDropReason::SpoofedSource)
@@ -163,11 +191,33 @@ async fn ping_and_tcp_between_overlay_addresses_across_a_nat() {
             );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        let after = overlay_stats(&b.node);
-        assert_eq!(after.packets_in, before.packets_in, "nothing was delivered");
+        rt_a.run(async move {
+            let s = std::net::UdpSocket::bind((addr_a, 0)).expect("bind on A's overlay address");
+            s.send_to(b"genuine", (addr_b, 7200)).expect("sent");
+        })
+        .await;
+        let got = tokio::task::spawn_blocking(move || {
+            sink.set_read_timeout(Some(Duration::from_secs(5)))
+                .expect("timeout");
+            let mut buf = [0u8; 64];
+            let (n, from) = sink
+                .recv_from(&mut buf)
+                .expect("the genuine datagram arrived");
+            sink.set_nonblocking(true).expect("nonblocking");
+            let more = sink.recv_from(&mut buf).is_ok();
+            (buf[..n].to_vec(), from, more)
+        })
+        .await
+        .expect("reader");
         assert_eq!(
-            after.packets_out, before.packets_out,
-            "nothing was answered"
+            got.0, b"genuine",
+            "the spoofed datagram never reached the socket"
+        );
+        assert_eq!(got.1.ip(), std::net::IpAddr::V6(addr_a));
+        assert!(!got.2, "nothing else reached the socket");
+        assert_eq!(
+            overlay_stats(&b.node).dropped_for(OverlayDropReason::SpoofedSource),
+            before.dropped_for(OverlayDropReason::SpoofedSource) + 1
         );
 
         let (sa, sb) = (overlay_stats(&a.node), overlay_stats(&b.node));

@@ -142,14 +142,21 @@ fn addr_at(b: &[u8], at: usize) -> Ipv6Addr {
     Ipv6Addr::from(a)
 }
 
-/// The ICMPv6 checksum over the pseudo-header (RFC 8200 section 8.1) and `message`.
-pub fn icmpv6_checksum(src: Ipv6Addr, dst: Ipv6Addr, message: &[u8]) -> u16 {
+/// The upper-layer checksum (ICMPv6, UDP, TCP) over the IPv6 pseudo-header (RFC 8200
+/// section 8.1: source, destination, upper-layer length, next header `proto`) and
+/// `message`, checksum field included (zero it to compute, or check that the result is 0).
+pub fn pseudo_header_checksum(src: Ipv6Addr, dst: Ipv6Addr, proto: u8, message: &[u8]) -> u16 {
     let mut sum = ones_sum(0, &src.octets());
     sum = ones_sum(sum, &dst.octets());
     let len = message.len() as u32;
     sum = ones_sum(sum, &len.to_be_bytes());
-    sum = ones_sum(sum, &[0, 0, 0, PROTO_ICMPV6]);
+    sum = ones_sum(sum, &[0, 0, 0, proto]);
     fold(ones_sum(sum, message))
+}
+
+/// The ICMPv6 checksum over the pseudo-header and `message`.
+pub fn icmpv6_checksum(src: Ipv6Addr, dst: Ipv6Addr, message: &[u8]) -> u16 {
+    pseudo_header_checksum(src, dst, PROTO_ICMPV6, message)
 }
 
 /// Builds an ICMPv6 error message (`kind`, `code`, the 4-byte `word`) about `invoking`,

@@ -45,6 +45,9 @@ pub struct Connectivity {
     /// A DS-Lite AFTR is present (learnt from DHCPv6 option 64, or the host's IPv4 is in
     /// 192.0.0.0/29).
     pub dslite_aftr: bool,
+    /// The P2P IPv6 overlay ([`crate::overlay`]) is enabled and the host can open a TUN
+    /// device for it.
+    pub overlay: bool,
 }
 
 /// A transition mechanism (or native IPv6).
@@ -61,6 +64,10 @@ pub enum Mechanism {
     Isatap,
     /// Teredo over UDP through a NAT (RFC 4380).
     Teredo,
+    /// The P2P IPv6 overlay ([`crate::overlay`]): key-derived addresses carried over the
+    /// node's own (hole-punched or relayed) connections; reaches other overlay nodes only,
+    /// but through any NAT.
+    Overlay,
     /// DS-Lite (RFC 6333): IPv4 over IPv6 to an AFTR; reaches IPv4 peers.
     DsLite,
     /// NAT64 (RFC 6146 / RFC 6052): reaches IPv4 peers through synthesized IPv6 addresses.
@@ -122,10 +129,12 @@ impl Selection {
 
 /// Ranks the mechanisms for `c`.
 ///
-/// Order of preference: native IPv6 > configured 6in4 > 6to4 > ISATAP > Teredo, then, for
-/// reaching IPv4 peers, DS-Lite > NAT64. Teredo is the last resort for IPv6 (RFC 4380 section 2.1:
-/// it is meant for hosts with no other way); DS-Lite carries any IPv4 protocol whereas NAT64 only
-/// reaches IPv4 peers by name or synthesized address.
+/// Order of preference: native IPv6 > configured 6in4 > 6to4 > ISATAP > Teredo > overlay,
+/// then, for reaching IPv4 peers, DS-Lite > NAT64. Teredo is the last resort for the IPv6
+/// Internet (RFC 4380 section 2.1: it is meant for hosts with no other way); the overlay comes
+/// after it because it reaches overlay nodes only, though through any NAT (symmetric ones
+/// included) and with no server of its own. DS-Lite carries any IPv4 protocol whereas NAT64
+/// only reaches IPv4 peers by name or synthesized address.
 pub fn select(c: &Connectivity) -> Selection {
     let mut candidates = Vec::new();
     let mut rejected = Vec::new();
@@ -195,6 +204,16 @@ pub fn select(c: &Connectivity) -> Selection {
         },
     );
     push(
+        Mechanism::Overlay,
+        if c.overlay {
+            Ok(
+                "the P2P overlay is enabled: peers' key-derived addresses over this node's connections",
+            )
+        } else {
+            Err("the P2P overlay is not enabled (or no TUN device can be opened)")
+        },
+    );
+    push(
         Mechanism::DsLite,
         if !(c.dslite_aftr || dslite_v4) {
             Err("no DS-Lite AFTR present")
@@ -238,6 +257,7 @@ mod tests {
             teredo_server: false,
             nat64_prefix: None,
             dslite_aftr: false,
+            overlay: false,
         }
     }
 
@@ -269,8 +289,11 @@ mod tests {
                     teredo_server: true,
                     nat64_prefix: Some(Nat64Prefix::WELL_KNOWN),
                     dslite_aftr: true,
+                    overlay: true,
                 },
-                vec![NativeIpv6, SixIn4, SixTo4, Isatap, Teredo, DsLite, Nat64],
+                vec![
+                    NativeIpv6, SixIn4, SixTo4, Isatap, Teredo, Overlay, DsLite, Nat64,
+                ],
             ),
             (
                 "public v4, proto41 passes",
@@ -314,6 +337,17 @@ mod tests {
                     ..base()
                 },
                 vec![],
+            ),
+            (
+                "behind symmetric NAT, overlay on",
+                Connectivity {
+                    public_ipv4: Some(PUBLIC),
+                    nat: NatKind::AddressAndPortDependent,
+                    teredo_server: true,
+                    overlay: true,
+                    ..base()
+                },
+                vec![Overlay],
             ),
             (
                 "NAT forwarding proto41 to a configured 6in4",
@@ -380,7 +414,7 @@ mod tests {
             let s = select(&c);
             assert_eq!(ranked(&c), want, "{name}");
             // Every mechanism is either a candidate or rejected with a reason, exactly once.
-            assert_eq!(s.candidates.len() + s.rejected.len(), 7, "{name}");
+            assert_eq!(s.candidates.len() + s.rejected.len(), 8, "{name}");
             for r in &s.rejected {
                 assert!(!r.reason.is_empty());
                 assert!(!want.contains(&r.mechanism), "{name}");

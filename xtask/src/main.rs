@@ -4,6 +4,7 @@
 //! cargo xtask ci                          the whole check (the README's test command)
 //! cargo xtask lab                         the NAT-lab tests (as root; CI=true, so none skips)
 //! cargo xtask python                      the Python binding's checks and pytest suite
+//! cargo xtask js                          the Node.js binding's checks and node --test suite
 //! cargo xtask bench [SUITE ...] [--record]  benchmark suites -> target/bench-results/<suite>.json
 //! cargo xtask record [SUITE ...]         append results already measured to docs/benchmarks.md
 //! cargo xtask fuzz TARGET [--seconds N]   run one cargo-fuzz target
@@ -24,6 +25,7 @@ fn main() -> ExitCode {
         Some("ci") => ci(&args[1..]),
         Some("lab") => lab(),
         Some("python") => python(),
+        Some("js") => js(),
         Some("bench") => bench(&args[1..]),
         Some("fuzz") => fuzz(&args[1..]),
         Some("record") => record(&args[1..]),
@@ -31,6 +33,7 @@ fn main() -> ExitCode {
             eprintln!(
                 "usage:\n  cargo xtask ci [--skip-slow-checks]\n  cargo xtask lab\n  \
                  cargo xtask python\n  \
+                 cargo xtask js\n  \
                  cargo xtask bench [SUITE ...] [--record]\n  \
                  cargo xtask record [SUITE ...]\n  \
                  cargo xtask fuzz TARGET [--seconds N]\n\nsuites: {}",
@@ -227,6 +230,14 @@ fn ci(args: &[String]) -> Result<()> {
             failures.push(e);
         }
     }
+    // After the workspace's tests, which built the `p2pf` binary its mixed test runs.
+    match js_binding_steps(false) {
+        Ok(more) => steps.extend(more),
+        Err(e) => {
+            println!("\n==> js binding\n    FAILED: {e}");
+            failures.push(e);
+        }
+    }
     for (name, cmd) in steps {
         if let Err(e) = run(&name, cmd) {
             println!("    FAILED: {e}");
@@ -314,6 +325,99 @@ fn python_binding_steps() -> Result<Vec<(String, Command)>> {
         .current_dir(&dir)
         .env("PYTHONDONTWRITEBYTECODE", "1");
     steps.push(("tests (python binding, pytest)".to_owned(), pytest));
+    Ok(steps)
+}
+
+/// `cargo xtask js`: the Node.js binding's steps of `cargo xtask ci` alone (building the
+/// `p2pf` binary its mixed test runs first).
+fn js() -> Result<()> {
+    let steps = js_binding_steps(true)?;
+    if steps.is_empty() {
+        return Err("the Node.js binding is not set up".into());
+    }
+    for (name, cmd) in steps {
+        run(&name, cmd)?;
+    }
+    Ok(())
+}
+
+/// The Node.js binding (bindings/js, its own workspace): format, clippy, a rebuild of the
+/// addon (`npm run build`, a no-op when nothing changed) with a check that the generated
+/// `index.js` and `index.d.ts` are the committed ones, and its `node --test` suite, whose
+/// mixed test runs the Python binding's venv and the `p2pf` binary. Without the
+/// `node_modules` that `bindings/js/ci-setup.sh` installs the binding is skipped with a
+/// note, or fails with CI=true.
+fn js_binding_steps(build_p2pf: bool) -> Result<Vec<(String, Command)>> {
+    let dir = root().join("bindings/js");
+    if !dir.join("node_modules/@napi-rs/cli").is_dir() {
+        let why = format!(
+            "{} is missing: run `bash bindings/js/ci-setup.sh` first",
+            dir.join("node_modules").display()
+        );
+        if std::env::var("CI").as_deref() == Ok("true") {
+            return Err(format!("js binding: {why}"));
+        }
+        println!("\n==> js binding: skipped ({why})");
+        return Ok(Vec::new());
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target"));
+    let mut steps = Vec::new();
+    let sources: Vec<PathBuf> = std::fs::read_dir(dir.join("src"))
+        .map_err(|e| format!("bindings/js/src: {e}"))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "rs"))
+        .chain([dir.join("build.rs")])
+        .collect();
+    let mut fmt = Command::new("rustfmt");
+    fmt.args(["--check", "--edition", "2024"]).args(&sources);
+    steps.push(("format (js binding)".to_owned(), fmt));
+    let mut clippy = cargo();
+    clippy
+        .args(["clippy", "--all-targets", "--manifest-path"])
+        .arg(dir.join("Cargo.toml"))
+        .args(["--", "-D", "warnings"])
+        .env("CARGO_TARGET_DIR", target.join("js-binding-clippy"));
+    steps.push(("clippy (js binding)".to_owned(), clippy));
+    let mut build = Command::new("npm");
+    build
+        .args(["run", "--silent", "build"])
+        .current_dir(&dir)
+        .env("CARGO_TARGET_DIR", &target);
+    steps.push(("build (js binding, npm run build)".to_owned(), build));
+    let mut generated = Command::new("git");
+    generated
+        .args(["diff", "--exit-code", "--", "index.js", "index.d.ts"])
+        .current_dir(&dir);
+    steps.push((
+        "generated index.js and index.d.ts are committed (js binding)".to_owned(),
+        generated,
+    ));
+    if build_p2pf {
+        let mut p2pf = cargo();
+        p2pf.args(["build", "-p", "p2p-foundation-cli", "--bin", "p2pf"]);
+        steps.push((
+            "build p2pf (for the js binding's mixed test)".to_owned(),
+            p2pf,
+        ));
+    }
+    let mut tests: Vec<PathBuf> = std::fs::read_dir(dir.join("tests"))
+        .map_err(|e| format!("bindings/js/tests: {e}"))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.to_string_lossy().ends_with(".test.js"))
+        .collect();
+    tests.sort();
+    let mut node = Command::new("node");
+    node.arg("--test")
+        .args(&tests)
+        .current_dir(&dir)
+        .env("P2PF_BIN", target.join("debug/p2pf"))
+        .env(
+            "P2PF_PYTHON",
+            root().join("target/python-binding/venv/bin/python"),
+        );
+    steps.push(("tests (js binding, node --test)".to_owned(), node));
     Ok(steps)
 }
 

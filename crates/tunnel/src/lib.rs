@@ -5,6 +5,7 @@
 
 mod addr;
 mod encap;
+pub mod endpoint;
 mod error;
 pub mod overlay;
 mod select;

@@ -89,6 +89,12 @@ pub struct Config {
     pub handshake_burst_per_ip: u32,
     /// Happy eyeballs: start TCP this long after QUIC unless QUIC already failed (default 250 ms).
     pub tcp_fallback_delay: Duration,
+    /// Happy eyeballs between address families (RFC 8305): a dial to a peer with both IPv6
+    /// and IPv4 addresses tries the IPv6 ones first, and the IPv4 ones this long after, or
+    /// at once when every IPv6 attempt has failed (default 50 ms; zero dials every address
+    /// at once). Changeable at run time with
+    /// [`Endpoint::set_ipv6_head_start`](crate::Endpoint::set_ipv6_head_start).
+    pub ipv6_head_start: Duration,
     /// Number of peers whose TLS session tickets are cached for resumption/0-RTT (default 1,024).
     pub session_cache_peers: usize,
     /// Protocols that may be sent in 0-RTT: only replay-safe (idempotent) ones. Incoming 0-RTT
@@ -117,6 +123,7 @@ impl Default for Config {
             handshakes_per_ip_per_sec: 20.0,
             handshake_burst_per_ip: 40,
             tcp_fallback_delay: Duration::from_millis(250),
+            ipv6_head_start: Duration::from_millis(50),
             session_cache_peers: 1024,
             zero_rtt_protocols: Vec::new(),
             side_channel: None,

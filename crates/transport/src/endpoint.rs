@@ -1,7 +1,7 @@
 //! The endpoint: one QUIC socket and one TCP listener for one identity.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex as StdMutex};
 use std::time::{Duration, Instant};
 
@@ -36,6 +36,8 @@ pub(crate) struct Shared {
     limiter: StdMutex<SourceLimits>,
     open: AtomicUsize,
     transport: Arc<quinn::TransportConfig>,
+    /// [`Config::ipv6_head_start`], in microseconds, as last set.
+    ipv6_head_start_us: AtomicU64,
 }
 
 /// One unit of [`Config::max_connections`] and of the open-connection gauges, released on
@@ -273,10 +275,11 @@ impl Endpoint {
                 config.handshake_burst_per_ip,
                 65_536,
             )),
-            config,
             tls,
             metrics,
             open: AtomicUsize::new(0),
+            ipv6_head_start_us: AtomicU64::new(duration_us(config.ipv6_head_start)),
+            config,
             transport,
         });
         let (incoming_tx, incoming_rx) = mpsc::channel(1024);
@@ -387,15 +390,48 @@ impl Endpoint {
             .map_err(|source| TransportError::Bind { addr, source })
     }
 
-    /// Happy eyeballs: dials `peer` over QUIC at every address at once, then over TCP after
-    /// [`Config::tcp_fallback_delay`] (or at once when every QUIC attempt has failed). The
-    /// first authenticated connection wins; the other attempts are cancelled.
+    /// How long a dial gives IPv6 addresses before it tries IPv4 ones
+    /// ([`Config::ipv6_head_start`]).
+    pub fn ipv6_head_start(&self) -> Duration {
+        Duration::from_micros(self.inner.shared.ipv6_head_start_us.load(Relaxed))
+    }
+
+    /// Changes [`Config::ipv6_head_start`] for dials that start from now on: a node that
+    /// learns it has no IPv6 path sets zero, one that gains IPv6 gives it back its head start.
+    ///
+    /// ```no_run
+    /// # fn demo(endpoint: &p2p_foundation_transport::Endpoint) {
+    /// endpoint.set_ipv6_head_start(std::time::Duration::ZERO);
+    /// # }
+    /// ```
+    pub fn set_ipv6_head_start(&self, head_start: Duration) {
+        self.inner
+            .shared
+            .ipv6_head_start_us
+            .store(duration_us(head_start), Relaxed);
+    }
+
+    /// Happy eyeballs: dials `peer` over QUIC, first at its IPv6 addresses and at its IPv4
+    /// ones after [`Config::ipv6_head_start`] (or as soon as every IPv6 attempt failed), then
+    /// over TCP at every address after [`Config::tcp_fallback_delay`] (or at once when every
+    /// QUIC attempt has failed). The first authenticated connection wins; the other attempts
+    /// are cancelled.
     pub async fn connect(&self, peer: PeerId, addrs: &[SocketAddr]) -> Result<Connection> {
         if addrs.is_empty() {
             return Err(TransportError::NoAddress);
         }
-        let mut quic: FuturesUnordered<_> =
-            addrs.iter().map(|a| self.connect_quic(peer, *a)).collect();
+        let head_start = self.ipv6_head_start();
+        let (v6, mut v4_later): (Vec<SocketAddr>, Vec<SocketAddr>) =
+            addrs.iter().partition(|a| a.ip().to_canonical().is_ipv6());
+        let mut quic: FuturesUnordered<_> = if v6.is_empty() || head_start.is_zero() {
+            let all = addrs.iter().map(|a| self.connect_quic(peer, *a)).collect();
+            v4_later.clear();
+            all
+        } else {
+            v6.iter().map(|a| self.connect_quic(peer, *a)).collect()
+        };
+        let v4_timer = tokio::time::sleep(head_start);
+        tokio::pin!(v4_timer);
         let mut tcp = FuturesUnordered::new();
         let mut tcp_started = false;
         let delay = tokio::time::sleep(self.inner.shared.config.tcp_fallback_delay);
@@ -408,11 +444,17 @@ impl Endpoint {
             }
         };
         loop {
+            if !v4_later.is_empty() && quic.is_empty() {
+                quic.extend(v4_later.drain(..).map(|a| self.connect_quic(peer, a)));
+            }
             if !tcp_started && quic.is_empty() {
                 tcp_started = true;
                 tcp.extend(addrs.iter().map(|a| Box::pin(self.connect_tcp(peer, *a))));
             }
             tokio::select! {
+                () = &mut v4_timer, if !v4_later.is_empty() => {
+                    quic.extend(v4_later.drain(..).map(|a| self.connect_quic(peer, a)));
+                }
                 Some(r) = quic.next(), if !quic.is_empty() => match r {
                     Ok(c) => return Ok(c),
                     Err(e) => { tracing::debug!(%e, "QUIC attempt failed"); keep(e, &mut best) }
@@ -1041,4 +1083,9 @@ where
     Ok(Connection::from_mux(
         handle, inbound, peer, remote, path, rtt, shared, slot,
     ))
+}
+
+/// `d` in whole microseconds, saturating.
+fn duration_us(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }

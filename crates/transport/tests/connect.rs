@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::*;
-use p2p_foundation_transport::{Keypair, Listen, PathKind, TransportError};
+use p2p_foundation_transport::{Endpoint, Keypair, Listen, PathKind, TransportError};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 async fn exercise(listen: Listen, path: PathKind) {
@@ -173,6 +173,74 @@ async fn happy_eyeballs_prefers_quic() {
             .unwrap();
         assert_eq!(conn.path(), PathKind::Quic);
         assert_eq!(echo(&conn, "/t/1", b"x").await, b"x");
+        echo_task.abort();
+    })
+    .await;
+}
+
+/// A dual-stack server and a dual-stack client with `head_start` for IPv6.
+async fn dual_stack_pair(head_start: Duration) -> (Endpoint, Endpoint, u16) {
+    let server = endpoint(Listen::DualStack { port: 0 }).await;
+    let client = endpoint_with(Listen::DualStack { port: 0 }, |c| {
+        c.ipv6_head_start = head_start;
+        c.tcp_fallback_delay = Duration::from_secs(30);
+    })
+    .await;
+    let port = server.local_addr().unwrap().port();
+    (server, client, port)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn happy_eyeballs_prefers_ipv6_when_the_peer_has_both() {
+    guard(async {
+        // A head start far beyond a loopback handshake, so IPv4 cannot win by timing.
+        let (server, client, port) = dual_stack_pair(Duration::from_secs(20)).await;
+        let echo_task = spawn_echo(server.clone());
+        let v4 = SocketAddr::from(([127, 0, 0, 1], port));
+        let v6 = SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, port));
+        for addrs in [[v4, v6], [v6, v4]] {
+            let started = std::time::Instant::now();
+            let conn = client.connect(server.peer_id(), &addrs).await.unwrap();
+            assert!(
+                conn.remote_address().is_ipv6(),
+                "{addrs:?}: {}",
+                conn.remote_address()
+            );
+            assert!(started.elapsed() < Duration::from_secs(10));
+            assert_eq!(echo(&conn, "/t/1", b"six").await, b"six");
+        }
+        echo_task.abort();
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn happy_eyeballs_falls_back_to_ipv4_after_the_head_start() {
+    guard(async {
+        let head_start = Duration::from_secs(1);
+        let (server, client, port) = dual_stack_pair(head_start).await;
+        let echo_task = spawn_echo(server.clone());
+        // Nothing answers QUIC on this IPv6 port: the attempt stays silent (no error).
+        let silent = std::net::UdpSocket::bind("[::1]:0").unwrap();
+        let v6 = silent.local_addr().unwrap();
+        let v4 = SocketAddr::from(([127, 0, 0, 1], port));
+        let started = std::time::Instant::now();
+        let conn = client.connect(server.peer_id(), &[v6, v4]).await.unwrap();
+        let took = started.elapsed();
+        assert!(conn.remote_address().ip().to_canonical().is_ipv4());
+        assert_eq!(conn.path(), PathKind::Quic);
+        assert!(
+            took >= head_start,
+            "IPv4 started before the head start ended: {took:?}"
+        );
+        assert!(took < Duration::from_secs(10), "{took:?}");
+        // With no head start every address is dialled at once: no wait.
+        client.set_ipv6_head_start(Duration::ZERO);
+        assert_eq!(client.ipv6_head_start(), Duration::ZERO);
+        let started = std::time::Instant::now();
+        let conn = client.connect(server.peer_id(), &[v6, v4]).await.unwrap();
+        assert!(conn.remote_address().ip().to_canonical().is_ipv4());
+        assert!(started.elapsed() < head_start, "{:?}", started.elapsed());
         echo_task.abort();
     })
     .await;

@@ -56,6 +56,7 @@ pub struct NodeBuilder {
     peer_records: bool,
     network_poll: Duration,
     overlay: Option<crate::OverlayConfig>,
+    tunneling: crate::TunnelingConfig,
 }
 
 impl std::fmt::Debug for NodeBuilder {
@@ -130,6 +131,7 @@ impl NodeBuilder {
             peer_records: true,
             network_poll: Duration::from_secs(2),
             overlay: None,
+            tunneling: crate::TunnelingConfig::default(),
         }
     }
 
@@ -368,6 +370,32 @@ impl NodeBuilder {
         self
     }
 
+    /// Automatic IPv6 path selection (default off; [`crate::TunnelingConfig::auto`] turns
+    /// it on): the node measures its connectivity, ranks native IPv6, the transition tunnels
+    /// and the P2P overlay, starts the best one it can run (the overlay behind a NAT with
+    /// no native IPv6), makes its dials prefer IPv6 while it has a native IPv6 path, and
+    /// reports each choice as a [`crate::PeerEvent::TunnelSelected`] with the reason and
+    /// every rejected alternative; again after each network or NAT change. See
+    /// [`crate::tunneling`].
+    ///
+    /// ```no_run
+    /// # async fn run() -> p2p_foundation::Result<()> {
+    /// use p2p_foundation::{P2PNode, PeerEvent, TunnelingConfig};
+    ///
+    /// let node = P2PNode::builder().tunneling(TunnelingConfig::auto()).build().await?;
+    /// let mut events = node.peer_events();
+    /// while let Ok(event) = events.recv().await {
+    ///     if let PeerEvent::TunnelSelected { status } = event {
+    ///         println!("IPv6 through {:?}; rejected: {:?}", status.ipv6, status.rejected);
+    ///     }
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn tunneling(mut self, config: crate::TunnelingConfig) -> Self {
+        self.tunneling = config;
+        self
+    }
+
     /// LAN discovery settings (default [`LanConfig::default`], on).
     pub fn lan_config(mut self, config: LanConfig) -> Self {
         self.lan = config;
@@ -429,6 +457,10 @@ impl NodeBuilder {
         if let Some(config) = &self.overlay {
             let overlay = crate::overlay::Overlay::start(&net, config)?;
             let _ = net.overlay.set(overlay);
+        }
+        if self.tunneling.enabled {
+            let tunneling = crate::tunneling::Tunneling::start(&net, self.tunneling.clone());
+            let _ = net.tunneling.set(tunneling);
         }
         let relay = RelayService::new(self.relay);
         relay.start(&net);

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::error::Result;
-use crate::{NodeBuilder, P2PNode, PeerAddr, RelayConfig};
+use crate::{NodeBuilder, P2PNode, PeerAddr, RelayConfig, TunnelingConfig};
 
 /// Where the node listens and whom it joins through.
 ///
@@ -142,11 +142,14 @@ impl SecurityConfig {
 /// A node's whole configuration; [`P2PNode::with_config`] builds the node.
 ///
 /// ```no_run
-/// use p2p_foundation::{McpConfig, NetworkConfig, P2PConfig, P2PNode, SecurityConfig};
+/// use p2p_foundation::{
+///     McpConfig, NetworkConfig, P2PConfig, P2PNode, SecurityConfig, TunnelingConfig,
+/// };
 ///
 /// # async fn demo() -> p2p_foundation::Result<()> {
 /// let config = P2PConfig::builder()
 ///     .network(NetworkConfig::ipv6_only())
+///     .tunneling(TunnelingConfig::auto())
 ///     .mcp(McpConfig::default())
 ///     .security(SecurityConfig::strict())
 ///     .build()?;
@@ -158,6 +161,8 @@ impl SecurityConfig {
 pub struct P2PConfig {
     /// Listening and joining.
     pub network: NetworkConfig,
+    /// Automatic IPv6 path selection (default off).
+    pub tunneling: TunnelingConfig,
     /// The MCP server.
     pub mcp: McpConfig,
     /// Abuse limits.
@@ -187,6 +192,7 @@ impl P2PConfig {
             .relay_config(self.network.relay.clone())
             .dial_timeout(self.network.dial_timeout)
             .mdns(self.network.mdns)
+            .tunneling(self.tunneling.clone())
             .mcp_record_ttl(self.mcp.record_ttl);
         for p in &self.network.bootstrap {
             // Parsed here so a bad entry fails now, naming itself.
@@ -213,6 +219,12 @@ impl P2PConfigBuilder {
     /// Listening and joining.
     pub fn network(mut self, network: NetworkConfig) -> Self {
         self.config.network = network;
+        self
+    }
+
+    /// Automatic IPv6 path selection ([`TunnelingConfig::auto`]).
+    pub fn tunneling(mut self, tunneling: TunnelingConfig) -> Self {
+        self.config.tunneling = tunneling;
         self
     }
 

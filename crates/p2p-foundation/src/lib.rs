@@ -21,6 +21,7 @@ mod pubsub;
 mod rebind;
 mod reconnect;
 mod relay;
+pub mod tunneling;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -44,6 +45,7 @@ pub use p2p_foundation_nat::MappingBehaviour;
 pub use pubsub::{Delivery, GossipMessage, Subscription};
 pub use reconnect::ReconnectConfig;
 pub use relay::{ForwardTap, RELAY_PROTOCOL, RelayConfig, RelayStats};
+pub use tunneling::{TunnelStatus, TunnelingConfig};
 
 /// The DHT crate (records, provider records, configuration).
 pub use p2p_foundation_dht as dht;
@@ -234,6 +236,20 @@ impl P2PNode {
                 nat::Observations::new(2, Duration::ZERO).status(local, std::time::Instant::now())
             }
         }
+    }
+
+    /// The node's IPv6 path choice, the reason and the rejected alternatives, when
+    /// tunnel selection is on ([`NodeBuilder::tunneling`]) and has run once.
+    ///
+    /// ```no_run
+    /// # fn demo(node: &p2p_foundation::P2PNode) {
+    /// if let Some(status) = node.tunnel_status() {
+    ///     println!("IPv6: {:?}", status.ipv6.map(|c| c.mechanism));
+    /// }
+    /// # }
+    /// ```
+    pub fn tunnel_status(&self) -> Option<TunnelStatus> {
+        self.net.tunneling.get().and_then(|t| t.status())
     }
 
     /// Counters of NAT traversal (all zero when it is off).

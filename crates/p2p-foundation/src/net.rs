@@ -129,6 +129,12 @@ pub enum PeerEvent {
         /// The mapping behaviour, once observers on two IP addresses answered.
         mapping: Option<p2p_foundation_nat::MappingBehaviour>,
     },
+    /// The node chose how it reaches IPv6 (or chose differently than before): at start,
+    /// then after a network or NAT change ([`crate::NodeBuilder::tunneling`]).
+    TunnelSelected {
+        /// The choice, the reason, every rejected alternative and the measurements.
+        status: crate::TunnelStatus,
+    },
     /// A dial reached `peer` on a hole-punched path.
     HolePunched {
         /// The peer.
@@ -263,6 +269,8 @@ pub(crate) struct Net {
     upgrading: Mutex<HashSet<PeerId>>,
     /// The IPv6 overlay, when enabled (see [`crate::overlay`]).
     pub(crate) overlay: OnceLock<Arc<crate::overlay::Overlay>>,
+    /// Automatic tunnel selection, when enabled (see [`crate::tunneling`]).
+    pub(crate) tunneling: OnceLock<Arc<crate::tunneling::Tunneling>>,
 }
 
 /// A reader that yields nothing until its gate opens: the gossip driver drops frames from
@@ -289,7 +297,7 @@ impl<R: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Gated<R> {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
@@ -349,6 +357,7 @@ impl Net {
             network: tokio::sync::watch::channel(0).0,
             upgrading: Mutex::new(HashSet::new()),
             overlay: OnceLock::new(),
+            tunneling: OnceLock::new(),
         })
     }
 
@@ -493,6 +502,14 @@ impl Net {
     }
 
     /// The live connection to `peer`, if any.
+    /// Every current connection with its registration id.
+    pub(crate) fn live_connections(&self) -> Vec<(Connection, u64)> {
+        lock(&self.conns)
+            .values()
+            .map(|e| (e.conn.clone(), e.id))
+            .collect()
+    }
+
     pub(crate) fn connected(&self, peer: &PeerId) -> Option<Connection> {
         lock(&self.conns).get(peer).map(|e| e.conn.clone())
     }
@@ -1054,7 +1071,7 @@ impl Net {
             .instrument(span.clone()),
         );
         if let Some(overlay) = self.overlay.get() {
-            overlay.attach(self, &conn);
+            overlay.attach(self, &conn, id);
         }
         // No protocol uses unidirectional streams: refuse them so they cannot pile up.
         let c = conn.clone();

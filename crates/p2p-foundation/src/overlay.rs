@@ -20,8 +20,9 @@
 //! [`NodeBuilder::overlay`]: crate::NodeBuilder::overlay
 //! [`PeerEvent::Disconnected`]: crate::PeerEvent::Disconnected
 
+use std::collections::HashSet;
 use std::net::Ipv6Addr;
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, Mutex, Weak};
 
 use bytes::Bytes;
 use p2p_foundation_identity::PeerId;
@@ -40,6 +41,8 @@ use crate::net::{Net, PeerEvent};
 /// The node's overlay: its TUN endpoint.
 pub(crate) struct Overlay {
     tun: Arc<OverlayTun>,
+    /// Registration ids of the connections whose datagrams are read (each once).
+    attached: Arc<Mutex<HashSet<u64>>>,
 }
 
 /// [`OverlayLink`] on the node's connections.
@@ -73,7 +76,10 @@ impl Overlay {
     /// host's packets to peers.
     pub(crate) fn start(net: &Arc<Net>, config: &OverlayConfig) -> Result<Arc<Self>> {
         let tun = OverlayTun::open(net.local, config).map_err(|e| Error::Overlay(e.to_string()))?;
-        let overlay = Arc::new(Self { tun });
+        let overlay = Arc::new(Self {
+            tun,
+            attached: Arc::new(Mutex::new(HashSet::new())),
+        });
         let span = tracing::debug_span!(
             "p2pf.overlay",
             node = %net.local.short(),
@@ -112,20 +118,41 @@ impl Overlay {
         Ok(overlay)
     }
 
-    /// Routes `conn`'s peer and delivers the datagrams it sends (QUIC connections only).
-    pub(crate) fn attach(&self, net: &Net, conn: &Connection) {
-        if conn.path() != PathKind::Quic {
+    /// Starts the overlay on a running node (tunnel selection chose it): every connection
+    /// already up is attached too. A no-op when the overlay is on already.
+    pub(crate) fn start_late(net: &Arc<Net>, config: &OverlayConfig) -> Result<()> {
+        if net.overlay.get().is_some() {
+            return Ok(());
+        }
+        let overlay = Self::start(net, config)?;
+        if net.overlay.set(Arc::clone(&overlay)).is_err() {
+            return Ok(());
+        }
+        // Connections registered from here on attach themselves; `attach` skips any
+        // connection both paths see.
+        for (conn, id) in net.live_connections() {
+            overlay.attach(net, &conn, id);
+        }
+        Ok(())
+    }
+
+    /// Routes `conn`'s peer and delivers the datagrams it sends (QUIC connections only);
+    /// `id` is its registration id, so a connection is attached once.
+    pub(crate) fn attach(&self, net: &Net, conn: &Connection, id: u64) {
+        if conn.path() != PathKind::Quic || !crate::net::lock(&self.attached).insert(id) {
             return;
         }
         let peer = conn.peer_id();
         self.tun.add_peer(peer);
         let (tun, conn) = (Arc::clone(&self.tun), conn.clone());
+        let attached = Arc::clone(&self.attached);
         let span = tracing::debug_span!("p2pf.overlay.rx", peer = %peer.short());
         net.spawn(
             async move {
                 while let Ok(datagram) = conn.read_datagram().await {
                     tun.deliver(&peer, &datagram).await;
                 }
+                crate::net::lock(&attached).remove(&id);
             }
             .instrument(span),
         );

@@ -23,26 +23,6 @@ fn overlay_stats(node: &P2PNode) -> OverlayStats {
     node.stats().overlay.expect("the overlay is on")
 }
 
-/// `ping -6` from `ns` to `dst`: how many of 3 echo requests were answered.
-fn ping(ns: &str, dst: Ipv6Addr) -> (usize, String) {
-    let out = Command::new("ip")
-        .args([
-            "netns", "exec", ns, "ping", "-6", "-n", "-c", "3", "-i", "0.3", "-W", "3",
-        ])
-        .arg(dst.to_string())
-        .output()
-        .expect("ping runs");
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let received = text
-        .lines()
-        .find_map(|l| {
-            let (_, rest) = l.split_once(" packets transmitted, ")?;
-            rest.split_whitespace().next()?.parse().ok()
-        })
-        .unwrap_or(0);
-    (received, text)
-}
-
 /// A TCP connection from `client_ns` to `[dst]:port`, served in `server_ns`: 64 KiB one
 /// way, echoed back. Returns the client address the server saw.
 async fn tcp_echo(server_ns: &str, client_ns: &str, dst: Ipv6Addr, port: u16) -> SocketAddr {
@@ -153,9 +133,9 @@ async fn ping_and_tcp_between_overlay_addresses_across_a_nat() {
         assert!(shown.contains(&format!("{addr_b}/48")), "{shown}");
 
         let started = Instant::now();
-        let (got, out) = ping(&ns_a, addr_b);
+        let (got, out) = lab::ping6(&ns_a, addr_b);
         assert_eq!(got, 3, "ping A → B over the overlay:\n{out}");
-        let (got, out) = ping(&ns_b, addr_a);
+        let (got, out) = lab::ping6(&ns_b, addr_a);
         assert_eq!(got, 3, "ping B → A over the overlay:\n{out}");
         let pings = started.elapsed();
 

@@ -568,6 +568,26 @@ impl LabNode {
     }
 }
 
+/// `ping -6` from `ns` to `dst`: how many of 3 echo requests were answered.
+pub fn ping6(ns: &str, dst: std::net::Ipv6Addr) -> (usize, String) {
+    let out = std::process::Command::new("ip")
+        .args([
+            "netns", "exec", ns, "ping", "-6", "-n", "-c", "3", "-i", "0.3", "-W", "3",
+        ])
+        .arg(dst.to_string())
+        .output()
+        .expect("ping runs");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let received = text
+        .lines()
+        .find_map(|l| {
+            let (_, rest) = l.split_once(" packets transmitted, ")?;
+            rest.split_whitespace().next()?.parse().ok()
+        })
+        .unwrap_or(0);
+    (received, text)
+}
+
 /// `ip:port` as a socket address.
 pub fn sock(ip: &str, port: u16) -> SocketAddr {
     SocketAddr::new(ip.parse().expect("an IP address"), port)

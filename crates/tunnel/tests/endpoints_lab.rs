@@ -286,6 +286,55 @@ fn sixin4_ping_and_tcp_between_two_endpoints() {
     assert_eq!(sa.dropped_in_total() + sb.dropped_in_total(), 0);
 }
 
+/// 6to4 (RFC 3056) between two of our endpoints with (namespace-only) global IPv4
+/// addresses: each routes 2002::/16 to its TUN device, and a packet to the other's 6to4
+/// address goes straight to the IPv4 address it embeds; the RFC 3964 checks pass for it.
+#[test]
+fn sixto4_ping_and_tcp_between_two_endpoints() {
+    if !can_run() {
+        return;
+    }
+    let lab = Lab::new("t6to4");
+    sh(&[
+        "ip",
+        "-n",
+        &lab.a,
+        "addr",
+        "add",
+        "11.1.1.1/24",
+        "dev",
+        "va",
+    ]);
+    sh(&[
+        "ip",
+        "-n",
+        &lab.b,
+        "addr",
+        "add",
+        "11.1.1.2/24",
+        "dev",
+        "vb",
+    ]);
+    let (s1, s2) = (Ipv4Addr::new(11, 1, 1, 1), Ipv4Addr::new(11, 1, 1, 2));
+    let ta = start(&lab.a, move || {
+        SixInFourTun::open(&SixInFourConfig::sixto4(s1, None)).expect("6to4 A")
+    });
+    let tb = start(&lab.b, move || {
+        SixInFourTun::open(&SixInFourConfig::sixto4(s2, None)).expect("6to4 B")
+    });
+    assert_eq!(ta.local_v6().to_string(), "2002:b01:101::1");
+    let (got, out) = ping(&lab.a, tb.local_v6().into(), 4);
+    assert_eq!(got, 4, "A→B ping -6 over 6to4: {out}");
+    assert_eq!(
+        tcp_echo(&lab.b, &lab.a, tb.local_v6().into(), 7003),
+        IpAddr::from(ta.local_v6())
+    );
+    let (sa, sb) = (ta.stats(), tb.stats());
+    eprintln!("A: {sa:?}\nB: {sb:?}");
+    assert!(sa.packets_out >= 4 + 100 && sb.packets_in >= 4 + 100);
+    assert_eq!(sa.dropped_in_total() + sb.dropped_in_total(), 0);
+}
+
 #[test]
 fn dslite_ping_and_tcp_between_two_endpoints() {
     if !can_run() {

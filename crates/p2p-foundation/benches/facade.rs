@@ -315,10 +315,17 @@ async fn gossip(suite: &mut Suite) {
     for node in &nodes[1..] {
         subs.push(node.subscribe(topic).await.expect("subscribe"));
     }
-    nodes[0]
-        .wait_for_topic_peers(topic, 1)
-        .await
-        .expect("topic");
+    // The publisher knows every subscriber before the first message: one published while
+    // it knew only some goes to those as fanout, and a subscriber reachable only through
+    // the publisher (its mesh in another part of the network) would wait for gossip that
+    // excludes fanout members. The figure is delivery time, not join time.
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        nodes[0].wait_for_topic_peers(topic, subs.len()),
+    )
+    .await
+    .expect("every subscriber announced within 30 s")
+    .expect("topic");
     // Let meshes form: wait until every subscriber has a mesh peer (driven by heartbeats).
     let t_topic = p2p_foundation::gossip::Topic::new(topic).expect("topic");
     for node in &nodes[1..] {

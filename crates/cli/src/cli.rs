@@ -165,6 +165,11 @@ pub struct NodeArgs {
     /// loopback listen addresses).
     #[arg(long)]
     pub no_mdns: bool,
+    /// Choose an IPv6 path automatically: native IPv6, else the P2P overlay (a TUN device
+    /// with this node's key-derived address; needs root). Each choice is logged and, with
+    /// `--json`, printed as a `tunnel_selected` event with every rejected alternative.
+    #[arg(long)]
+    pub tunneling: bool,
 }
 
 impl NodeArgs {
@@ -199,6 +204,7 @@ impl NodeArgs {
         }
         self.relay |= cfg.relay.unwrap_or(false);
         self.no_mdns |= cfg.mdns == Some(false);
+        self.tunneling |= cfg.tunneling.unwrap_or(false);
         if self.tool.is_empty() {
             for t in &cfg.tools {
                 if !crate::tools::BUILTIN.contains(&t.as_str()) {

@@ -14,6 +14,7 @@
 //! mcp_expose = ["p2pf"]          # --mcp-expose
 //! relay = false                  # --relay
 //! mdns = true                    # false: --no-mdns
+//! tunneling = false              # --tunneling
 //!
 //! [client]                       # ping, dht, pub, sub, mcp
 //! bootstrap = ["ocean.thunder.falcon"]   # --bootstrap
@@ -72,6 +73,8 @@ pub struct NodeConfig {
     pub relay: Option<bool>,
     /// LAN discovery over mDNS.
     pub mdns: Option<bool>,
+    /// Automatic IPv6 path selection.
+    pub tunneling: Option<bool>,
 }
 
 /// `[client]`.

@@ -252,3 +252,53 @@ fn node_processes_behind_nats_are_reached_by_peer_id_punched_or_relayed() {
         assert_eq!(b.wait_exit(), Some(0));
     }
 }
+
+#[test]
+fn a_node_process_with_tunneling_starts_the_overlay_behind_a_nat_by_itself() {
+    if !lab::can_run("a_node_process_with_tunneling_starts_the_overlay_behind_a_nat_by_itself") {
+        return;
+    }
+    let lab = Lab::new(NatKind::Public, NatKind::EndpointIndependent);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ns = lab.lan(Side::B);
+    let b = node_in(
+        &ns,
+        &dir.path().join("b"),
+        &format!("{}:0", Side::B.host_ip()),
+        &["--tunneling"],
+    );
+    let ready = b.wait_for("ready");
+    let selected = b.wait_for("tunnel_selected");
+    assert_eq!(selected["ipv6"], "Overlay", "{selected}");
+    assert_eq!(
+        selected["ipv6_head_start_ms"], 0,
+        "no native IPv6: no head start"
+    );
+    let rejected = selected["rejected"].as_array().expect("rejected");
+    assert_eq!(
+        rejected.len(),
+        7,
+        "every other mechanism, with a reason: {selected}"
+    );
+    assert!(
+        rejected.iter().any(|r| r["mechanism"] == "NativeIpv6"
+            && r["reason"] == "no global IPv6 address or route observed"),
+        "{selected}"
+    );
+    // The overlay's TUN device is up in B's namespace with B's key-derived address.
+    let id: p2p_foundation::PeerId = ready["peer_id"]
+        .as_str()
+        .expect("id")
+        .parse()
+        .expect("a peer id");
+    let want = p2p_foundation::P2PNode::overlay_addr_of(&id).to_string();
+    let shown = Command::new("ip")
+        .args(["-n", &ns, "-6", "addr", "show"])
+        .output()
+        .expect("ip runs");
+    let shown = String::from_utf8_lossy(&shown.stdout);
+    assert!(
+        shown.contains(&format!("{want}/48")),
+        "{want} not in:\n{shown}"
+    );
+}

@@ -108,9 +108,48 @@ enum Event {
         relay: String,
         took_ms: u64,
     },
+    /// The node chose how it reaches IPv6 (`--tunneling`).
+    TunnelSelected {
+        /// The mechanism giving IPv6 (`NativeIpv6`, `Overlay`, …), or none.
+        ipv6: Option<String>,
+        /// Why it was chosen.
+        reason: Option<&'static str>,
+        /// The mechanism reaching IPv4 peers from IPv6 only, if one was chosen.
+        ipv4_access: Option<String>,
+        /// Every other mechanism with the reason it was not chosen.
+        rejected: Vec<RejectedTunnel>,
+        /// The head start IPv6 dials now get, in milliseconds.
+        ipv6_head_start_ms: u64,
+    },
     Stopped {
         signal: &'static str,
     },
+}
+
+#[derive(Serialize)]
+struct RejectedTunnel {
+    mechanism: String,
+    reason: &'static str,
+}
+
+fn tunnel_event(status: &p2p_foundation::TunnelStatus) -> Event {
+    Event::TunnelSelected {
+        ipv6: status.ipv6.as_ref().map(|c| format!("{:?}", c.mechanism)),
+        reason: status.ipv6.as_ref().map(|c| c.reason),
+        ipv4_access: status
+            .ipv4_access
+            .as_ref()
+            .map(|c| format!("{:?}", c.mechanism)),
+        rejected: status
+            .rejected
+            .iter()
+            .map(|r| RejectedTunnel {
+                mechanism: format!("{:?}", r.mechanism),
+                reason: r.reason,
+            })
+            .collect(),
+        ipv6_head_start_ms: millis(status.ipv6_head_start),
+    }
 }
 
 fn millis(d: std::time::Duration) -> u64 {
@@ -126,6 +165,11 @@ pub(crate) async fn run(out: Output, data_dir: &Path, args: &NodeArgs) -> Result
         .listen(args.listen())
         .relay_config(relay)
         .mdns(!args.no_mdns)
+        .tunneling(if args.tunneling {
+            p2p_foundation::TunnelingConfig::auto()
+        } else {
+            p2p_foundation::TunnelingConfig::off()
+        })
         .with_mcp_server()
         .build()
         .await?;
@@ -346,6 +390,14 @@ fn report(out: Output, event: PeerEvent) {
                 relay: relay.to_string(),
                 took_ms: millis(took),
             }
+        }
+        PeerEvent::TunnelSelected { status } => {
+            tracing::info!(
+                ipv6 = ?status.ipv6.as_ref().map(|c| c.mechanism),
+                reason = status.ipv6.as_ref().map_or("no mechanism works here", |c| c.reason),
+                "tunnel selected"
+            );
+            tunnel_event(&status)
         }
         other => {
             tracing::debug!(?other, "peer event");

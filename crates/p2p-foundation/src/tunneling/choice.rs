@@ -131,7 +131,10 @@ mod tests {
     fn a_usable_mechanism_the_node_cannot_run_is_rejected_saying_so() {
         let c = behind_nat(false, true);
         let s = decide(select(&c), c);
-        assert_eq!(s.ipv6.as_ref().map(|c| c.mechanism), Some(Mechanism::Overlay));
+        assert_eq!(
+            s.ipv6.as_ref().map(|c| c.mechanism),
+            Some(Mechanism::Overlay)
+        );
         assert!(why(&s, Mechanism::Teredo).contains("does not run a Teredo client"));
         // DS-Lite needs native IPv6: rejected by the ranking itself.
         assert_eq!(s.ipv4_access, None);
@@ -143,7 +146,10 @@ mod tests {
     fn native_ipv6_wins_and_the_overlay_is_ranked_below_it() {
         let c = behind_nat(true, true);
         let s = decide(select(&c), c);
-        assert_eq!(s.ipv6.as_ref().map(|c| c.mechanism), Some(Mechanism::NativeIpv6));
+        assert_eq!(
+            s.ipv6.as_ref().map(|c| c.mechanism),
+            Some(Mechanism::NativeIpv6)
+        );
         assert_eq!(
             why(&s, Mechanism::Overlay),
             "usable, but ranked below the chosen mechanism"

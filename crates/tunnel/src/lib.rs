@@ -7,6 +7,7 @@ mod addr;
 mod encap;
 pub mod endpoint;
 mod error;
+mod icmp_limit;
 pub mod overlay;
 mod select;
 mod teredo;

@@ -17,7 +17,9 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use std::time::Instant;
 
 use super::ipv4::{self, IPV4_MIN_MTU, Ipv4Error, Ipv4Packet, is_unicast_v4};
-use super::{DropReason, EndpointConfigError, EndpointStats, IcmpLimiter, Inbound, Outbound};
+use super::{
+    DropReason, EndpointConfigError, EndpointStats, IcmpLimiter, Inbound, Outbound, icmp_allowed,
+};
 use crate::DSLITE_B4;
 use crate::encap::{IPV6_HEADER_LEN, MAX_IPV4_PACKET};
 
@@ -197,7 +199,7 @@ impl DsLiteCore {
             self.stats.drop_out(DropReason::TooBig);
             if p.dont_fragment()
                 && !p.is_icmp_error_or_fragment()
-                && self.icmp.allow(now, &mut self.stats)
+                && icmp_allowed(&mut self.icmp, now, &mut self.stats)
             {
                 ipv4::frag_needed(dst, &p, self.mtu as u16, out);
                 return Outbound::Reply;

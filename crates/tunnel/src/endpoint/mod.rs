@@ -43,11 +43,10 @@ pub use sixin4::{SIXIN4_DEFAULT_MTU, SixInFourConfig, SixInFourCore, SixInFourMo
 #[cfg(feature = "tun")]
 pub use tun::{DsLiteTun, SixInFourTun};
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-/// Most ICMP errors an endpoint sends to its host per second (burst as large), RFC 4443
-/// section 2.4 f and RFC 1812 section 4.3.2.8.
-pub const ICMP_ERRORS_PER_SEC: u32 = 100;
+pub use crate::icmp_limit::ICMP_ERRORS_PER_SEC;
+pub(crate) use crate::icmp_limit::IcmpLimiter;
 
 /// Why an endpoint dropped a packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -209,38 +208,18 @@ pub enum Inbound<'a> {
     Drop(DropReason),
 }
 
-/// A token bucket of [`ICMP_ERRORS_PER_SEC`] ICMP errors per second.
-#[derive(Debug, Clone)]
-pub(crate) struct IcmpLimiter {
-    tokens: u32,
-    refilled: Option<Instant>,
-}
-
-impl IcmpLimiter {
-    pub(crate) fn new() -> Self {
-        Self {
-            tokens: ICMP_ERRORS_PER_SEC,
-            refilled: None,
-        }
-    }
-
-    /// Takes a token at `now`; counts a refusal in `stats`.
-    pub(crate) fn allow(&mut self, now: Instant, stats: &mut EndpointStats) -> bool {
-        let last = *self.refilled.get_or_insert(now);
-        let elapsed = now.saturating_duration_since(last);
-        if elapsed >= Duration::from_millis(10) {
-            let add = (elapsed.as_millis() as u64 * u64::from(ICMP_ERRORS_PER_SEC) / 1000)
-                .min(u64::from(ICMP_ERRORS_PER_SEC)) as u32;
-            self.tokens = (self.tokens + add).min(ICMP_ERRORS_PER_SEC);
-            self.refilled = Some(now);
-        }
-        if self.tokens == 0 {
-            stats.icmp_rate_limited += 1;
-            return false;
-        }
-        self.tokens -= 1;
+/// Takes an ICMP error token from `icmp` at `now`, counting the error or the refusal.
+pub(crate) fn icmp_allowed(
+    icmp: &mut IcmpLimiter,
+    now: Instant,
+    stats: &mut EndpointStats,
+) -> bool {
+    if icmp.allow(now) {
         stats.icmp_errors += 1;
         true
+    } else {
+        stats.icmp_rate_limited += 1;
+        false
     }
 }
 

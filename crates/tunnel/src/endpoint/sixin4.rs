@@ -21,7 +21,9 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use std::time::Instant;
 
 use super::ipv4::is_unicast_v4;
-use super::{DropReason, EndpointConfigError, EndpointStats, IcmpLimiter, Inbound, Outbound};
+use super::{
+    DropReason, EndpointConfigError, EndpointStats, IcmpLimiter, Inbound, Outbound, icmp_allowed,
+};
 use crate::encap::{IPV4_HEADER_LEN, MAX_IPV4_PACKET, SixIn4Packet, encode_6in4};
 use crate::overlay::ipv6::{self, IPV6_MIN_MTU, Ipv6Packet};
 use crate::{TunnelError, is_sixto4, sixto4_eligible, sixto4_prefix, sixto4_v4};
@@ -266,7 +268,7 @@ impl SixInFourCore {
             Ok(hop) => hop,
             Err(DropReason::NoRoute) if !p.is_icmpv6_error() => {
                 self.stats.drop_out(DropReason::NoRoute);
-                if self.icmp.allow(now, &mut self.stats) {
+                if icmp_allowed(&mut self.icmp, now, &mut self.stats) {
                     *out = ipv6::address_unreachable(self.local_v6, &p);
                     return Outbound::Reply;
                 }
@@ -276,7 +278,7 @@ impl SixInFourCore {
         };
         if p.len() > self.mtu {
             self.stats.drop_out(DropReason::TooBig);
-            if !p.is_icmpv6_error() && self.icmp.allow(now, &mut self.stats) {
+            if !p.is_icmpv6_error() && icmp_allowed(&mut self.icmp, now, &mut self.stats) {
                 *out = ipv6::packet_too_big(dst, &p, self.mtu);
                 return Outbound::Reply;
             }

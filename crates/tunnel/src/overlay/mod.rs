@@ -64,7 +64,7 @@ pub use tun::{OverlayLink, OverlayTun};
 
 use std::collections::HashMap;
 use std::net::Ipv6Addr;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use p2p_foundation_identity::PeerId;
 use sha2::{Digest, Sha256};
@@ -79,8 +79,7 @@ pub const OVERLAY_PREFIX_LEN: u8 = 48;
 pub const DATAGRAM_TAG: u8 = 0x06;
 /// The default TUN MTU (see the module docs for why it fits one QUIC datagram).
 pub const DEFAULT_MTU: u16 = 1400;
-/// Most ICMPv6 errors sent to the host per second (burst as large), RFC 4443 section 2.4 f.
-pub const ICMP_ERRORS_PER_SEC: u32 = 100;
+pub use crate::icmp_limit::ICMP_ERRORS_PER_SEC;
 /// Most peers in the route table (connected peers; a node has at most this many QUIC
 /// connections with the overlay on).
 pub const MAX_ROUTES: usize = 65_536;
@@ -274,9 +273,8 @@ pub struct OverlayCore {
     routes: HashMap<Ipv6Addr, Route>,
     peers: HashMap<PeerId, Ipv6Addr>,
     stats: OverlayStats,
-    /// ICMPv6 error tokens and when they were last refilled.
-    icmp_tokens: u32,
-    icmp_refill: Option<Instant>,
+    /// ICMPv6 errors sent to the host.
+    icmp: crate::icmp_limit::IcmpLimiter,
 }
 
 /// A configuration the overlay cannot run with.
@@ -303,8 +301,7 @@ impl OverlayCore {
             routes: HashMap::new(),
             peers: HashMap::new(),
             stats: OverlayStats::default(),
-            icmp_tokens: ICMP_ERRORS_PER_SEC,
-            icmp_refill: None,
+            icmp: crate::icmp_limit::IcmpLimiter::new(),
         })
     }
 
@@ -385,20 +382,11 @@ impl OverlayCore {
     }
 
     fn icmp_allowed(&mut self, now: Instant) -> bool {
-        let last = *self.icmp_refill.get_or_insert(now);
-        let elapsed = now.saturating_duration_since(last);
-        if elapsed >= Duration::from_millis(10) {
-            let add = (elapsed.as_millis() as u64 * u64::from(ICMP_ERRORS_PER_SEC) / 1000)
-                .min(u64::from(ICMP_ERRORS_PER_SEC)) as u32;
-            self.icmp_tokens = (self.icmp_tokens + add).min(ICMP_ERRORS_PER_SEC);
-            self.icmp_refill = Some(now);
-        }
-        if self.icmp_tokens == 0 {
+        let allowed = self.icmp.allow(now);
+        if !allowed {
             self.stats.icmp_rate_limited += 1;
-            return false;
         }
-        self.icmp_tokens -= 1;
-        true
+        allowed
     }
 
     /// Decides what happens to `packet`, which the host wrote to the TUN device, at `now`.
@@ -709,7 +697,7 @@ mod tests {
         assert_eq!(replies, ICMP_ERRORS_PER_SEC as usize);
         assert_eq!(ca.stats().icmp_rate_limited, 50);
         // Half a second later, half the budget is back.
-        let t1 = t0 + Duration::from_millis(500);
+        let t1 = t0 + std::time::Duration::from_millis(500);
         let replies = (0..100)
             .filter(|_| matches!(ca.outbound(t1, &to_b, |_| None), Outbound::Reply(_)))
             .count();

@@ -1006,7 +1006,7 @@ impl Net {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (winner, loser, new_is_current) = {
             let mut conns = lock(&self.conns);
-            match conns.get(&peer) {
+            let (winner, loser, new_is_current) = match conns.get(&peer) {
                 Some(old)
                     if !new_wins(
                         self.local,
@@ -1042,7 +1042,15 @@ impl Net {
                     }
                     (conn.clone(), old.map(|e| e.conn), true)
                 }
+            };
+            if loser.is_some() {
+                // Counted under the table lock, before any stream of either connection is
+                // routed, so a peer that sees the loser refused also sees it counted.
+                self.counters
+                    .duplicate_connections
+                    .fetch_add(1, Ordering::Relaxed);
             }
+            (winner, loser, new_is_current)
         };
         if !outbound && conn.path() == PathKind::Quic {
             // A QUIC peer sends from the socket it listens on.
@@ -1112,9 +1120,6 @@ impl Net {
             .instrument(span.clone()),
         );
         if let Some(loser) = loser {
-            self.counters
-                .duplicate_connections
-                .fetch_add(1, Ordering::Relaxed);
             self.spawn(async move {
                 tokio::time::sleep(DUPLICATE_GRACE).await;
                 loser.close(CLOSE_DUPLICATE, b"duplicate connection");

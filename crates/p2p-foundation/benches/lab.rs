@@ -572,22 +572,11 @@ async fn run(suite: &mut Suite) {
 }
 
 fn main() -> ExitCode {
-    let mut suite = Suite::new("lab");
-    if !lab::can_run("bench lab") {
-        if suite.is_full() {
-            eprintln!(
-                "bench lab: the lab suite needs root, `ip` and `nft` (it builds network \
-                 namespaces and nftables NATs): run `sudo -E cargo xtask bench lab`"
-            );
-            return ExitCode::FAILURE;
-        }
-        return ExitCode::SUCCESS;
-    }
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let (mut suite, rt) =
+        match lab::bench_start("lab", "it builds network namespaces and nftables NATs") {
+            Ok(started) => started,
+            Err(code) => return code,
+        };
     rt.block_on(run(&mut suite));
     suite.finish();
     ExitCode::SUCCESS

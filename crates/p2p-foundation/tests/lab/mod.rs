@@ -24,6 +24,8 @@ use p2p_foundation::P2PNode;
 use rustix::thread::{LinkNameSpaceType, move_into_link_name_space};
 use tokio::sync::oneshot;
 
+pub mod link;
+
 static LAB_SEQ: AtomicU32 = AtomicU32::new(0);
 
 /// Whether the lab can run: root with `ip` and `nft`. Without them the test skips loudly,
@@ -55,6 +57,32 @@ pub fn can_run(test: &str) -> bool {
     }
     eprintln!("SKIPPED {test}: needs root and iproute2 + nftables (root: {root}, tools: {tools})");
     false
+}
+
+/// The start of a lab benchmark's `main`: its suite and a runtime, or, when the lab cannot
+/// run here, the exit code (a full run fails with a message naming what `needs` adds; a
+/// smoke run skips).
+pub fn bench_start(
+    name: &str,
+    needs: &str,
+) -> Result<(p2p_foundation_benchkit::Suite, tokio::runtime::Runtime), std::process::ExitCode> {
+    let suite = p2p_foundation_benchkit::Suite::new(name);
+    if !can_run(&format!("bench {name}")) {
+        if suite.is_full() {
+            eprintln!(
+                "bench {name}: the {name} suite needs root, `ip` and `nft` ({needs}): run \
+                 `sudo -E cargo xtask bench {name}`"
+            );
+            return Err(std::process::ExitCode::FAILURE);
+        }
+        return Err(std::process::ExitCode::SUCCESS);
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    Ok((suite, rt))
 }
 
 /// Runs a command, panicking with its stderr if it fails.

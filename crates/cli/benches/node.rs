@@ -14,9 +14,8 @@
 //!   node.
 //! - `demo.wall_ms`: `p2pf demo` (8 nodes, every step), start to exit.
 
-use std::io::{BufRead as _, BufReader};
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use p2p_foundation::P2PNode;
@@ -24,44 +23,11 @@ use p2p_foundation::mcp_crate::{Tool, tool_result};
 use p2p_foundation_benchkit::{Better, Suite, percentile};
 use serde_json::{Value, json};
 
+mod common;
+
+use common::{addr_of, start_node};
+
 const MIB: f64 = 1024.0 * 1024.0;
-
-/// A `p2pf node --json` process, killed when dropped.
-struct NodeProcess {
-    child: Child,
-    ready: Value,
-}
-
-impl Drop for NodeProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_node(data: &std::path::Path, extra: &[&str]) -> NodeProcess {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_p2pf"))
-        .args(["node", "--json", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(data)
-        .args(extra)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("p2pf starts");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut lines = BufReader::new(stdout).lines();
-    let ready = loop {
-        let line = lines.next().expect("a ready line").expect("stdout");
-        let v: Value = serde_json::from_str(&line).expect("JSON");
-        if v["event"] == "ready" {
-            break v;
-        }
-    };
-    // Keep draining stdout so the node never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    NodeProcess { child, ready }
-}
 
 fn rss_of(pid: u32) -> f64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
@@ -89,14 +55,6 @@ fn cpu_of(pid: u32) -> f64 {
         .and_then(|s| s.trim().parse().ok())
         .unwrap_or(100.0);
     ticks / hz
-}
-
-fn addr_of(ready: &Value) -> String {
-    format!(
-        "{}@{}",
-        ready["peer_id"].as_str().expect("id"),
-        ready["addresses"][0]["addr"].as_str().expect("addr")
-    )
 }
 
 fn idle(suite: &mut Suite, dir: &std::path::Path) {

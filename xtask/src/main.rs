@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
 
-use p2p_foundation_benchkit::{RECORD_MAX_LOAD, Report, load_average};
+use p2p_foundation_benchkit::Report;
 
 type Result<T> = std::result::Result<T, String>;
 
@@ -516,7 +516,7 @@ fn bench(args: &[String]) -> Result<()> {
                 &suite.name,
             ]);
             run(&format!("build bench {}", suite.name), build)?;
-            wait_for_idle()?;
+            p2p_foundation_benchkit::wait_for_idle(Duration::from_secs(300))?;
         }
         let mut cmd = cargo();
         cmd.args(["bench", "-p", &suite.package, "--bench", &suite.name])
@@ -541,37 +541,6 @@ fn bench(args: &[String]) -> Result<()> {
         record_reports(&reports)?;
     }
     Ok(())
-}
-
-/// Waits (at most five minutes) until the one-minute load average is at most
-/// [`RECORD_MAX_LOAD`], so a recorded suite starts on an idle machine.
-fn wait_for_idle() -> Result<()> {
-    const PATIENCE: Duration = Duration::from_secs(300);
-    let start = Instant::now();
-    let mut said = false;
-    loop {
-        let Some(load) = load_average() else {
-            return Err("no /proc/loadavg: --record needs the load average (Linux)".into());
-        };
-        if load <= RECORD_MAX_LOAD {
-            return Ok(());
-        }
-        if start.elapsed() >= PATIENCE {
-            return Err(format!(
-                "the 1-minute load average is still {load:.2} after {} s, above \
-                 {RECORD_MAX_LOAD}: figures from a loaded machine are not recorded. Stop \
-                 other builds, tests and helpers, then run again",
-                PATIENCE.as_secs()
-            ));
-        }
-        if !said {
-            println!(
-                "    load average {load:.2} > {RECORD_MAX_LOAD}: waiting for the machine to idle"
-            );
-            said = true;
-        }
-        std::thread::sleep(Duration::from_secs(5));
-    }
 }
 
 /// `cargo xtask record [SUITE ...]`: appends results already in `target/bench-results` (from an

@@ -377,6 +377,44 @@ pub fn load_average() -> Option<f64> {
         .ok()
 }
 
+/// Waits (at most `patience`, checking every 5 s) until the one-minute load average is at
+/// most [`RECORD_MAX_LOAD`], so figures are taken on an idle machine. Prints one line when it
+/// has to wait; the error says what to do.
+///
+/// ```no_run
+/// use std::time::Duration;
+///
+/// p2p_foundation_benchkit::wait_for_idle(Duration::from_secs(300))?;
+/// # Ok::<(), String>(())
+/// ```
+pub fn wait_for_idle(patience: Duration) -> Result<(), String> {
+    let start = Instant::now();
+    let mut said = false;
+    loop {
+        let Some(load) = load_average() else {
+            return Err("no /proc/loadavg: an idle machine cannot be told apart (Linux)".into());
+        };
+        if load <= RECORD_MAX_LOAD {
+            return Ok(());
+        }
+        if start.elapsed() >= patience {
+            return Err(format!(
+                "the 1-minute load average is still {load:.2} after {} s, above \
+                 {RECORD_MAX_LOAD}: figures from a loaded machine are not recorded. Stop \
+                 other builds, tests and helpers, then run again",
+                patience.as_secs()
+            ));
+        }
+        if !said {
+            println!(
+                "    load average {load:.2} > {RECORD_MAX_LOAD}: waiting for the machine to idle"
+            );
+            said = true;
+        }
+        std::thread::sleep(Duration::from_secs(5));
+    }
+}
+
 /// Resident set size of this process in bytes (Linux), for memory figures.
 pub fn rss_bytes() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;

@@ -18,7 +18,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 mod common;
 
@@ -164,6 +164,10 @@ fn build_release(repo: &Path, js_dir: &Path, python: &Path) {
             "{name} binding built (release) in {:.0} s",
             start.elapsed().as_secs_f64()
         );
+    }
+    // The builds loaded the cores: measure once they are idle again.
+    if let Err(e) = p2p_foundation_benchkit::wait_for_idle(Duration::from_secs(300)) {
+        panic!("after the release builds: {e}");
     }
 }
 

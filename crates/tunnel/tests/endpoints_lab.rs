@@ -341,13 +341,29 @@ fn dslite_ping_and_tcp_between_two_endpoints() {
         return;
     }
     let lab = Lab::new("tdslite");
-    // A is the B4 (192.0.0.2); B plays the AFTR's end of the softwire with 192.0.0.1.
+    // A is the B4 (192.0.0.2), with its IPv4 default route into the softwire; B is the
+    // AFTR's end (192.0.0.1) and holds an address beyond it (192.0.2.77, on its `lo`),
+    // which A reaches only through that default route.
+    sh(&[
+        "ip",
+        "-n",
+        &lab.b,
+        "addr",
+        "add",
+        "192.0.2.77/32",
+        "dev",
+        "lo",
+    ]);
     let ta = start(&lab.a, || {
-        DsLiteTun::open(&DsLiteConfig::new(A6, B6)).expect("B4")
+        let b4 = DsLiteTun::open(&DsLiteConfig::new(A6, B6)).expect("B4");
+        b4.add_default_route()
+            .expect("default route into the softwire");
+        let again = b4.add_default_route().expect_err("a second default route");
+        assert_eq!(again.kind(), std::io::ErrorKind::AlreadyExists, "{again}");
+        b4
     });
     let tb = start(&lab.b, || {
-        DsLiteTun::open(&DsLiteConfig::new(B6, A6).with_local_v4(Ipv4Addr::new(192, 0, 0, 1), 29))
-            .expect("AFTR end")
+        DsLiteTun::open(&DsLiteConfig::new(A6, B6).aftr_end()).expect("AFTR end")
     });
     let shown = sh(&["ip", "-n", &lab.a, "-4", "addr", "show", "dev", &ta.dev()]);
     let shown = String::from_utf8_lossy(&shown.stdout);
@@ -355,8 +371,16 @@ fn dslite_ping_and_tcp_between_two_endpoints() {
         shown.contains("192.0.0.2/29") && shown.contains("mtu 1460"),
         "{shown}"
     );
+    let routes = sh(&["ip", "-n", &lab.a, "-4", "route", "show", "default"]);
+    let routes = String::from_utf8_lossy(&routes.stdout);
+    assert!(
+        routes.contains(&format!("default dev {}", ta.dev())),
+        "{routes}"
+    );
     let (got, out) = ping(&lab.a, Ipv4Addr::new(192, 0, 0, 1).into(), 4);
     assert_eq!(got, 4, "B4→AFTR ping through DS-Lite: {out}");
+    let (got, out) = ping(&lab.a, Ipv4Addr::new(192, 0, 2, 77).into(), 4);
+    assert_eq!(got, 4, "B4→beyond the AFTR, by the default route: {out}");
     let (got, out) = ping(&lab.b, Ipv4Addr::new(192, 0, 0, 2).into(), 4);
     assert_eq!(got, 4, "AFTR→B4 ping through DS-Lite: {out}");
     assert_eq!(
@@ -365,7 +389,7 @@ fn dslite_ping_and_tcp_between_two_endpoints() {
     );
     let (sa, sb) = (ta.stats(), tb.stats());
     eprintln!("A: {sa:?}\nB: {sb:?}");
-    assert!(sa.packets_out >= 8 + 100 && sb.packets_in >= 8 + 100);
+    assert!(sa.packets_out >= 12 + 100 && sb.packets_in >= 12 + 100);
     assert_eq!(sa.dropped_in_total() + sb.dropped_in_total(), 0);
 }
 

@@ -34,6 +34,9 @@ pub struct TunnelStatus {
     /// configured [`crate::TunnelingConfig::ipv6_head_start`] with native IPv6, zero without
     /// (every address at once, so IPv4 never waits on IPv6 attempts that cannot work).
     pub ipv6_head_start: std::time::Duration,
+    /// The TUN device this node started to carry IPv4 (the DS-Lite B4's, e.g.
+    /// `p2pdslite0`, which holds the host's IPv4 default route), once it runs.
+    pub ipv4_device: Option<String>,
 }
 
 impl TunnelStatus {
@@ -45,9 +48,16 @@ impl TunnelStatus {
     }
 }
 
-/// Whether this node can run `m` (start it, or use it as it is).
-pub(crate) fn runs_here(m: Mechanism) -> bool {
-    matches!(m, Mechanism::NativeIpv6 | Mechanism::Overlay)
+/// Whether this node runs `m`, started by itself or used as the host has it: `Ok`, or the
+/// reason it does not. [`decide`] asks it of every usable mechanism.
+pub(crate) type CanRun<'a> = &'a dyn Fn(Mechanism) -> Result<(), &'static str>;
+
+/// What the node runs whatever the host: native IPv6 as it is, and the overlay.
+pub(crate) fn runs_here(m: Mechanism) -> Result<(), &'static str> {
+    match m {
+        Mechanism::NativeIpv6 | Mechanism::Overlay => Ok(()),
+        other => Err(cannot_run(other)),
+    }
 }
 
 /// Why a usable mechanism is not run.
@@ -64,7 +74,11 @@ fn cannot_run(m: Mechanism) -> &'static str {
 }
 
 /// The node's choice from `selection` (best first) and the measurements behind it.
-pub(crate) fn decide(selection: Selection, connectivity: Connectivity) -> TunnelStatus {
+pub(crate) fn decide(
+    selection: Selection,
+    connectivity: Connectivity,
+    can_run: CanRun<'_>,
+) -> TunnelStatus {
     let mut ipv6 = None;
     let mut ipv4_access = None;
     let mut rejected = selection.rejected;
@@ -74,8 +88,8 @@ pub(crate) fn decide(selection: Selection, connectivity: Connectivity) -> Tunnel
         } else {
             &mut ipv4_access
         };
-        let reason = if !runs_here(c.mechanism) {
-            cannot_run(c.mechanism)
+        let reason = if let Err(why) = can_run(c.mechanism) {
+            why
         } else if slot.is_some() {
             "usable, but ranked below the chosen mechanism"
         } else {
@@ -94,6 +108,7 @@ pub(crate) fn decide(selection: Selection, connectivity: Connectivity) -> Tunnel
         rejected,
         connectivity,
         ipv6_head_start: std::time::Duration::ZERO,
+        ipv4_device: None,
     }
 }
 
@@ -130,7 +145,7 @@ mod tests {
     #[test]
     fn a_usable_mechanism_the_node_cannot_run_is_rejected_saying_so() {
         let c = behind_nat(false, true);
-        let s = decide(select(&c), c);
+        let s = decide(select(&c), c, &runs_here);
         assert_eq!(
             s.ipv6.as_ref().map(|c| c.mechanism),
             Some(Mechanism::Overlay)
@@ -145,7 +160,7 @@ mod tests {
     #[test]
     fn native_ipv6_wins_and_the_overlay_is_ranked_below_it() {
         let c = behind_nat(true, true);
-        let s = decide(select(&c), c);
+        let s = decide(select(&c), c, &runs_here);
         assert_eq!(
             s.ipv6.as_ref().map(|c| c.mechanism),
             Some(Mechanism::NativeIpv6)
@@ -163,7 +178,7 @@ mod tests {
         let mut c = behind_nat(false, false);
         c.teredo_server = false;
         c.dslite_aftr = false;
-        let s = decide(select(&c), c);
+        let s = decide(select(&c), c, &runs_here);
         assert_eq!((s.ipv6, s.ipv4_access), (None, None));
         assert_eq!(s.rejected.len(), 8);
     }

@@ -10,10 +10,13 @@
 //! [`P2PNode::tunnel_status`]. It evaluates again on every network change
 //! ([`PeerEvent::LocalAddressesChanged`]) and NAT change ([`PeerEvent::NatChanged`]).
 //!
-//! What runs today: native IPv6 (nothing to start) and the P2P overlay (a TUN device,
-//! [`crate::overlay`]). Mechanisms the ranking finds usable but this node cannot run yet
-//! (6in4, 6to4, ISATAP, Teredo, DS-Lite, NAT64 synthesis) are reported as rejected with
-//! that reason, never silently chosen.
+//! What runs today: native IPv6 (nothing to start), the P2P overlay (a TUN device,
+//! [`crate::overlay`]) and, on an IPv6-only host with a configured AFTR
+//! ([`TunnelingConfig::aftr`]), a DS-Lite B4 (`tunneling/dslite.rs`: the tunnel crate's
+//! TUN endpoint with the host's IPv4 default route, so IPv4 peers are reached through the
+//! AFTR). Mechanisms the ranking finds usable but this node cannot run yet (6in4, 6to4,
+//! ISATAP, Teredo, NAT64 synthesis), and DS-Lite on a host with IPv4 of its own, are
+//! reported as rejected with the reason, never silently chosen.
 //!
 //! The transport follows the choice (PRD F6, F9): with an IPv6 path, dials give a peer's
 //! IPv6 addresses [`TunnelingConfig::ipv6_head_start`] before its IPv4 ones (RFC 8305);
@@ -27,6 +30,7 @@
 //! [`P2PNode::tunnel_status`]: crate::P2PNode::tunnel_status
 
 mod choice;
+mod dslite;
 mod probe;
 mod service;
 
@@ -60,8 +64,11 @@ pub struct TunnelingConfig {
     /// (applications may hold sockets on its address); the choice and the transport's
     /// preference move on.
     pub overlay: Option<OverlayConfig>,
-    /// A DS-Lite AFTR learnt out of band (DHCPv6 option 64 is not read). A host whose IPv4
-    /// address is in `192.0.0.0/29` has one implied.
+    /// A DS-Lite AFTR learnt out of band (DHCPv6 option 64 is not read). On a host with
+    /// native IPv6 and no IPv4 route, the node then starts a DS-Lite B4 towards it (a TUN
+    /// device with 192.0.0.2/29 and the IPv4 default route; needs `CAP_NET_ADMIN` and
+    /// `CAP_NET_RAW`). A host whose IPv4 address is in `192.0.0.0/29` has one implied and
+    /// is used as it is.
     pub aftr: Option<Ipv6Addr>,
     /// Look up `ipv4only.arpa` through the system resolver for a NAT64 prefix (RFC 7050).
     /// Default `true`.

@@ -34,6 +34,14 @@ pub(super) fn route_source(dest: SocketAddr) -> Option<IpAddr> {
     Some(socket.local_addr().ok()?.ip())
 }
 
+/// The host's IPv4 source address towards the Internet, if it has an IPv4 route there.
+pub(super) fn local_v4() -> Option<Ipv4Addr> {
+    match route_source(GLOBAL_V4_PROBE) {
+        Some(IpAddr::V4(a)) => Some(a),
+        _ => None,
+    }
+}
+
 /// Whether `a` is a native global unicast address: inside 2000::/3, and not a Teredo
 /// (2001::/32) or 6to4 (2002::/16) address, which are tunnels themselves.
 pub(super) fn is_native_global(a: Ipv6Addr) -> bool {
@@ -69,10 +77,7 @@ pub(super) fn connectivity(
 ) -> Connectivity {
     let native_ipv6 =
         matches!(route_source(GLOBAL_V6_PROBE), Some(IpAddr::V6(a)) if is_native_global(a));
-    let local_v4 = match route_source(GLOBAL_V4_PROBE) {
-        Some(IpAddr::V4(a)) => Some(a),
-        _ => None,
-    };
+    let local_v4 = local_v4();
     let reflexive_v4 = nat
         .and_then(|s| s.reflexive)
         .and_then(|r| match r.ip().to_canonical() {

@@ -9,7 +9,8 @@ use p2p_foundation_tunnel::{Mechanism, Nat64Prefix, select};
 use tokio::sync::broadcast::error::RecvError;
 use tracing::Instrument;
 
-use super::choice::{TunnelStatus, decide};
+use super::choice::{TunnelStatus, decide, runs_here};
+use super::dslite::B4;
 use super::{TunnelingConfig, probe};
 use crate::net::{Net, PeerEvent, lock};
 
@@ -22,6 +23,8 @@ pub(crate) struct Tunneling {
     status: Mutex<Option<TunnelStatus>>,
     /// Opening the overlay's TUN device failed: it is not offered again.
     overlay_failed: AtomicBool,
+    /// The DS-Lite B4, started when DS-Lite is chosen on a host without IPv4.
+    b4: B4,
 }
 
 impl Tunneling {
@@ -32,6 +35,7 @@ impl Tunneling {
             config,
             status: Mutex::new(None),
             overlay_failed: AtomicBool::new(false),
+            b4: B4::default(),
         });
         // Subscribed now, so no change after the node is built is missed.
         let mut events = net.events.subscribe();
@@ -84,11 +88,17 @@ impl Tunneling {
             nat64,
             self.overlay_possible(net),
         );
-        decide(select(&c), c)
+        let local_v4 = probe::local_v4();
+        let tun_device = std::path::Path::new(TUN_DEVICE).exists();
+        let can_run = |m| match m {
+            Mechanism::DsLite => self.b4.can_run(self.config.aftr, local_v4, tun_device),
+            other => runs_here(other),
+        };
+        decide(select(&c), c, &can_run)
     }
 
-    /// One round: measure, decide, start the overlay if it was chosen, set the transport's
-    /// IPv6 preference, and report a changed choice.
+    /// One round: measure, decide, start the overlay or the DS-Lite B4 if chosen, set the
+    /// transport's IPv6 preference, and report a changed choice.
     fn evaluate(&self, net: &Arc<Net>, nat64: Option<Nat64Prefix>) {
         let mut status = self.measure(net, nat64);
         let overlay_chosen = status
@@ -102,6 +112,18 @@ impl Tunneling {
                 status = self.measure(net, nat64);
             }
         }
+        let dslite_chosen = status
+            .ipv4_access
+            .as_ref()
+            .is_some_and(|c| c.mechanism == Mechanism::DsLite);
+        // Started only for a configured AFTR on a host without IPv4 (`B4::can_run`); an
+        // AFTR implied by a 192.0.0.0/29 address is another B4's, used as it is.
+        if let (true, Some(aftr), None) = (dslite_chosen, self.config.aftr, probe::local_v4()) {
+            if !self.b4.start(net, aftr) {
+                status = self.measure(net, nat64);
+            }
+        }
+        status.ipv4_device = self.b4.device();
         let native = status
             .ipv6
             .as_ref()

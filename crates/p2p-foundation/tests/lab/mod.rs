@@ -98,6 +98,11 @@ pub fn sh(args: &[&str]) {
     );
 }
 
+/// Loads the nftables `rules` (an `nft -f` script) inside namespace `ns`.
+pub fn nft(ns: &str, rules: &str) {
+    sh_stdin(&["ip", "netns", "exec", ns, "nft", "-f", "-"], rules);
+}
+
 fn sh_stdin(args: &[&str], input: &str) {
     use std::io::Write;
     let mut child = Command::new(args[0])
@@ -598,9 +603,16 @@ impl LabNode {
 
 /// `ping -6` from `ns` to `dst`: how many of 3 echo requests were answered.
 pub fn ping6(ns: &str, dst: std::net::Ipv6Addr) -> (usize, String) {
+    ping(ns, dst.into())
+}
+
+/// `ping` (`-4` or `-6` as `dst` is) from `ns` to `dst`: how many of 3 echo requests were
+/// answered, and ping's output.
+pub fn ping(ns: &str, dst: std::net::IpAddr) -> (usize, String) {
+    let family = if dst.is_ipv6() { "-6" } else { "-4" };
     let out = std::process::Command::new("ip")
         .args([
-            "netns", "exec", ns, "ping", "-6", "-n", "-c", "3", "-i", "0.3", "-W", "3",
+            "netns", "exec", ns, "ping", family, "-n", "-c", "3", "-i", "0.3", "-W", "3",
         ])
         .arg(dst.to_string())
         .output()

@@ -1,17 +1,28 @@
-//! The DS-Lite B4 element (RFC 6333), sans-IO: the host's IPv4 packets in IPv6 protocol 4
-//! (IPv4-in-IPv6, RFC 2473) to the AFTR, and the AFTR's packets back.
+//! The DS-Lite softwire (RFC 6333), sans-IO: the B4 element, which carries the host's IPv4
+//! packets in IPv6 protocol 4 (IPv4-in-IPv6, RFC 2473) to the AFTR, and the AFTR's end of
+//! one softwire, which hands a B4's packets to its host for forwarding (and NAT44) and
+//! carries the answers back.
 //!
 //! The B4 side of the softwire has the well-known address [`DSLITE_B4`]
 //! (192.0.0.2, RFC 6333 section 5.7) on the TUN device by default; the host routes its IPv4
 //! traffic (usually the default route) to the device. A raw IPv6 socket of protocol 4,
-//! bound to the B4's IPv6 address, carries the packets: the kernel writes and strips the
+//! bound to this end's IPv6 address, carries the packets: the kernel writes and strips the
 //! outer IPv6 header, so the core sees the inner IPv4 packet and the outer source.
 //!
-//! Outbound: one well-formed IPv4 packet from the B4's IPv4 address, to a unicast
-//! destination, within the tunnel MTU (a larger one with DF set gets an ICMP Fragmentation
-//! Needed). Inbound: the outer source must be the AFTR (RFC 6333 section 5.2: the softwire
-//! has exactly two ends), the payload one well-formed IPv4 packet within the MTU, to the
-//! B4's IPv4 address, from a unicast source.
+//! B4 ([`DsLiteRole::B4`]). Outbound: one well-formed IPv4 packet from the B4's IPv4
+//! address, to a unicast destination, within the tunnel MTU (a larger one with DF set gets
+//! an ICMP Fragmentation Needed). Inbound: the outer source must be the AFTR (RFC 6333
+//! section 5.2: the softwire has exactly two ends), the payload one well-formed IPv4 packet
+//! within the MTU, to the B4's IPv4 address, from a unicast source.
+//!
+//! AFTR end ([`DsLiteRole::Aftr`], [`DsLiteConfig::aftr_end`]; [`DSLITE_AFTR`], 192.0.0.1,
+//! on the device). The mirror image for one B4: outbound only to the B4's IPv4 address,
+//! from a unicast source; inbound only from the B4's IPv6 address and, inside, from the
+//! B4's IPv4 address (a B4 cannot spoof another host's), to a unicast destination. The
+//! host's routing and NAT do the rest: this is the softwire, not a carrier-grade NAT with
+//! per-softwire mappings for many B4s.
+//!
+//! [`DSLITE_AFTR`]: crate::DSLITE_AFTR
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::time::Instant;
@@ -20,23 +31,43 @@ use super::ipv4::{self, IPV4_MIN_MTU, Ipv4Error, Ipv4Packet, is_unicast_v4};
 use super::{
     DropReason, EndpointConfigError, EndpointStats, IcmpLimiter, Inbound, Outbound, icmp_allowed,
 };
-use crate::DSLITE_B4;
 use crate::encap::{IPV6_HEADER_LEN, MAX_IPV4_PACKET};
+use crate::{DSLITE_AFTR, DSLITE_B4};
 
 /// The default tunnel MTU: 1,500 − 40 (see the [module docs](super#mtu)).
 pub const DSLITE_DEFAULT_MTU: u16 = 1460;
 
-/// Settings of a DS-Lite B4 endpoint.
+/// Which end of the softwire an endpoint is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DsLiteRole {
+    /// The B4: the host's IPv4 leaves through the softwire.
+    B4,
+    /// The AFTR's end of the softwire of the one B4 whose IPv4 address (inside the
+    /// softwire) is `b4_v4`.
+    Aftr {
+        /// The B4's IPv4 address: the only inner destination sent and source accepted.
+        b4_v4: Ipv4Addr,
+    },
+}
+
+/// Settings of a DS-Lite endpoint: a B4 ([`DsLiteConfig::new`]) or the AFTR's end of its
+/// softwire ([`DsLiteConfig::aftr_end`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct DsLiteConfig {
-    /// The B4's IPv6 address: the outer source (the raw socket is bound to it) and the only
-    /// outer destination the kernel hands the socket.
+    /// The B4's IPv6 address. For a B4: the outer source (the raw socket is bound to it)
+    /// and the only outer destination the kernel hands the socket; for the AFTR end, every
+    /// outer destination and the only outer source accepted.
     pub b4_v6: Ipv6Addr,
-    /// The AFTR's IPv6 address: every outer destination, the only outer source accepted.
+    /// The AFTR's IPv6 address: the B4's outer destination and only accepted outer source;
+    /// the AFTR end's own (bound) address.
     pub aftr: Ipv6Addr,
-    /// The IPv4 address on the TUN device: the only inner source sent and destination
-    /// accepted (default [`DSLITE_B4`], 192.0.0.2).
+    /// Which end this is (default [`DsLiteRole::B4`]).
+    pub role: DsLiteRole,
+    /// The IPv4 address on the TUN device (default [`DSLITE_B4`], 192.0.0.2, for a B4;
+    /// [`DSLITE_AFTR`], 192.0.0.1, for the AFTR end). A B4 sends only from it and accepts
+    /// only packets to it.
     pub local_v4: Ipv4Addr,
     /// The prefix length put on the device with `local_v4` (default 29: 192.0.0.0/29,
     /// RFC 6333 section 5.7). Default routes are the caller's business.
@@ -53,10 +84,46 @@ impl DsLiteConfig {
         Self {
             b4_v6,
             aftr,
+            role: DsLiteRole::B4,
             local_v4: DSLITE_B4,
             prefix_len: 29,
             mtu: DSLITE_DEFAULT_MTU,
             name: "p2pdslite%d".into(),
+        }
+    }
+
+    /// The AFTR's end of the softwire between `b4_v6` and `aftr` (the same pair as the B4's
+    /// [`DsLiteConfig::new`]): 192.0.0.1/29 on the device, for a B4 at 192.0.0.2.
+    ///
+    /// ```
+    /// use p2p_foundation_tunnel::endpoint::{DsLiteConfig, DsLiteRole};
+    ///
+    /// let (b4, aftr) = ("2001:db8::2".parse().unwrap(), "2001:db8::1".parse().unwrap());
+    /// let end = DsLiteConfig::new(b4, aftr).aftr_end();
+    /// assert_eq!(end.local_v6(), aftr);
+    /// assert_eq!(end.role, DsLiteRole::Aftr { b4_v4: "192.0.0.2".parse().unwrap() });
+    /// ```
+    pub fn aftr_end(mut self) -> Self {
+        self.role = DsLiteRole::Aftr {
+            b4_v4: self.local_v4,
+        };
+        self.local_v4 = DSLITE_AFTR;
+        self
+    }
+
+    /// This end's IPv6 address: the B4's, or the AFTR's for the AFTR end.
+    pub fn local_v6(&self) -> Ipv6Addr {
+        match self.role {
+            DsLiteRole::B4 => self.b4_v6,
+            DsLiteRole::Aftr { .. } => self.aftr,
+        }
+    }
+
+    /// The other end's IPv6 address.
+    pub fn remote_v6(&self) -> Ipv6Addr {
+        match self.role {
+            DsLiteRole::B4 => self.aftr,
+            DsLiteRole::Aftr { .. } => self.b4_v6,
         }
     }
 
@@ -84,12 +151,16 @@ fn v6_unicast(a: Ipv6Addr) -> bool {
     !(a.is_multicast() || a.is_unspecified() || a.is_loopback())
 }
 
-/// The B4's state machine: configuration, checks and counters. Owns no socket, device or
-/// clock.
+/// A softwire end's state machine (a B4's, or the AFTR's end): configuration, checks and
+/// counters. Owns no socket, device or clock.
 #[derive(Debug)]
 pub struct DsLiteCore {
     b4_v6: Ipv6Addr,
     aftr: Ipv6Addr,
+    /// The other end's IPv6 address: every outer destination, the only outer source.
+    remote_v6: Ipv6Addr,
+    /// `Some(B4's IPv4)` for the AFTR end.
+    peer_v4: Option<Ipv4Addr>,
     local_v4: Ipv4Addr,
     mtu: usize,
     stats: EndpointStats,
@@ -117,13 +188,27 @@ impl DsLiteCore {
         }
         if !is_unicast_v4(config.local_v4) {
             return Err(EndpointConfigError::BadAddress(format!(
-                "B4 IPv4 address {} is not unicast",
+                "the device's IPv4 address {} is not unicast",
                 config.local_v4
             )));
         }
+        let peer_v4 = match config.role {
+            DsLiteRole::B4 => None,
+            DsLiteRole::Aftr { b4_v4 } if is_unicast_v4(b4_v4) && b4_v4 != config.local_v4 => {
+                Some(b4_v4)
+            }
+            DsLiteRole::Aftr { b4_v4 } => {
+                return Err(EndpointConfigError::BadAddress(format!(
+                    "the B4's IPv4 address {b4_v4} must be unicast and not the AFTR end's {}",
+                    config.local_v4
+                )));
+            }
+        };
         Ok(Self {
             b4_v6: config.b4_v6,
             aftr: config.aftr,
+            remote_v6: config.remote_v6(),
+            peer_v4,
             local_v4: config.local_v4,
             mtu: usize::from(config.mtu),
             stats: EndpointStats::default(),
@@ -192,8 +277,18 @@ impl DsLiteCore {
         if !is_unicast_v4(dst) || dst == Ipv4Addr::BROADCAST {
             return Outbound::Drop(self.stats.drop_out(DropReason::NoRoute));
         }
-        if p.src() != self.local_v4 {
-            return Outbound::Drop(self.stats.drop_out(DropReason::NotLocalSource));
+        match self.peer_v4 {
+            None if p.src() != self.local_v4 => {
+                return Outbound::Drop(self.stats.drop_out(DropReason::NotLocalSource));
+            }
+            // The AFTR end carries anyone's packets, but only to its B4.
+            Some(b4) if dst != b4 => {
+                return Outbound::Drop(self.stats.drop_out(DropReason::NoRoute));
+            }
+            Some(_) if !is_unicast_v4(p.src()) || p.src() == Ipv4Addr::BROADCAST => {
+                return Outbound::Drop(self.stats.drop_out(DropReason::NotLocalSource));
+            }
+            _ => {}
         }
         if p.len() > self.mtu {
             self.stats.drop_out(DropReason::TooBig);
@@ -209,7 +304,7 @@ impl DsLiteCore {
         out.extend_from_slice(p.bytes());
         self.stats.packets_out += 1;
         self.stats.bytes_out += p.len() as u64;
-        Outbound::Send(self.aftr)
+        Outbound::Send(self.remote_v6)
     }
 
     /// Decides what happens to `payload`, which a raw IPv6 protocol-4 socket received from
@@ -218,19 +313,29 @@ impl DsLiteCore {
         if payload.len() > self.mtu {
             return Inbound::Drop(self.stats.drop_in(DropReason::TooBig));
         }
-        if outer_src != self.aftr {
+        if outer_src != self.remote_v6 {
             return Inbound::Drop(self.stats.drop_in(DropReason::SpoofedSource));
         }
         let p = match Ipv4Packet::parse(payload, self.mtu) {
             Ok(p) => p,
             Err(e) => return Inbound::Drop(self.stats.drop_in(Self::parse_error(e))),
         };
-        if p.dst() != self.local_v4 {
-            return Inbound::Drop(self.stats.drop_in(DropReason::WrongDestination));
-        }
-        let src = p.src();
-        if !is_unicast_v4(src) || src == Ipv4Addr::BROADCAST || src == self.local_v4 {
-            return Inbound::Drop(self.stats.drop_in(DropReason::BadInnerAddress));
+        let (src, dst) = (p.src(), p.dst());
+        match self.peer_v4 {
+            None if dst != self.local_v4 => {
+                return Inbound::Drop(self.stats.drop_in(DropReason::WrongDestination));
+            }
+            None if !is_unicast_v4(src) || src == Ipv4Addr::BROADCAST || src == self.local_v4 => {
+                return Inbound::Drop(self.stats.drop_in(DropReason::BadInnerAddress));
+            }
+            // The AFTR end: only the B4's own address inside, to somewhere it may go.
+            Some(b4) if src != b4 => {
+                return Inbound::Drop(self.stats.drop_in(DropReason::SpoofedSource));
+            }
+            Some(b4) if !is_unicast_v4(dst) || dst == Ipv4Addr::BROADCAST || dst == b4 => {
+                return Inbound::Drop(self.stats.drop_in(DropReason::BadInnerAddress));
+            }
+            _ => {}
         }
         self.stats.packets_in += 1;
         self.stats.bytes_in += p.len() as u64;
@@ -279,6 +384,60 @@ mod tests {
             v6("2001:db8:64::1"),
         ))
         .unwrap()
+    }
+
+    #[test]
+    fn the_aftr_end_carries_its_b4s_packets_and_nothing_else() {
+        let (b4_v6, aftr_v6) = (v6("2001:db8:64::2"), v6("2001:db8:64::1"));
+        let mut c = DsLiteCore::new(&DsLiteConfig::new(b4_v6, aftr_v6).aftr_end()).unwrap();
+        assert_eq!(c.local_v4(), DSLITE_AFTR);
+        let now = Instant::now();
+        let mut out = Vec::new();
+        // From the B4, to anywhere: handed to the host to forward.
+        let syn = packet(DSLITE_B4, WEB, 6, true, b"syn");
+        assert_eq!(c.inbound(b4_v6, &syn), Inbound::Deliver(&syn[..]));
+        // The answer from anywhere, to the B4: into the softwire, to the B4's IPv6.
+        let ack = packet(WEB, DSLITE_B4, 6, true, b"syn-ack");
+        assert_eq!(c.outbound(now, &ack, &mut out), Outbound::Send(b4_v6));
+        assert_eq!(out, ack);
+        let other = Ipv4Addr::new(192, 0, 0, 3);
+        let cases = [
+            // Another outer source than the B4.
+            (aftr_v6, syn.clone(), DropReason::SpoofedSource),
+            (v6("2001:db8:64::9"), syn.clone(), DropReason::SpoofedSource),
+            // The B4 claiming another inner source.
+            (
+                b4_v6,
+                packet(other, WEB, 6, true, b"x"),
+                DropReason::SpoofedSource,
+            ),
+            // To nowhere it may go.
+            (
+                b4_v6,
+                packet(DSLITE_B4, Ipv4Addr::BROADCAST, 17, true, b"x"),
+                DropReason::BadInnerAddress,
+            ),
+            (
+                b4_v6,
+                packet(DSLITE_B4, DSLITE_B4, 17, true, b"x"),
+                DropReason::BadInnerAddress,
+            ),
+        ];
+        for (outer, pkt, reason) in cases {
+            assert_eq!(c.inbound(outer, &pkt), Inbound::Drop(reason), "{reason:?}");
+        }
+        // Nothing into the softwire but packets to the B4.
+        let astray = packet(WEB, other, 6, true, b"x");
+        assert_eq!(
+            c.outbound(now, &astray, &mut out),
+            Outbound::Drop(DropReason::NoRoute)
+        );
+        assert_eq!((c.stats().packets_in, c.stats().packets_out), (1, 1));
+        assert_eq!(c.stats().dropped_in_total(), 5);
+        // A B4 address that cannot be one is refused at configuration.
+        let mut bad = DsLiteConfig::new(b4_v6, aftr_v6);
+        bad.local_v4 = Ipv4Addr::BROADCAST;
+        assert!(DsLiteCore::new(&bad.aftr_end()).is_err());
     }
 
     #[test]

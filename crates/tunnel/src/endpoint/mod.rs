@@ -1,6 +1,6 @@
 //! Userspace tunnel endpoints on a TUN device for the host's own packets: 6in4 / 6to4 (IPv6
 //! in IPv4 protocol 41, RFC 4213 and RFC 3056 with the RFC 3964 source checks) and the
-//! DS-Lite B4 element (IPv4 in IPv6 protocol 4, RFC 6333).
+//! DS-Lite B4 element, or the AFTR's end of its softwire (IPv4 in IPv6 protocol 4, RFC 6333).
 //!
 //! Each endpoint is a sans-IO core ([`SixInFourCore`], [`DsLiteCore`]) that decides what
 //! happens to one packet, and, with the `tun` feature, a tokio driver ([`SixInFourTun`],
@@ -37,7 +37,7 @@ pub mod sixin4;
 #[cfg(feature = "tun")]
 mod tun;
 
-pub use dslite::{DSLITE_DEFAULT_MTU, DsLiteConfig, DsLiteCore, encode_4in6};
+pub use dslite::{DSLITE_DEFAULT_MTU, DsLiteConfig, DsLiteCore, DsLiteRole, encode_4in6};
 pub use ipv4::{Ipv4Error, Ipv4Packet};
 pub use sixin4::{SIXIN4_DEFAULT_MTU, SixInFourConfig, SixInFourCore, SixInFourMode};
 #[cfg(feature = "tun")]

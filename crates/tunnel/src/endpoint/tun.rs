@@ -10,8 +10,10 @@
 //!
 //! Opening either needs `CAP_NET_ADMIN` (the TUN device), `CAP_NET_RAW` (the socket) and
 //! `/dev/net/tun`. The device gets the endpoint's address and prefix and the tunnel MTU, and
-//! is brought up; routes beyond the prefix (a default route) are the caller's business. The
-//! crate stays `#![forbid(unsafe_code)]`: `tun-rs` and `socket2` do the system calls.
+//! is brought up; routes beyond the prefix are the caller's, except the DS-Lite B4's IPv4
+//! default route, which [`DsLiteTun::add_default_route`] adds over netlink
+//! (`route_manager`). The crate stays `#![forbid(unsafe_code)]`: `tun-rs`, `socket2` and
+//! `route_manager` do the system calls.
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
@@ -271,7 +273,8 @@ impl SixInFourTun {
     }
 }
 
-/// A DS-Lite B4 endpoint on a TUN device (see [`DsLiteCore`] for the checks).
+/// A DS-Lite B4, or the AFTR's end of its softwire, on a TUN device (see [`DsLiteCore`]
+/// for the checks).
 pub struct DsLiteTun {
     driver: Driver<DsLiteCore>,
     config: DsLiteConfig,
@@ -289,14 +292,15 @@ impl std::fmt::Debug for DsLiteTun {
 impl DsLiteTun {
     /// Creates the TUN device (in the caller's network namespace) with
     /// `local_v4/prefix_len` and the tunnel MTU, up, and the raw IPv6 protocol-4 socket
-    /// bound to `b4_v6` (which must already be an address of this host). Must be called
+    /// bound to this end's address ([`DsLiteConfig::local_v6`], which must already be an
+    /// address of this host). Must be called
     /// inside a tokio runtime.
     pub fn open(config: &DsLiteConfig) -> io::Result<Self> {
         let core = DsLiteCore::new(config).map_err(invalid)?;
         let sock = raw_socket(
             Domain::IPV6,
             PROTO_IPIP,
-            SocketAddrV6::new(config.b4_v6, 0, 0, 0).into(),
+            SocketAddrV6::new(config.local_v6(), 0, 0, 0).into(),
         )?;
         let dev = tun_rs::DeviceBuilder::new()
             .name(config.name.clone())
@@ -305,7 +309,7 @@ impl DsLiteTun {
             .build_async()
             .map_err(|e| tun_error(&config.name, e))?;
         let name = dev.name()?;
-        tracing::debug!(%name, b4 = %config.b4_v6, aftr = %config.aftr, local_v4 = %config.local_v4, mtu = config.mtu, "DS-Lite TUN endpoint up");
+        tracing::debug!(%name, b4 = %config.b4_v6, aftr = %config.aftr, role = ?config.role, local_v4 = %config.local_v4, mtu = config.mtu, "DS-Lite TUN endpoint up");
         Ok(Self {
             driver: Driver {
                 dev,
@@ -350,6 +354,41 @@ impl DsLiteTun {
     /// A snapshot of the counters.
     pub fn stats(&self) -> EndpointStats {
         self.driver.stats()
+    }
+
+    /// Points the IPv4 default route into the softwire (RFC 6333 section 5.7: the B4
+    /// reaches the IPv4 Internet through the AFTR): adds `0.0.0.0/0 dev <device>` to the
+    /// main routing table of the calling thread's network namespace, over netlink. Needs
+    /// `CAP_NET_ADMIN`. The route is the kernel's until the device goes: dropping the
+    /// endpoint removes both. A host that already has an IPv4 default route keeps it and
+    /// this fails with [`io::ErrorKind::AlreadyExists`] (a DS-Lite B4 is for hosts without
+    /// IPv4 of their own).
+    ///
+    /// ```no_run
+    /// # async fn b4() -> std::io::Result<()> {
+    /// use p2p_foundation_tunnel::endpoint::{DsLiteConfig, DsLiteTun};
+    ///
+    /// let b4 = DsLiteTun::open(&DsLiteConfig::new("2001:db8::2".parse().unwrap(), "2001:db8::1".parse().unwrap()))?;
+    /// b4.add_default_route()?;
+    /// let error = b4.run().await; // IPv4 now leaves through the AFTR
+    /// # Err(error) }
+    /// ```
+    pub fn add_default_route(&self) -> io::Result<()> {
+        let route = route_manager::Route::new(Ipv4Addr::UNSPECIFIED.into(), 0)
+            .with_if_name(self.driver.name.clone());
+        route_manager::RouteManager::new()
+            .and_then(|mut routes| routes.add(&route))
+            .map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!(
+                        "cannot route IPv4 into the DS-Lite device {} (needs CAP_NET_ADMIN and no other IPv4 default route): {e}",
+                        self.driver.name
+                    ),
+                )
+            })?;
+        tracing::debug!(device = %self.driver.name, "IPv4 default route into the DS-Lite softwire");
+        Ok(())
     }
 
     /// Moves packets both ways until the device or the socket fails (it returns that

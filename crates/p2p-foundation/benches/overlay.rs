@@ -23,8 +23,7 @@ use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use lab::{Lab, LabNode, NatKind, NsRuntime, Side};
-use p2p_foundation::{OverlayConfig, P2PNode};
+use lab::{Lab, NatKind, NsRuntime, Side};
 use p2p_foundation_benchkit::{Better, Suite, percentile};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -139,28 +138,7 @@ async fn udp_echo(server: &NsRuntime) {
 async fn run(suite: &mut Suite) {
     let lab = Lab::new(NatKind::Public, NatKind::EndpointIndependent);
     let (ns_a, ns_b) = (lab.lan(Side::A), lab.lan(Side::B));
-    let a = LabNode::start(&ns_a, || {
-        P2PNode::builder()
-            .listen(lab::sock(Side::A.host_ip(), 0))
-            .overlay(OverlayConfig::default())
-    })
-    .await;
-    let seed = a.contact();
-    let b = LabNode::start(&ns_b, move || {
-        P2PNode::builder()
-            .listen(lab::sock(Side::B.host_ip(), 0))
-            .bootstrap(vec![seed])
-            .overlay(OverlayConfig::default())
-    })
-    .await;
-    let id_b = b.node.peer_id();
-    assert!(
-        lab::wait_for(&a, Duration::from_secs(10), |n| n
-            .connection_info(&id_b)
-            .is_some())
-        .await,
-        "A never connected to B"
-    );
+    let (a, b) = lab::overlay_pair(&lab).await;
     // Traffic goes from B's host (behind the NAT) to A's (public), where the plain IPv4
     // path needs no port forwarding: both paths leave through B's NAT.
     let overlay_a = IpAddr::V6(a.node.overlay_addr().expect("A's overlay address"));

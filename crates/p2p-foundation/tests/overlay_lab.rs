@@ -11,10 +11,10 @@ use std::net::{Ipv6Addr, SocketAddr};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use lab::{Lab, LabNode, NatKind, NsRuntime, Side};
+use lab::{Lab, NatKind, NsRuntime, Side};
 use p2p_foundation::transport::PathKind;
 use p2p_foundation::tunnel::overlay::{DATAGRAM_TAG, ipv6};
-use p2p_foundation::{OverlayConfig, OverlayDropReason, OverlayStats, P2PNode};
+use p2p_foundation::{OverlayDropReason, OverlayStats, P2PNode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const HANG_GUARD: Duration = Duration::from_secs(120);
@@ -91,32 +91,13 @@ async fn ping_and_tcp_between_overlay_addresses_across_a_nat() {
     tokio::time::timeout(HANG_GUARD, async {
         let lab = Lab::new(NatKind::Public, NatKind::EndpointIndependent);
         let (ns_a, ns_b) = (lab.lan(Side::A), lab.lan(Side::B));
-        let a = LabNode::start(&ns_a, || {
-            P2PNode::builder()
-                .listen(lab::sock(Side::A.host_ip(), 0))
-                .overlay(OverlayConfig::default())
-        })
-        .await;
-        let seed = a.contact();
-        let b = LabNode::start(&ns_b, move || {
-            P2PNode::builder()
-                .listen(lab::sock(Side::B.host_ip(), 0))
-                .bootstrap(vec![seed])
-                .overlay(OverlayConfig::default())
-        })
-        .await;
+        let (a, b) = lab::overlay_pair(&lab).await;
         let (id_a, id_b) = (a.node.peer_id(), b.node.peer_id());
         let (addr_a, addr_b) = (
             a.node.overlay_addr().expect("A's overlay address"),
             b.node.overlay_addr().expect("B's overlay address"),
         );
         assert_eq!(addr_a, P2PNode::overlay_addr_of(&id_a));
-        assert!(
-            lab::wait_for(&a, Duration::from_secs(10), |n| n
-                .connection_info(&id_b)
-                .is_some())
-            .await
-        );
         let info = a.node.connection_info(&id_b).expect("connected");
         assert_eq!(info.path, PathKind::Quic);
         // B is behind the NAT: A sees it at the NAT's public address.

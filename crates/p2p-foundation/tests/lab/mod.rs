@@ -601,6 +601,32 @@ impl LabNode {
     }
 }
 
+/// Two nodes with the P2P overlay on, A in `lab`'s LAN A and B in LAN B joined through A;
+/// returns once A holds the connection to B.
+pub async fn overlay_pair(lab: &Lab) -> (LabNode, LabNode) {
+    let a = LabNode::start(&lab.lan(Side::A), || {
+        P2PNode::builder()
+            .listen(sock(Side::A.host_ip(), 0))
+            .overlay(p2p_foundation::OverlayConfig::default())
+    })
+    .await;
+    let seed = a.contact();
+    let b = LabNode::start(&lab.lan(Side::B), move || {
+        P2PNode::builder()
+            .listen(sock(Side::B.host_ip(), 0))
+            .bootstrap(vec![seed])
+            .overlay(p2p_foundation::OverlayConfig::default())
+    })
+    .await;
+    let id_b = b.node.peer_id();
+    let connected = wait_for(&a, std::time::Duration::from_secs(10), |n| {
+        n.connection_info(&id_b).is_some()
+    })
+    .await;
+    assert!(connected, "A never connected to B");
+    (a, b)
+}
+
 /// `ping -6` from `ns` to `dst`: how many of 3 echo requests were answered.
 pub fn ping6(ns: &str, dst: std::net::Ipv6Addr) -> (usize, String) {
     ping(ns, dst.into())

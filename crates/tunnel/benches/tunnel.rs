@@ -11,15 +11,25 @@
 //!   `dslite.decap_pps_<size>` at 1,280 and 1,500 bytes: the endpoint cores' whole per-packet
 //!   decision (parse, checks, counters, writing the outer packet into a reused buffer),
 //!   beside `memcpy_pps_<size>`, copying that many bytes into a reused buffer.
+//! - `teredo.qualify_ms_p50` (root and miredo-server only; fails under `CI=true` without
+//!   them): Teredo qualification (RFC 4380 section 5.2.1, two Router Solicitation
+//!   exchanges) of our client behind an nftables masquerade NAT against miredo-server in
+//!   network namespaces, from the first solicitation to qualified, over 10 fresh client
+//!   processes after one warm-up (which waits for the server to be up); no baseline (the
+//!   miredo client reports no qualification time).
 //! - `tun6in4.throughput` (root only; fails under `CI=true` without root): one TCP transfer
 //!   over two of our 6in4 TUN endpoints between two network namespaces, beside
 //!   `veth_ipv4.throughput`, the same transfer over the plain IPv4 veth path under them.
+
+#[path = "../tests/miredo/mod.rs"]
+mod miredo;
+
 use std::hint::black_box;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use std::time::Instant;
 
-use p2p_foundation_benchkit::{Better, Suite};
+use p2p_foundation_benchkit::{Better, Suite, percentile};
 use p2p_foundation_tunnel::endpoint::{
     DsLiteConfig, DsLiteCore, Inbound, Outbound, SixInFourConfig, SixInFourCore,
 };
@@ -100,7 +110,35 @@ fn main() {
 
     endpoint_pps(&mut suite);
     lab::throughput(&mut suite);
+    teredo_qualify(&mut suite);
     suite.finish();
+}
+
+/// `teredo.qualify_ms_p50` against miredo-server (see the module docs).
+fn teredo_qualify(suite: &mut Suite) {
+    if !miredo::prerequisites() {
+        return;
+    }
+    let (mut lab, _) = miredo::lab("bteredo", true);
+    // The first run also waits for miredo-server to be listening.
+    miredo::qualify(&mut lab);
+    let mut took: Vec<f64> = (0..suite.scale(10, 2))
+        .map(|_| {
+            let line = miredo::qualify(&mut lab);
+            let us: f64 = line
+                .split(' ')
+                .find_map(|p| p.strip_prefix("took_us="))
+                .and_then(|t| t.parse().ok())
+                .unwrap_or_else(|| panic!("no qualification time in {line:?}"));
+            us / 1e3
+        })
+        .collect();
+    suite.record(
+        "teredo.qualify_ms_p50",
+        percentile(&mut took, 50.0),
+        "ms",
+        Better::Lower,
+    );
 }
 
 fn ipv6_packet(len: usize, src: Ipv6Addr, dst: Ipv6Addr) -> Vec<u8> {

@@ -2,8 +2,8 @@
 //! Teredo server over a real UDP socket, using the sans-IO [`TeredoQualifier`].
 //!
 //! Usage: `p2p-tunnel-teredo-qualify SERVER_IPV4 [SEED]`. Prints `qualified ADDR server=S
-//! mapped=A:P local=PORT` and
-//! exits 0, or prints the reason and exits 1.
+//! mapped=A:P local=PORT took_us=T` (T: microseconds from the first Router Solicitation to
+//! qualification) and exits 0, or prints the reason and exits 1.
 
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -13,7 +13,8 @@ use p2p_foundation_tunnel::{QualifyOutput, TeredoQualifier};
 fn run(server: Ipv4Addr, seed: u64) -> Result<String, String> {
     let sock = UdpSocket::bind("0.0.0.0:0").map_err(|e| format!("bind: {e}"))?;
     let mut q = TeredoQualifier::new(server, seed);
-    q.start(Instant::now());
+    let started = Instant::now();
+    q.start(started);
     let mut deadline = Instant::now();
     let mut buf = [0u8; 2048];
     // Bounded: at most 2 phases x 3 attempts, each waiting up to 4 s, plus ignored datagrams.
@@ -27,12 +28,13 @@ fn run(server: Ipv4Addr, seed: u64) -> Result<String, String> {
                 QualifyOutput::Timeout(at) => deadline = at,
                 QualifyOutput::Qualified(t) => {
                     return Ok(format!(
-                        "qualified {} server={} mapped={}:{} local={}",
+                        "qualified {} server={} mapped={}:{} local={} took_us={}",
                         t.to_ipv6(),
                         t.server,
                         t.mapped_addr,
                         t.mapped_port,
-                        sock.local_addr().map_or(0, |a| a.port())
+                        sock.local_addr().map_or(0, |a| a.port()),
+                        started.elapsed().as_micros()
                     ));
                 }
                 QualifyOutput::Failed(why) => return Err(why.to_string()),

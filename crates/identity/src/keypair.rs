@@ -117,9 +117,12 @@ impl Keypair {
         if words.next().is_some() {
             return Err(malformed(path, "unexpected text after the secret"));
         }
-        let bytes = Zeroizing::new(
-            base32::decode(encoded).ok_or_else(|| malformed(path, "secret is not base32"))?,
-        );
+        // Decoded into a buffer that is wiped whether or not decoding succeeds (a corrupt
+        // file's partial decoding is still most of a secret).
+        let mut bytes = Zeroizing::new(Vec::with_capacity(base32::decoded_len(encoded)));
+        if !base32::decode_into(encoded, &mut bytes) {
+            return Err(malformed(path, "secret is not base32"));
+        }
         let secret: Zeroizing<[u8; 32]> = Zeroizing::new(
             bytes
                 .as_slice()

@@ -297,6 +297,37 @@ fn data_keeps_allocations_alive_and_idle_ones_expire() {
     assert_eq!(w.r.allocations(), 0);
 }
 
+/// Issue 18: the handshake repeated from the same address (no DATA at all) refreshes an
+/// allocation too, and keeps its place: a refreshed pair still forwards long after the
+/// first allocation's lifetime.
+#[test]
+fn a_repeated_allocate_refreshes_the_allocation() {
+    let mut w = World::new(RelayLimits::default());
+    w.pair();
+    let (ida, idb) = w.ids();
+    let (ka, kb) = (w.ka.clone(), w.kb.clone());
+    let start = w.now;
+    for i in 1..=3u32 {
+        w.now = start + Duration::from_secs(100) * i;
+        assert_eq!(
+            w.handshake(w.a, &ka, &idb).len(),
+            2,
+            "round {i}: A refreshed, paired"
+        );
+        assert_eq!(
+            w.handshake(w.b, &kb, &ida).len(),
+            2,
+            "round {i}: B refreshed, paired"
+        );
+    }
+    assert_eq!(w.r.allocations(), 2);
+    let t = w.now + ALLOCATION_LIFETIME - Duration::from_secs(1);
+    assert_eq!(
+        w.data_at(t, w.a, b"ping"),
+        vec![(w.b, encode_data(b"ping"))]
+    );
+}
+
 #[test]
 fn quotas_per_peer_and_per_source_ip() {
     let limits = RelayLimits {

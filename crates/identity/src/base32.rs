@@ -27,10 +27,22 @@ pub(crate) fn encode(data: &[u8]) -> String {
 /// alphabet, on an impossible length, or when the unused trailing bits are not zero
 /// (so every byte string has exactly one accepted text form, up to case).
 pub(crate) fn decode(text: &str) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(decoded_len(text));
+    decode_into(text, &mut out).then_some(out)
+}
+
+/// The most bytes [`decode`] can produce from `text`.
+pub(crate) fn decoded_len(text: &str) -> usize {
+    text.len() * 5 / 8
+}
+
+/// [`decode`] into `out` (which should have room for [`decoded_len`] more bytes, so it is
+/// never reallocated): whether `text` decoded. On failure `out` may hold part of the
+/// decoding, so a caller decoding a secret passes a buffer it wipes either way.
+pub(crate) fn decode_into(text: &str, out: &mut Vec<u8>) -> bool {
     if matches!(text.len() % 8, 1 | 3 | 6) {
-        return None;
+        return false;
     }
-    let mut out = Vec::with_capacity(text.len() * 5 / 8);
     let mut buffer: u32 = 0;
     let mut bits: u32 = 0;
     for c in text.bytes() {
@@ -38,7 +50,7 @@ pub(crate) fn decode(text: &str) -> Option<Vec<u8>> {
             b'a'..=b'z' => c - b'a',
             b'A'..=b'Z' => c - b'A',
             b'2'..=b'7' => c - b'2' + 26,
-            _ => return None,
+            _ => return false,
         };
         buffer = (buffer << 5) | u32::from(value);
         bits += 5;
@@ -48,7 +60,7 @@ pub(crate) fn decode(text: &str) -> Option<Vec<u8>> {
         }
         buffer &= (1 << bits) - 1;
     }
-    (buffer == 0).then_some(out)
+    buffer == 0
 }
 
 #[cfg(test)]
@@ -89,6 +101,18 @@ mod tests {
         #[test]
         fn decode_never_panics(text in "\\PC{0,80}") {
             let _ = decode(&text);
+        }
+
+        /// The key file's secret is decoded into a buffer sized by `decoded_len` and wiped
+        /// afterwards: decoding must never move it (a reallocation would leave an unwiped
+        /// copy behind), whether or not the text decodes.
+        #[test]
+        fn decode_into_stays_in_its_buffer(text in "[a-z2-7A-Z01!]{0,80}") {
+            let mut out = Vec::with_capacity(decoded_len(&text));
+            let (at, capacity) = (out.as_ptr(), out.capacity());
+            let ok = decode_into(&text, &mut out);
+            prop_assert_eq!((out.as_ptr(), out.capacity()), (at, capacity));
+            prop_assert_eq!(ok, decode(&text).is_some());
         }
     }
 }

@@ -117,9 +117,12 @@ impl Keypair {
         if words.next().is_some() {
             return Err(malformed(path, "unexpected text after the secret"));
         }
-        let bytes = Zeroizing::new(
-            base32::decode(encoded).ok_or_else(|| malformed(path, "secret is not base32"))?,
-        );
+        // Decoded into a buffer that is wiped whether or not decoding succeeds (a corrupt
+        // file's partial decoding is still most of a secret).
+        let mut bytes = Zeroizing::new(Vec::with_capacity(base32::decoded_len(encoded)));
+        if !base32::decode_into(encoded, &mut bytes) {
+            return Err(malformed(path, "secret is not base32"));
+        }
         let secret: Zeroizing<[u8; 32]> = Zeroizing::new(
             bytes
                 .as_slice()
@@ -189,6 +192,16 @@ impl Keypair {
 /// and mode 0600 from the start. A handful of attempts covers a collision with a file
 /// someone planted; more than that means something is wrong with the directory.
 fn create_temp_beside(path: &Path) -> std::io::Result<(PathBuf, std::fs::File)> {
+    create_temp_with(path, |nonce| {
+        getrandom::fill(nonce).map_err(std::io::Error::other)
+    })
+}
+
+/// [`create_temp_beside`] with the name's random part drawn from `fill_nonce`.
+fn create_temp_with(
+    path: &Path,
+    mut fill_nonce: impl FnMut(&mut [u8; 8]) -> std::io::Result<()>,
+) -> std::io::Result<(PathBuf, std::fs::File)> {
     const ATTEMPTS: usize = 8;
     let name = path.file_name().ok_or_else(|| {
         std::io::Error::new(
@@ -199,7 +212,7 @@ fn create_temp_beside(path: &Path) -> std::io::Result<(PathBuf, std::fs::File)> 
     let mut last = None;
     for _ in 0..ATTEMPTS {
         let mut nonce = [0u8; 8];
-        getrandom::fill(&mut nonce).map_err(std::io::Error::other)?;
+        fill_nonce(&mut nonce)?;
         let mut tmp_name = std::ffi::OsString::from(".");
         tmp_name.push(name);
         tmp_name.push(format!(".{}.tmp", base32::encode(&nonce)));
@@ -297,15 +310,23 @@ mod tests {
         assert_eq!(loaded.secret_bytes(), keypair.secret_bytes());
     }
 
+    /// A temporary directory, the key path `node.key` in it, and a file `victim` holding
+    /// `precious` that a planted symlink may point at.
+    #[cfg(unix)]
+    fn dir_with_victim() -> (tempfile::TempDir, PathBuf, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("node.key");
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, "precious").unwrap();
+        (dir, path, victim)
+    }
+
     /// Someone who can write to the key's directory plants a symlink where the temporary
     /// file would go: saving must neither follow it nor truncate what it points at.
     #[cfg(unix)]
     #[test]
     fn save_never_follows_a_planted_symlink() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("node.key");
-        let victim = dir.path().join("victim");
-        std::fs::write(&victim, "precious").unwrap();
+        let (dir, path, victim) = dir_with_victim();
         for name in ["node.key.tmp", ".node.key.tmp"] {
             std::os::unix::fs::symlink(&victim, dir.path().join(name)).unwrap();
         }
@@ -325,6 +346,52 @@ mod tests {
             names,
             [".node.key.tmp", "node.key", "node.key.tmp", "victim"]
         );
+    }
+
+    /// Issue 18: the temporary file is opened with `create_new` (`O_CREAT | O_EXCL`), which
+    /// never opens an existing name and never follows a symlink, dangling or not. Someone
+    /// who guessed the name and planted symlinks there gets neither the file they point at
+    /// truncated nor a file created where a dangling one points; the next name is used.
+    #[cfg(unix)]
+    #[test]
+    fn the_temporary_file_is_created_exclusively_never_through_a_planted_name() {
+        let (dir, path, victim) = dir_with_victim();
+        let elsewhere = dir.path().join("created-elsewhere");
+        let name = |n: u8| {
+            dir.path()
+                .join(format!(".node.key.{}.tmp", base32::encode(&[n; 8])))
+        };
+        std::os::unix::fs::symlink(&victim, name(0)).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, name(1)).unwrap();
+        let mut next = 0u8;
+        let (tmp, mut file) = create_temp_with(&path, |nonce| {
+            *nonce = [next; 8];
+            next += 1;
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(tmp, name(2), "the planted names are skipped");
+        file.write_all(b"secret").unwrap();
+        drop(file);
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+        assert!(!elsewhere.exists(), "a dangling symlink was followed");
+        for planted in [name(0), name(1)] {
+            assert!(std::fs::symlink_metadata(&planted).unwrap().is_symlink());
+        }
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let meta = std::fs::symlink_metadata(&tmp).unwrap();
+            assert!(meta.is_file());
+            assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+        }
+        // Every name taken: an error, not a file opened through one of them.
+        let err = create_temp_with(&path, |nonce| {
+            *nonce = [0; 8];
+            Ok(())
+        })
+        .unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::AlreadyExists);
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
     }
 
     #[cfg(unix)]

@@ -298,7 +298,18 @@ impl<T> fmt::Debug for Signed<T> {
 ///
 /// It has no `Deserialize` (bytes from elsewhere decode as [`Signed`] and must be verified
 /// again); it serializes as the envelope's bytes, and [`Verified::into_envelope`] turns it
-/// back into a [`Signed`] for sending.
+/// back into a [`Signed`] for sending. So nothing read from the wire can be taken as
+/// checked:
+///
+/// ```compile_fail
+/// # use p2p_foundation_identity::{SignedPayload, Verified};
+/// # #[derive(serde::Serialize, serde::Deserialize)]
+/// # struct Note(String);
+/// # impl SignedPayload for Note { const DOMAIN: &'static str = "example/note"; }
+/// fn trust_the_wire(json: &str) -> serde_json::Result<Verified<Note>> {
+///     serde_json::from_str(json)
+/// }
+/// ```
 #[derive(Clone)]
 pub struct Verified<T> {
     envelope: Signed<T>,

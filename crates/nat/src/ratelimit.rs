@@ -3,9 +3,27 @@
 
 use std::collections::HashMap;
 use std::hash::Hash;
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::time::Instant;
 
-/// Token buckets keyed by `K` (a source IP, a peer id): `per_sec` tokens a second up to
+/// Bits of an IPv6 address that name one source for rate limits and quotas.
+const IPV6_SOURCE_PREFIX: u32 = 64;
+
+/// The key rate limits and quotas count `addr` under: its IPv4 address (a v4-mapped one
+/// counts as the IPv4 address it maps), or its IPv6 /64. One host or site is routinely
+/// handed a whole /64, so counting IPv6 addresses one by one would give a single sender
+/// 2^64 budgets.
+pub(crate) fn source(addr: SocketAddr) -> IpAddr {
+    match crate::canonical_addr(addr).ip() {
+        IpAddr::V6(v6) => {
+            let mask = u128::MAX << (128 - IPV6_SOURCE_PREFIX);
+            IpAddr::V6(Ipv6Addr::from(u128::from(v6) & mask))
+        }
+        v4 => v4,
+    }
+}
+
+/// Token buckets keyed by `K` (a [`source`], a peer id): `per_sec` tokens a second up to
 /// `burst`. At most `max_keys` buckets are held; when the table is full, buckets that have
 /// refilled completely (indistinguishable from a fresh one) are forgotten, and if none has,
 /// a new key is refused until one does. Memory is bounded by `max_keys`.
@@ -61,7 +79,7 @@ impl<K: Eq + Hash + Copy> KeyedBuckets<K> {
     }
 }
 
-/// How many entries each key (a source IP, a peer id) holds, for quotas; a key whose count
+/// How many entries each key (a [`source`], a peer id) holds, for quotas; a key whose count
 /// falls to zero is forgotten, so the map never outgrows the table it counts.
 #[derive(Debug)]
 pub(crate) struct Counts<K>(HashMap<K, usize>);
@@ -95,6 +113,19 @@ impl<K: Eq + Hash + Copy> Counts<K> {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn sources_are_ipv4_addresses_and_ipv6_64s() {
+        let at = |s: &str| source(s.parse().expect("addr"));
+        assert_eq!(at("198.51.100.7:1"), at("198.51.100.7:2"));
+        assert_eq!(at("[::ffff:198.51.100.7]:3"), at("198.51.100.7:1"));
+        assert_ne!(at("198.51.100.7:1"), at("198.51.100.8:1"));
+        assert_eq!(
+            at("[2001:db8:0:1::1]:1"),
+            at("[2001:db8:0:1:ffff:ffff:ffff:ffff]:2")
+        );
+        assert_ne!(at("[2001:db8:0:1::1]:1"), at("[2001:db8:0:2::1]:1"));
+    }
 
     #[test]
     fn burst_then_rate_per_key() {

@@ -14,8 +14,8 @@
 //! B's allocation naming A, so a third party knowing the session id pairs with nobody.
 //! Allocations are refreshed by every ALLOCATE and by DATA from their address, and expire
 //! [`ALLOCATION_LIFETIME`] after the last. Bounded: at most [`MAX_ALLOCATIONS`], a quota
-//! per peer id and per source IP ([`RelayLimits`]), handshake messages rate-limited per
-//! source IP before any signature is checked, and per-allocation packet and byte rates.
+//! per peer id and per source (an IPv4 address or an IPv6 /64, [`RelayLimits`]), handshake
+//! messages rate-limited per source before any signature is checked, and per-allocation packet and byte rates.
 //! Sans-IO: time and the secret are parameters. Layout: `docs/protocols/nat.md`.
 
 use std::collections::HashMap;
@@ -68,10 +68,12 @@ pub struct RelayLimits {
     pub bytes_per_sec: u32,
     /// Most allocations one peer id holds (over all sessions and partners).
     pub max_per_peer: usize,
-    /// Most allocations held for one source IP address.
+    /// Most allocations held for one source: an IPv4 address, or an IPv6 /64 (one host
+    /// may hold a whole /64).
     pub max_per_ip: usize,
-    /// REQUEST and ALLOCATE datagrams handled per second per source IP (bursts of twice as
-    /// many); the rest are dropped before any cookie or signature is computed.
+    /// REQUEST and ALLOCATE datagrams handled per second per source (as for `max_per_ip`;
+    /// bursts of twice as many); the rest are dropped before any cookie or signature is
+    /// computed.
     pub handshakes_per_sec_per_ip: u32,
 }
 
@@ -311,7 +313,7 @@ type AllocKey = ([u8; 16], PeerId, PeerId);
 struct Allocation {
     /// The source as the socket reported it: where DATA for this peer is sent.
     addr: SocketAddr,
-    /// The canonical source IP, the quota key.
+    /// The quota key ([`ratelimit::source`](crate::ratelimit::source) of `addr`).
     ip: IpAddr,
     expires: Instant,
     window_start: Instant,
@@ -445,7 +447,7 @@ impl RelayServer {
         }
         match bytes[5] {
             KIND_REQUEST | KIND_ALLOCATE => {
-                if !self.handshakes.allow(crate::canonical_addr(from).ip(), now) {
+                if !self.handshakes.allow(crate::ratelimit::source(from), now) {
                     return self.refuse(from, "source over its handshake rate");
                 }
                 if framed(bytes, KIND_REQUEST) {
@@ -542,7 +544,7 @@ impl RelayServer {
         }
         let session = p.session;
         let key = (session, peer, partner);
-        let ip = crate::canonical_addr(from).ip();
+        let ip = crate::ratelimit::source(from);
         self.expire(now);
         // The address now belongs to this allocation: whatever it held before is dropped.
         if let Some(previous) = self.by_addr.get(&from).copied() {
@@ -561,7 +563,7 @@ impl RelayServer {
         let allocation = match self.allocations.get(&key).copied() {
             Some(existing) => {
                 if existing.ip != ip && self.per_ip.get(ip) >= self.limits.max_per_ip {
-                    return self.refuse(from, "source IP over its quota");
+                    return self.refuse(from, "source over its quota");
                 }
                 if existing.addr != from {
                     // The peer moved (proven by the handshake from its new address).
@@ -585,7 +587,7 @@ impl RelayServer {
                     return self.refuse(from, "peer over its quota");
                 }
                 if self.per_ip.get(ip) >= self.limits.max_per_ip {
-                    return self.refuse(from, "source IP over its quota");
+                    return self.refuse(from, "source over its quota");
                 }
                 self.per_peer.add(peer);
                 self.per_ip.add(ip);

@@ -35,10 +35,11 @@ const ENVELOPE_LEN: usize = 8 + 1 + RegisterPayload::DOMAIN.len() + 8 + 8 + 32 +
 pub const REGISTER_LEN: usize = 6 + ENVELOPE_LEN;
 /// Most registrations the server holds at once; registrations beyond it are dropped.
 pub const MAX_REGISTRATIONS: usize = 8192;
-/// Most registrations held for one source IP address.
+/// Most registrations held for one source: an IPv4 address, or an IPv6 /64 (one host may
+/// hold a whole /64).
 pub const MAX_REGISTRATIONS_PER_IP: usize = 64;
-/// REGISTER datagrams verified per second per source IP (bursts of twice as many); the rest
-/// are dropped before their signature is checked.
+/// REGISTER datagrams verified per second per source (as for [`MAX_REGISTRATIONS_PER_IP`];
+/// bursts of twice as many); the rest are dropped before their signature is checked.
 pub const REGISTERS_PER_SEC_PER_IP: u32 = 20;
 /// How long a registration is kept after its last refresh.
 pub const REGISTRATION_TTL: Duration = Duration::from_secs(60);
@@ -258,7 +259,7 @@ impl RendezvousServer {
         self.registrations.retain(|_, r| {
             let live = now.duration_since(r.at) < REGISTRATION_TTL;
             if !live {
-                per_ip.release(r.canonical.ip());
+                per_ip.release(crate::ratelimit::source(r.canonical));
             }
             live
         });
@@ -285,7 +286,8 @@ impl RendezvousServer {
             return self.refuse(from, "wrong length");
         }
         let canonical = crate::canonical_addr(from);
-        if !self.verify_budget.allow(canonical.ip(), now) {
+        let source = crate::ratelimit::source(from);
+        if !self.verify_budget.allow(source, now) {
             return self.refuse(from, "source over its rate");
         }
         let verified = match Signed::<RegisterPayload>::decode_with_limit(&bytes[6..], ENVELOPE_LEN)
@@ -309,12 +311,13 @@ impl RendezvousServer {
                 return self.refuse(from, "stale or replayed");
             }
             Some(old) => {
-                if old.canonical.ip() != canonical.ip() {
-                    if self.per_ip.get(canonical.ip()) >= MAX_REGISTRATIONS_PER_IP {
-                        return self.refuse(from, "source IP over its quota");
+                let old_source = crate::ratelimit::source(old.canonical);
+                if old_source != source {
+                    if self.per_ip.get(source) >= MAX_REGISTRATIONS_PER_IP {
+                        return self.refuse(from, "source over its quota");
                     }
-                    self.per_ip.release(old.canonical.ip());
-                    self.per_ip.add(canonical.ip());
+                    self.per_ip.release(old_source);
+                    self.per_ip.add(source);
                 }
                 *old = Registration {
                     remote,
@@ -328,10 +331,10 @@ impl RendezvousServer {
                 if self.registrations.len() >= MAX_REGISTRATIONS {
                     return self.refuse(from, "table full");
                 }
-                if self.per_ip.get(canonical.ip()) >= MAX_REGISTRATIONS_PER_IP {
-                    return self.refuse(from, "source IP over its quota");
+                if self.per_ip.get(source) >= MAX_REGISTRATIONS_PER_IP {
+                    return self.refuse(from, "source over its quota");
                 }
-                self.per_ip.add(canonical.ip());
+                self.per_ip.add(source);
                 self.registrations.insert(
                     key,
                     Registration {
@@ -512,6 +515,45 @@ mod tests {
             srv.handle(t, wall, other, &burst);
         }
         assert_eq!(srv.stats().registered, MAX_REGISTRATIONS_PER_IP as u64 + 40);
+    }
+
+    /// Issue 18: every address of one IPv6 /64 is one source for the registration quota
+    /// and the verification budget; the next /64 is another.
+    #[test]
+    fn an_ipv6_64_is_one_source() {
+        let wall = SystemTime::now();
+        let mut t = Instant::now();
+        let mut srv = RendezvousServer::new();
+        let in_64 = |prefix: u16, host: u16| {
+            SocketAddr::new(
+                std::net::IpAddr::from([0x2001, 0xdb8, 0, prefix, 0, 0, 0, host]),
+                4000,
+            )
+        };
+        let remote = Keypair::from_secret_bytes([0xEE; 32]).peer_id();
+        for i in 0..(MAX_REGISTRATIONS_PER_IP as u16 + 10) {
+            let k = Keypair::from_secret_bytes([i as u8; 32]);
+            t += Duration::from_millis(100);
+            let datagram = register(&k, &[i as u8; 16], &remote, 1, wall);
+            srv.handle(t, wall, in_64(1, i), &datagram);
+        }
+        assert_eq!(srv.registrations(), MAX_REGISTRATIONS_PER_IP);
+        let k = Keypair::from_secret_bytes([0xAB; 32]);
+        let datagram = register(&k, &[0xAB; 16], &remote, 1, wall);
+        srv.handle(t, wall, in_64(2, 1), &datagram);
+        assert_eq!(
+            srv.registrations(),
+            MAX_REGISTRATIONS_PER_IP + 1,
+            "the next /64"
+        );
+        // A burst from many addresses of a third /64 is verified 40 times, not 100.
+        let before = srv.stats().registered;
+        for i in 0..100u16 {
+            let k = Keypair::from_secret_bytes([100 + i as u8; 32]);
+            let datagram = register(&k, &[1; 16], &remote, 1, wall);
+            srv.handle(t, wall, in_64(3, i), &datagram);
+        }
+        assert_eq!(srv.stats().registered - before, 40);
     }
 
     proptest::proptest! {

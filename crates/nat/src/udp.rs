@@ -59,9 +59,10 @@ async fn binding_inner(
 /// Per-source limits of a [`StunServer`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct StunLimits {
-    /// Answers per second to one source IP address (token-bucket rate).
+    /// Answers per second to one source: an IPv4 address, or an IPv6 /64 (token-bucket
+    /// rate).
     pub answers_per_sec_per_ip: u32,
-    /// Answers one source IP may get in a burst (bucket size).
+    /// Answers one source may get in a burst (bucket size).
     pub burst_per_ip: u32,
     /// Most source addresses tracked at once; beyond, new sources wait until a tracked one
     /// goes idle (bounded memory under a spoofed-source flood).
@@ -69,7 +70,7 @@ pub struct StunLimits {
 }
 
 impl Default for StunLimits {
-    /// 20 answers a second per IP with bursts of 40, 4,096 sources tracked.
+    /// 20 answers a second per source with bursts of 40, 4,096 sources tracked.
     fn default() -> Self {
         Self {
             answers_per_sec_per_ip: 20,
@@ -81,9 +82,10 @@ impl Default for StunLimits {
 
 /// A STUN Binding server on one UDP socket, answering until dropped.
 ///
-/// Answers are rate-limited per source IP ([`StunLimits`]) and never larger than the
-/// request beyond the smallest possible answer ([`answer_binding_request`]), so the server
-/// is a poor reflector for traffic aimed at a spoofed source.
+/// Answers are rate-limited per source (an IPv4 address or an IPv6 /64, [`StunLimits`]) and
+/// never larger than the request beyond the smallest possible answer
+/// ([`answer_binding_request`]), so the server is a poor reflector for traffic aimed at a
+/// spoofed source.
 #[derive(Debug)]
 pub struct StunServer {
     local: SocketAddr,
@@ -147,8 +149,7 @@ impl StunServer {
                     let Some(reply) = answer_binding_request(from, &buf[..n]) else {
                         continue;
                     };
-                    let ip = crate::canonical_addr(from).ip();
-                    if !buckets.allow(ip, Instant::now()) {
+                    if !buckets.allow(crate::ratelimit::source(from), Instant::now()) {
                         refusals.fetch_add(1, Ordering::Relaxed);
                         tracing::trace!(%from, "STUN answer rate-limited");
                         continue;
@@ -183,7 +184,7 @@ impl StunServer {
         self.answered.load(Ordering::Relaxed)
     }
 
-    /// Binding requests left unanswered because their source IP was over its rate.
+    /// Binding requests left unanswered because their source was over its rate.
     pub fn rate_limited(&self) -> u64 {
         self.limited.load(Ordering::Relaxed)
     }

@@ -228,3 +228,88 @@ async fn extra_sockets_take_claimed_datagrams_and_carry_a_routed_peers_quic() {
     })
     .await;
 }
+
+/// One punch probe as the NAT crate sends it.
+fn punch_probe() -> Vec<u8> {
+    use p2p_foundation_identity::Keypair;
+    use p2p_foundation_nat::punch::{Punch, PunchConfig, PunchPoll, PunchSession};
+    let session = PunchSession {
+        keypair: Keypair::from_secret_bytes([1; 32]),
+        remote: Keypair::from_secret_bytes([2; 32]).peer_id(),
+        nonce: [3; 16],
+    };
+    let (local, peer) = (
+        "127.0.0.1:1".parse().unwrap(),
+        "127.0.0.1:2".parse().unwrap(),
+    );
+    let now = std::time::Instant::now();
+    let mut punch = Punch::new(
+        session,
+        local,
+        &[peer],
+        PunchConfig::default(),
+        [4; 32],
+        now,
+    );
+    match punch.poll(now) {
+        PunchPoll::Transmit { bytes, .. } => bytes,
+        other => panic!("expected a probe, got {other:?}"),
+    }
+}
+
+/// Issue 18: the NAT crate's datagrams on the QUIC port. A STUN Binding request starts
+/// with 0x00 (to QUIC: fixed bit clear) and a punch probe with `P` = 0x50 (to QUIC: a short
+/// header for an unknown connection id), so the QUIC filter alone counts both as junk and
+/// drops them. With the side channel claiming them by the NAT crate's own matchers, both
+/// arrive there and none is counted as junk, while QUIC works on the same socket.
+#[tokio::test]
+async fn the_nat_crates_stun_and_punch_datagrams_reach_the_side_channel_not_the_junk_filter() {
+    use p2p_foundation_nat::punch::looks_like_punch;
+    use p2p_foundation_nat::stun::{Message, looks_like_stun};
+    guard(async {
+        let stun = Message::binding_request().unwrap().encode().unwrap();
+        let probe = punch_probe();
+        assert_eq!((stun[0] & 0x40, probe[0]), (0, 0x50));
+
+        let nat = endpoint_with(Listen::loopback_v4(), |c| {
+            c.side_channel = Some(SideChannelConfig::new(|d: &[u8]| {
+                looks_like_stun(d) || looks_like_punch(d)
+            }));
+        })
+        .await;
+        let plain = endpoint(Listen::loopback_v4()).await;
+        let outsider = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        for to in [nat.local_addr().unwrap(), plain.local_addr().unwrap()] {
+            outsider.send_to(&stun, to).await.unwrap();
+            outsider.send_to(&probe, to).await.unwrap();
+        }
+
+        // Without a side channel: the junk the filter counts.
+        let m = common::wait_metrics(&plain, |m| m.junk_total() >= 2).await;
+        assert_eq!(
+            (m.junk_fixed_bit_clear, m.junk_unknown_connection_id),
+            (1, 1),
+            "{m:?}"
+        );
+
+        // With it: both claimed, in order, from the outsider, and no junk.
+        let side = nat.side_channel().expect("configured");
+        for sent in [&stun, &probe] {
+            let got = side.recv().await.expect("a claimed datagram");
+            assert_eq!(
+                (&got.data[..], got.from, got.via),
+                (&sent[..], outsider.local_addr().unwrap(), None)
+            );
+        }
+        assert_eq!(nat.metrics().junk_total(), 0, "{:?}", nat.metrics());
+
+        spawn_echo(nat.clone());
+        let conn = plain
+            .connect_quic(nat.peer_id(), nat.local_addr().unwrap())
+            .await
+            .unwrap();
+        assert_eq!(echo(&conn, "/echo/1", b"still QUIC").await, b"still QUIC");
+        assert_eq!(side.stats().received, 2);
+    })
+    .await;
+}

@@ -297,6 +297,37 @@ fn data_keeps_allocations_alive_and_idle_ones_expire() {
     assert_eq!(w.r.allocations(), 0);
 }
 
+/// Issue 18: the handshake repeated from the same address (no DATA at all) refreshes an
+/// allocation too, and keeps its place: a refreshed pair still forwards long after the
+/// first allocation's lifetime.
+#[test]
+fn a_repeated_allocate_refreshes_the_allocation() {
+    let mut w = World::new(RelayLimits::default());
+    w.pair();
+    let (ida, idb) = w.ids();
+    let (ka, kb) = (w.ka.clone(), w.kb.clone());
+    let start = w.now;
+    for i in 1..=3u32 {
+        w.now = start + Duration::from_secs(100) * i;
+        assert_eq!(
+            w.handshake(w.a, &ka, &idb).len(),
+            2,
+            "round {i}: A refreshed, paired"
+        );
+        assert_eq!(
+            w.handshake(w.b, &kb, &ida).len(),
+            2,
+            "round {i}: B refreshed, paired"
+        );
+    }
+    assert_eq!(w.r.allocations(), 2);
+    let t = w.now + ALLOCATION_LIFETIME - Duration::from_secs(1);
+    assert_eq!(
+        w.data_at(t, w.a, b"ping"),
+        vec![(w.b, encode_data(b"ping"))]
+    );
+}
+
 #[test]
 fn quotas_per_peer_and_per_source_ip() {
     let limits = RelayLimits {
@@ -341,6 +372,67 @@ fn handshakes_are_rate_limited_per_source_ip() {
         .filter(|_| !r.handle(now, wall, from, &req).is_empty())
         .count();
     assert_eq!(challenges, 40);
+}
+
+/// Issue 18: an IPv6 sender holds a whole /64, so its addresses are one source: the
+/// handshake rate and the allocation quota are shared by the /64 (a v4-mapped address is
+/// the IPv4 one), while the next /64 has its own.
+#[test]
+fn an_ipv6_64_is_one_source_for_rates_and_quotas() {
+    let (now, wall) = (Instant::now(), SystemTime::now());
+    let in_64 = |prefix: u16, host: u16| {
+        SocketAddr::new(
+            IpAddr::from([0x2001, 0xdb8, 0, prefix, 0, 0, 0, host]),
+            4000,
+        )
+    };
+    let mut r = relay();
+    let req = encode_request(&[1; 16], &key(1).peer_id(), &key(2).peer_id());
+    let challenges = (0..100)
+        .filter(|&i| !r.handle(now, wall, in_64(1, i), &req).is_empty())
+        .count();
+    assert_eq!(challenges, 40, "one /64, one handshake budget");
+    assert_eq!(
+        r.handle(now, wall, in_64(2, 0), &req).len(),
+        1,
+        "the next /64"
+    );
+
+    let limits = RelayLimits {
+        max_per_ip: 3,
+        handshakes_per_sec_per_ip: 1000,
+        ..RelayLimits::default()
+    };
+    let mut r = RelayServer::new(limits, SECRET);
+    for i in 0..6u16 {
+        let k = key(10 + i as u8);
+        handshake(
+            &mut r,
+            now,
+            wall,
+            in_64(1, i),
+            &k,
+            &[i as u8; 16],
+            &key(2).peer_id(),
+        );
+    }
+    assert_eq!(r.allocations(), 3, "one /64, one quota");
+    let (mapped, plain) = (
+        |port| SocketAddr::new("::ffff:198.51.100.1".parse().expect("ip"), port),
+        |port| SocketAddr::new(IpAddr::from([198, 51, 100, 1]), port),
+    );
+    for (i, from) in [mapped(1), plain(2), mapped(3), plain(4)]
+        .into_iter()
+        .enumerate()
+    {
+        let k = key(20 + i as u8);
+        handshake(&mut r, now, wall, from, &k, &[9; 16], &key(2).peer_id());
+    }
+    assert_eq!(
+        r.allocations(),
+        3 + 3,
+        "v4-mapped and plain IPv4 share one quota"
+    );
 }
 
 #[test]

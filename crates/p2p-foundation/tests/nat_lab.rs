@@ -1017,8 +1017,14 @@ async fn every_pair_of_nat_kinds_connects() {
                     info = b.node.connection_info(&a_id).expect("still connected");
                 }
                 let took = start.elapsed();
+                // The accepting side registers the connection once its end of the handshake
+                // is done, which may be after B's `connect` returned.
+                let b_id = b.node.peer_id();
                 assert!(
-                    a.node.connection_info(&b.node.peer_id()).is_some(),
+                    lab::wait_for(&a, Duration::from_secs(5), |n| n
+                        .connection_info(&b_id)
+                        .is_some())
+                    .await,
                     "{what}: A does not see B"
                 );
                 if info.path == PathKind::Stream {

@@ -475,6 +475,45 @@ impl Snapshot {
                 ],
             );
         }
+        if let Some(d) = &self.node.dslite {
+            counters(
+                r,
+                "dslite_packets",
+                "IPv4 packets the DS-Lite B4 carried, by direction (in: from the AFTR to the TUN device)",
+                "direction",
+                &[("in", d.packets_in), ("out", d.packets_out)],
+            );
+            counters(
+                r,
+                "dslite_bytes",
+                "IPv4 packet bytes the DS-Lite B4 carried, by direction",
+                "direction",
+                &[("in", d.bytes_in), ("out", d.bytes_out)],
+            );
+            let reasons = p2p_foundation_tunnel::endpoint::DropReason::ALL;
+            let from_network: Vec<(&str, u64)> = reasons
+                .iter()
+                .map(|r| (r.name(), d.dropped_in_for(*r)))
+                .collect();
+            counters(
+                r,
+                "dslite_dropped_from_network",
+                "Packets from the softwire the DS-Lite B4 dropped, by reason",
+                "reason",
+                &from_network,
+            );
+            let from_host: Vec<(&str, u64)> = reasons
+                .iter()
+                .map(|r| (r.name(), d.dropped_out_for(*r)))
+                .collect();
+            counters(
+                r,
+                "dslite_dropped_from_host",
+                "Packets from the host the DS-Lite B4 dropped, by reason",
+                "reason",
+                &from_host,
+            );
+        }
         let rl = &self.relay;
         counters(
             r,

@@ -232,6 +232,9 @@ pub struct NodeStats {
     pub connected_peers: usize,
     /// The IPv6 overlay's packet counters, when it is on ([`crate::NodeBuilder::overlay`]).
     pub overlay: Option<crate::OverlayStats>,
+    /// The DS-Lite B4's packet counters, while the node runs one
+    /// ([`crate::TunnelingConfig::aftr`]).
+    pub dslite: Option<p2p_foundation_tunnel::endpoint::EndpointStats>,
 }
 
 pub(crate) struct Net {
@@ -412,6 +415,7 @@ impl Net {
             network_changes: c.network_changes.load(Ordering::Relaxed),
             connected_peers: lock(&self.conns).len(),
             overlay: self.overlay.get().map(|o| o.stats()),
+            dslite: self.tunneling.get().and_then(|t| t.dslite_stats()),
         }
     }
 

@@ -239,6 +239,17 @@ async fn an_ipv6_only_node_starts_a_dslite_b4_and_reaches_an_ipv4_peer_through_t
             .expect("the peer has the connection")
             .remote;
         assert_eq!(seen.ip().to_canonical(), std::net::IpAddr::V4(AFTR_V4));
+        // The node counts its B4's packets and exports them.
+        let b4 = node.node.stats().dslite.expect("the B4's counters");
+        assert!(b4.packets_out >= 6 && b4.packets_in >= 6, "{b4:?}");
+        assert_eq!(b4.dropped_in_total(), 0, "{b4:?}");
+        let metrics = node.node.metrics().await;
+        assert!(
+            metrics
+                .lines()
+                .any(|l| l.starts_with("p2pf_dslite_packets_total{direction=\"in\"}")),
+            "{metrics}"
+        );
         let stats = softwire.stats();
         assert!(stats.packets_in >= 6 && stats.packets_out >= 6, "{stats:?}");
         assert_eq!(stats.dropped_in_total(), 0, "{stats:?}");

@@ -10,7 +10,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
-use p2p_foundation_tunnel::endpoint::{DsLiteConfig, DsLiteTun};
+use p2p_foundation_tunnel::endpoint::{DsLiteConfig, DsLiteTun, EndpointStats};
 use p2p_foundation_tunnel::is_dslite_reserved;
 use tracing::Instrument;
 
@@ -33,6 +33,15 @@ impl B4 {
             .as_ref()
             .filter(|(_, tun)| tun.strong_count() > 0)
             .map(|(name, _)| name.clone())
+    }
+
+    /// The B4's counters while it runs.
+    pub(super) fn stats(&self) -> Option<EndpointStats> {
+        let running = lock(&self.running);
+        running
+            .as_ref()
+            .and_then(|(_, tun)| tun.upgrade())
+            .map(|t| t.stats())
     }
 
     /// Whether the node runs DS-Lite here: `aftr` is the configured AFTR, `local_v4` the

@@ -68,6 +68,11 @@ impl Tunneling {
         this
     }
 
+    /// The DS-Lite B4's counters while it runs.
+    pub(crate) fn dslite_stats(&self) -> Option<p2p_foundation_tunnel::endpoint::EndpointStats> {
+        self.b4.stats()
+    }
+
     /// The latest choice, once the first evaluation ran.
     pub(crate) fn status(&self) -> Option<TunnelStatus> {
         lock(&self.status).clone()

@@ -212,7 +212,7 @@ pub struct TeredoQualifier {
     out: std::collections::VecDeque<QualifyOutput>,
 }
 
-fn splitmix(state: &mut u64) -> u64 {
+pub(crate) fn splitmix(state: &mut u64) -> u64 {
     *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
     let mut z = *state;
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
@@ -338,14 +338,14 @@ impl TeredoQualifier {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use proptest::prelude::*;
 
     const SERVER: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 5);
 
     /// A server answer: auth(nonce) + origin + RA with a PIO for 2001:0:SERVER::/64.
-    fn answer(nonce: [u8; 8], port: u16, addr: Ipv4Addr, corrupt: bool) -> Vec<u8> {
+    pub(crate) fn answer(nonce: [u8; 8], port: u16, addr: Ipv4Addr, corrupt: bool) -> Vec<u8> {
         let mut v = vec![0, 1, 0, 0];
         v.extend_from_slice(&nonce);
         v.push(0);

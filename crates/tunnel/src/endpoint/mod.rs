@@ -34,12 +34,18 @@
 pub mod dslite;
 pub mod ipv4;
 pub mod sixin4;
+pub mod teredo;
+#[cfg(feature = "tun")]
+mod teredo_tun;
 #[cfg(feature = "tun")]
 mod tun;
 
 pub use dslite::{DSLITE_DEFAULT_MTU, DsLiteConfig, DsLiteCore, DsLiteRole, encode_4in6};
 pub use ipv4::{Ipv4Error, Ipv4Packet};
 pub use sixin4::{SIXIN4_DEFAULT_MTU, SixInFourConfig, SixInFourCore, SixInFourMode};
+pub use teredo::{TEREDO_MTU, TeredoCore, TeredoInbound, TeredoOutbound, TeredoStats};
+#[cfg(feature = "tun")]
+pub use teredo_tun::{TeredoTun, qualify as teredo_qualify};
 #[cfg(feature = "tun")]
 pub use tun::{DsLiteTun, SixInFourTun};
 

@@ -56,22 +56,7 @@ impl Lab {
 impl Drop for Lab {
     fn drop(&mut self) {
         if let Some(mut c) = self.server.take() {
-            // miredo-server forks a worker; SIGKILL on the supervisor would orphan it. Ask the
-            // whole process group to terminate, wait (bounded), and only then force it.
-            let group = format!("-{}", c.id());
-            let _ = Command::new("kill").args(["-TERM", "--", &group]).status();
-            let mut exited = false;
-            for _ in 0..100 {
-                if c.try_wait().ok().flatten().is_some() {
-                    exited = true;
-                    break;
-                }
-                std::thread::sleep(std::time::Duration::from_millis(50));
-            }
-            if !exited {
-                let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
-                let _ = c.wait();
-            }
+            stop_group(&mut c);
         }
         for role in ["srv", "cli", "nat"] {
             let _ = Command::new("ip")
@@ -138,45 +123,7 @@ pub fn lab(tag: &str, behind_nat: bool) -> (Lab, Ipv4Addr) {
             "ip", "link", "add", "name", "vc", "netns", &cli, "type", "veth", "peer", "name",
             "lan", "netns", &nat,
         ]);
-        sh(&[
-            "ip",
-            "-n",
-            &nat,
-            "addr",
-            "add",
-            "203.0.113.1/24",
-            "dev",
-            "wan",
-        ]);
-        sh(&["ip", "-n", &nat, "addr", "add", "10.0.0.1/24", "dev", "lan"]);
-        sh(&["ip", "-n", &nat, "link", "set", "wan", "up"]);
-        sh(&["ip", "-n", &nat, "link", "set", "lan", "up"]);
-        sh(&[
-            "ip",
-            "netns",
-            "exec",
-            &nat,
-            "sysctl",
-            "-qw",
-            "net.ipv4.ip_forward=1",
-        ]);
-        let mut nft = Command::new("ip")
-            .args(["netns", "exec", &nat, "nft", "-f", "-"])
-            .stdin(Stdio::piped())
-            .spawn()
-            .expect("nft runs");
-        use std::io::Write;
-        nft.stdin
-            .take()
-            .expect("stdin")
-            .write_all(
-                b"table ip nat {\n chain post {\n  type nat hook postrouting priority 100;\n  oifname \"wan\" masquerade\n }\n}\n",
-            )
-            .expect("rules written");
-        assert!(
-            nft.wait().expect("nft exits").success(),
-            "nft rules rejected"
-        );
+        nat_namespace(&nat, "203.0.113.1/24", "10.0.0.1/24", MASQUERADE);
         sh(&["ip", "-n", &cli, "addr", "add", "10.0.0.2/24", "dev", "vc"]);
         sh(&["ip", "-n", &cli, "link", "set", "vc", "up"]);
         sh(&[
@@ -272,4 +219,189 @@ pub fn qualify(lab: &mut Lab) -> String {
         );
     }
     line
+}
+
+/// The Teredo data-path lab: miredo-server in a public namespace (`srv`, 203.0.113.5 and .6
+/// on a bridge), and two clients each behind its own NAT namespace (`nat1` 203.0.113.1 in
+/// front of `cli1` 10.0.1.2, `nat2` 203.0.113.2 in front of `cli2` 10.0.2.2). Each NAT is an
+/// nftables masquerade (endpoint-independent mapping: Linux keeps the source port) with a
+/// firewall that drops unsolicited packets from the public side before conntrack confirms
+/// them, as a home router does. Without that drop, a peer's direct bubble arriving before
+/// the local client has sent anything leaves an unreplied conntrack entry on the very tuple
+/// the client's answer needs, and masquerade picks another port for the answer.
+pub struct TwoNatLab {
+    tag: String,
+    children: Vec<Child>,
+}
+
+impl TwoNatLab {
+    /// The name of namespace `role` (`srv`, `nat1`, `cli1`, `nat2`, `cli2`).
+    pub fn ns(&self, role: &str) -> String {
+        format!("{}-{role}", self.tag)
+    }
+
+    /// Starts `cmd` inside namespace `role` in its own process group, killed with the lab;
+    /// its stdout and stderr go to `/tmp/<tag>-<name>.log` unless `stdout` is piped.
+    pub fn spawn(&mut self, role: &str, name: &str, cmd: &[&str], piped: bool) -> &mut Child {
+        let log = std::fs::File::create(self.log(name)).expect("log created");
+        let err = log.try_clone().expect("log handle");
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.ns(role)])
+            .args(cmd)
+            .stderr(err)
+            .process_group(0);
+        if piped {
+            c.stdout(Stdio::piped());
+        } else {
+            c.stdout(log);
+        }
+        self.children.push(c.spawn().expect("command starts"));
+        self.children.last_mut().expect("just pushed")
+    }
+
+    /// Where the output of the process `name` goes.
+    pub fn log(&self, name: &str) -> String {
+        format!("/tmp/{}-{name}.log", self.tag)
+    }
+
+    /// A path for a file of this lab.
+    pub fn file(&self, name: &str) -> String {
+        format!("/tmp/{}-{name}", self.tag)
+    }
+
+    /// Every log, for a failure message.
+    pub fn logs(&self) -> String {
+        let mut s = String::new();
+        for name in ["server", "miredo", "ours"] {
+            let log = std::fs::read_to_string(self.log(name)).unwrap_or_default();
+            s.push_str(&format!("--- {name}:\n{log}\n"));
+        }
+        s
+    }
+}
+
+impl Drop for TwoNatLab {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            stop_group(c);
+        }
+        for role in ["srv", "nat1", "cli1", "nat2", "cli2"] {
+            let _ = Command::new("ip")
+                .args(["netns", "del", &self.ns(role)])
+                .status();
+        }
+        for name in ["server", "miredo", "ours"] {
+            let _ = std::fs::remove_file(self.log(name));
+        }
+        for f in ["srv.conf", "srv.pid", "cli.conf", "cli.pid"] {
+            let _ = std::fs::remove_file(self.file(f));
+        }
+    }
+}
+
+/// The NAT rule: masquerade what leaves by `wan`.
+const MASQUERADE: &str = "table ip nat {\n chain post {\n  type nat hook postrouting priority 100;\n  oifname \"wan\" masquerade\n }\n}\n";
+/// Unsolicited packets from `wan` are dropped before conntrack confirms them.
+const FIREWALL: &str = "table ip filter {\n chain input {\n  type filter hook input priority 0;\n  iifname \"wan\" ct state new drop\n }\n chain forward {\n  type filter hook forward priority 0;\n  iifname \"wan\" ct state new drop\n }\n}\n";
+
+/// Addresses, forwarding and nftables `rules` of a NAT namespace whose `wan` and `lan`
+/// veths exist.
+fn nat_namespace(nat: &str, wan: &str, lan: &str, rules: &str) {
+    sh(&["ip", "-n", nat, "addr", "add", wan, "dev", "wan"]);
+    sh(&["ip", "-n", nat, "addr", "add", lan, "dev", "lan"]);
+    sh(&["ip", "-n", nat, "link", "set", "wan", "up"]);
+    sh(&["ip", "-n", nat, "link", "set", "lan", "up"]);
+    sh(&[
+        "ip",
+        "netns",
+        "exec",
+        nat,
+        "sysctl",
+        "-qw",
+        "net.ipv4.ip_forward=1",
+    ]);
+    nft(nat, rules);
+}
+
+/// Stops a process started in its own group: SIGTERM to the group (miredo forks helpers;
+/// SIGKILL on the parent would orphan them), a bounded wait, then SIGKILL.
+fn stop_group(c: &mut Child) {
+    let group = format!("-{}", c.id());
+    let _ = Command::new("kill").args(["-TERM", "--", &group]).status();
+    for _ in 0..100 {
+        if c.try_wait().ok().flatten().is_some() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
+    let _ = c.wait();
+}
+
+fn nft(ns: &str, rules: &str) {
+    let mut nft = Command::new("ip")
+        .args(["netns", "exec", ns, "nft", "-f", "-"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("nft runs");
+    use std::io::Write;
+    nft.stdin
+        .take()
+        .expect("stdin")
+        .write_all(rules.as_bytes())
+        .expect("rules written");
+    assert!(
+        nft.wait().expect("nft exits").success(),
+        "nft rules rejected"
+    );
+}
+
+/// Builds the two-NAT lab and starts miredo-server in it.
+pub fn two_nat_lab(tag: &str) -> TwoNatLab {
+    let mut lab = TwoNatLab {
+        tag: format!("{tag}-{}", std::process::id()),
+        children: Vec::new(),
+    };
+    for role in ["srv", "nat1", "cli1", "nat2", "cli2"] {
+        sh(&["ip", "netns", "add", &lab.ns(role)]);
+        sh(&["ip", "-n", &lab.ns(role), "link", "set", "lo", "up"]);
+    }
+    let srv = lab.ns("srv");
+    sh(&["ip", "-n", &srv, "link", "add", "br0", "type", "bridge"]);
+    sh(&["ip", "-n", &srv, "link", "set", "br0", "up"]);
+    for a in ["203.0.113.5/24", "203.0.113.6/24"] {
+        sh(&["ip", "-n", &srv, "addr", "add", a, "dev", "br0"]);
+    }
+    for i in 1..=2 {
+        let (nat, cli) = (lab.ns(&format!("nat{i}")), lab.ns(&format!("cli{i}")));
+        let port = format!("p{i}");
+        sh(&[
+            "ip", "link", "add", "name", "wan", "netns", &nat, "type", "veth", "peer", "name",
+            &port, "netns", &srv,
+        ]);
+        sh(&["ip", "-n", &srv, "link", "set", &port, "master", "br0"]);
+        sh(&["ip", "-n", &srv, "link", "set", &port, "up"]);
+        sh(&[
+            "ip", "link", "add", "name", "vc", "netns", &cli, "type", "veth", "peer", "name",
+            "lan", "netns", &nat,
+        ]);
+        let wan = format!("203.0.113.{i}/24");
+        let lan = format!("10.0.{i}.1/24");
+        nat_namespace(&nat, &wan, &lan, &format!("{MASQUERADE}{FIREWALL}"));
+        let host = format!("10.0.{i}.2/24");
+        let gw = format!("10.0.{i}.1");
+        sh(&["ip", "-n", &cli, "addr", "add", &host, "dev", "vc"]);
+        sh(&["ip", "-n", &cli, "link", "set", "vc", "up"]);
+        sh(&["ip", "-n", &cli, "route", "add", "default", "via", &gw]);
+    }
+    let conf = lab.file("srv.conf");
+    std::fs::write(&conf, "ServerBindAddress 203.0.113.5\n").expect("config written");
+    let pid = lab.file("srv.pid");
+    lab.spawn(
+        "srv",
+        "server",
+        &["miredo-server", "-f", "-c", &conf, "-p", &pid],
+        false,
+    );
+    lab
 }

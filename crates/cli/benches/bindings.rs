@@ -140,6 +140,7 @@ fn build_release(repo: &Path, js_dir: &Path, python: &Path) {
             let mut c = Command::new("npm");
             c.args(["run", "--silent", "build:release"])
                 .current_dir(js_dir);
+            p2p_foundation_benchkit::with_js_node(&mut c, repo);
             c
         }),
         ("python", python.is_file(), {
@@ -210,6 +211,7 @@ fn main() {
                 || {
                     let mut c = Command::new("node");
                     c.args(["-e", JS_CALLER]).current_dir(&js_dir);
+                    p2p_foundation_benchkit::with_js_node(&mut c, &repo);
                     c
                 },
             ),

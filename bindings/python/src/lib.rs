@@ -10,6 +10,7 @@
 //! networking: each method is one call of [`p2p_foundation::P2PNode`].
 #![forbid(unsafe_code)]
 
+use std::borrow::Cow;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -222,7 +223,7 @@ impl Node {
         let node = self.node()?;
         future_into_py(py, async move {
             let value = node.dht_get(&key).await.map_err(err)?;
-            Python::attach(|py| Ok(value.map(|v| PyBytes::new(py, &v).unbind().into_any())))
+            Ok(value.map(Cow::<'static, [u8]>::Owned))
         })
     }
 
@@ -359,7 +360,7 @@ impl Node {
         let node = self.node()?;
         let args = args.map(to_json).transpose()?.unwrap_or(Value::Null);
         future_into_py(py, async move {
-            call_result(node.call_tool(&name, args).await.map_err(err)?)
+            Ok(Answer(node.call_tool(&name, args).await.map_err(err)?))
         })
     }
 
@@ -376,7 +377,9 @@ impl Node {
         let peer = peer_id(peer)?;
         let args = args.map(to_json).transpose()?.unwrap_or(Value::Null);
         future_into_py(py, async move {
-            call_result(node.call_peer(peer, &name, args).await.map_err(err)?)
+            Ok(Answer(
+                node.call_peer(peer, &name, args).await.map_err(err)?,
+            ))
         })
     }
 
@@ -499,8 +502,22 @@ async fn run_handler(
     .map_err(|e: PyErr| format!("the tool's result: {e}"))
 }
 
+/// A routed call's answer, made a [`CallResult`] (or raised as [`ToolError`]) where the
+/// result reaches Python.
+struct Answer(Routed);
+
+impl<'py> IntoPyObject<'py> for Answer {
+    type Target = CallResult;
+    type Output = Bound<'py, CallResult>;
+    type Error = PyErr;
+
+    fn into_pyobject(self, py: Python<'py>) -> PyResult<Self::Output> {
+        Bound::new(py, call_result(py, self.0)?)
+    }
+}
+
 /// A routed call's answer as a [`CallResult`], or [`ToolError`] for an `isError` result.
-fn call_result(routed: Routed) -> PyResult<CallResult> {
+fn call_result(py: Python<'_>, routed: Routed) -> PyResult<CallResult> {
     let text: String = routed
         .result
         .content
@@ -511,17 +528,15 @@ fn call_result(routed: Routed) -> PyResult<CallResult> {
     if routed.result.is_error == Some(true) {
         return Err(ToolError::new_err(text));
     }
-    Python::attach(|py| {
-        let value = match &routed.result.structured_content {
-            Some(v) => from_json(py, v)?,
-            None => PyString::new(py, &text).unbind().into_any(),
-        };
-        Ok(CallResult {
-            provider: routed.provider.to_string(),
-            failovers: routed.failovers,
-            text,
-            value,
-        })
+    let value = match &routed.result.structured_content {
+        Some(v) => from_json(py, v)?,
+        None => PyString::new(py, &text).unbind().into_any(),
+    };
+    Ok(CallResult {
+        provider: routed.provider.to_string(),
+        failovers: routed.failovers,
+        text,
+        value,
     })
 }
 
@@ -597,6 +612,30 @@ impl ToolInfo {
     }
 }
 
+/// A received gossip message, made a [`Message`] where it reaches Python.
+struct Received(p2p_foundation::GossipMessage);
+
+impl<'py> IntoPyObject<'py> for Received {
+    type Target = Message;
+    type Output = Bound<'py, Message>;
+    type Error = PyErr;
+
+    fn into_pyobject(self, py: Python<'py>) -> PyResult<Self::Output> {
+        let m = self.0;
+        Bound::new(
+            py,
+            Message {
+                topic: m.topic().to_string(),
+                data: PyBytes::new(py, m.data()).unbind(),
+                author: m.author().to_string(),
+                source: m.from.to_string(),
+                hops: m.hops,
+                id: m.id.to_string(),
+            },
+        )
+    }
+}
+
 /// A gossip message.
 #[pyclass(frozen, module = "p2p_foundation", get_all)]
 struct Message {
@@ -643,19 +682,10 @@ impl Subscription {
     fn __anext__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let inner = Arc::clone(&self.inner);
         future_into_py(py, async move {
-            let Some(m) = inner.lock().await.recv().await else {
-                return Err(PyStopAsyncIteration::new_err("the node shut down"));
-            };
-            Python::attach(|py| {
-                Ok(Message {
-                    topic: m.topic().to_string(),
-                    data: PyBytes::new(py, m.data()).unbind(),
-                    author: m.author().to_string(),
-                    source: m.from.to_string(),
-                    hops: m.hops,
-                    id: m.id.to_string(),
-                })
-            })
+            match inner.lock().await.recv().await {
+                Some(m) => Ok(Received(m)),
+                None => Err(PyStopAsyncIteration::new_err("the node shut down")),
+            }
         })
     }
 }

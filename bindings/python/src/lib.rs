@@ -20,12 +20,14 @@ use p2p_foundation::mcp_crate::{Candidate, Query, Routed, Tool, ToolCall, tool_r
 use p2p_foundation::{P2PNode, PeerEvent, PeerId};
 use pyo3::exceptions::{PyStopAsyncIteration, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict, PyString};
+use pyo3::types::{PyBytes, PyString};
 use pyo3_async_runtimes::TaskLocals;
 use serde_json::Value;
 
+use crate::json::{from_json, to_json};
 use crate::runtime::future_into_py;
 
+mod json;
 mod runtime;
 
 pyo3::create_exception!(
@@ -48,6 +50,9 @@ const SHUTDOWN_WAIT: Duration = Duration::from_secs(60);
 /// How long [`Node::shutdown`] waits for the node's socket to be released.
 const PORT_RELEASE_WAIT: Duration = Duration::from_secs(5);
 
+/// How many parsed peer ids a [`Node`] keeps for `call_peer`.
+const KNOWN_PEERS: usize = 16;
+
 /// A Rust error as a Python [`P2PError`] with the same message.
 fn err(e: impl std::fmt::Display) -> PyErr {
     P2PError::new_err(e.to_string())
@@ -55,27 +60,6 @@ fn err(e: impl std::fmt::Display) -> PyErr {
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-/// A Python value as JSON (through the `json` module; NaN and other non-JSON values are
-/// refused with `ValueError`).
-fn to_json(obj: &Bound<'_, PyAny>) -> PyResult<Value> {
-    let py = obj.py();
-    let kwargs = PyDict::new(py);
-    kwargs.set_item("allow_nan", false)?;
-    let text: String = py
-        .import("json")?
-        .call_method("dumps", (obj,), Some(&kwargs))?
-        .extract()?;
-    serde_json::from_str(&text).map_err(|e| PyValueError::new_err(format!("not JSON: {e}")))
-}
-
-/// A JSON value as the Python value `json.loads` makes of it.
-fn from_json(py: Python<'_>, value: &Value) -> PyResult<Py<PyAny>> {
-    Ok(py
-        .import("json")?
-        .call_method1("loads", (value.to_string(),))?
-        .unbind())
 }
 
 /// `bytes` as they are, `str` as UTF-8.
@@ -103,6 +87,8 @@ struct Node {
     peer_id: String,
     words: String,
     addr: String,
+    /// The peer ids `call_peer` was given last, parsed (newest last).
+    known_peers: Mutex<Vec<(String, PeerId)>>,
 }
 
 impl Node {
@@ -110,6 +96,21 @@ impl Node {
         lock(&self.slot)
             .clone()
             .ok_or_else(|| err("the node is shut down"))
+    }
+
+    /// `text` as a peer id, remembered for the next call: parsing checks that the id is a
+    /// valid Ed25519 key (a point decompression, the costliest step of a call's set-up).
+    fn peer(&self, text: &str) -> PyResult<PeerId> {
+        let mut known = lock(&self.known_peers);
+        if let Some((_, id)) = known.iter().find(|(t, _)| t == text) {
+            return Ok(*id);
+        }
+        let id = peer_id(text)?;
+        if known.len() == KNOWN_PEERS {
+            known.remove(0);
+        }
+        known.push((text.to_owned(), id));
+        Ok(id)
     }
 }
 
@@ -143,6 +144,7 @@ impl Node {
                 words: node.word_address().map_err(err)?.to_string(),
                 addr: node.peer_addr().map_err(err)?,
                 slot: Arc::new(Mutex::new(Some(Arc::new(node)))),
+                known_peers: Mutex::new(Vec::new()),
             })
         })
     }
@@ -374,7 +376,7 @@ impl Node {
         args: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let node = self.node()?;
-        let peer = peer_id(peer)?;
+        let peer = self.peer(peer)?;
         let args = args.map(to_json).transpose()?.unwrap_or(Value::Null);
         future_into_py(py, async move {
             Ok(Answer(

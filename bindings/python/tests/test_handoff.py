@@ -3,6 +3,7 @@ resolves the awaiting futures itself (no Python call from the runtime's threads,
 extra thread hop and no GIL taken there); many at once, cancelled ones, several loops."""
 
 import asyncio
+import json
 import threading
 
 import pytest
@@ -111,3 +112,51 @@ def test_calls_from_two_loops_of_one_thread_and_from_another_thread():
     finally:
         first.close()
         second.close()
+
+
+class Text(str):
+    pass
+
+
+def test_arguments_and_answers_mean_what_the_json_module_means():
+    deep = [1]
+    for _ in range(40):
+        deep = [deep]
+    samples = [
+        {"a": [1, -2, 2**63, 2**64 - 1, 1.5, -0.0, 1e300, True, False, None], "b": 'é\n"\\'},
+        {"tuple": (1, (2, [3])), "empty": [{}, [], "", 0]},
+        {"keys": {1: "int", 2.5: "float", None: "none", False: "bool"}},
+        {"subclass": Text("s"), Text("key"): 1},
+        {"deep": deep},
+    ]
+
+    async def main():
+        provider, caller = await pair()
+        seen = []
+
+        def mirror(args):
+            seen.append(args)
+            return {"got": args}
+
+        await step(provider.register_tool("mirror", None, mirror))
+        await step(caller.discover_tools("mirror"))
+        for sample in samples:
+            expected = json.loads(json.dumps(sample))
+            answer = await step(caller.call_peer(provider.peer_id, "mirror", sample))
+            assert seen[-1] == expected
+            assert answer.value == {"got": expected}
+        # Past 64 bits an integer reads back as a float (the JSON text route's meaning).
+        answer = await step(caller.call_peer(provider.peer_id, "mirror", {"big": 2**64}))
+        assert answer.value == {"got": {"big": float(2**64)}}
+        assert isinstance(answer.value["got"]["big"], float)
+        for bad, error in [
+            ({"x": float("nan")}, ValueError),
+            ({"x": float("inf")}, ValueError),
+            ({"x": {1j}}, TypeError),
+            ({"x": "\ud800"}, ValueError),
+        ]:
+            with pytest.raises(error):
+                await caller.call_peer(provider.peer_id, "mirror", bad)
+        await shutdown(caller, provider)
+
+    run(main())

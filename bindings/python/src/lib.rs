@@ -10,6 +10,7 @@
 //! networking: each method is one call of [`p2p_foundation::P2PNode`].
 #![forbid(unsafe_code)]
 
+use std::borrow::Cow;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -19,12 +20,14 @@ use p2p_foundation::mcp_crate::{Candidate, Query, Routed, Tool, ToolCall, tool_r
 use p2p_foundation::{P2PNode, PeerEvent, PeerId};
 use pyo3::exceptions::{PyStopAsyncIteration, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict, PyString};
+use pyo3::types::{PyBytes, PyString};
 use pyo3_async_runtimes::TaskLocals;
 use serde_json::Value;
 
+use crate::json::{from_json, to_json};
 use crate::runtime::future_into_py;
 
+mod json;
 mod runtime;
 
 pyo3::create_exception!(
@@ -47,6 +50,9 @@ const SHUTDOWN_WAIT: Duration = Duration::from_secs(60);
 /// How long [`Node::shutdown`] waits for the node's socket to be released.
 const PORT_RELEASE_WAIT: Duration = Duration::from_secs(5);
 
+/// How many parsed peer ids a [`Node`] keeps for `call_peer`.
+const KNOWN_PEERS: usize = 16;
+
 /// A Rust error as a Python [`P2PError`] with the same message.
 fn err(e: impl std::fmt::Display) -> PyErr {
     P2PError::new_err(e.to_string())
@@ -54,27 +60,6 @@ fn err(e: impl std::fmt::Display) -> PyErr {
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-/// A Python value as JSON (through the `json` module; NaN and other non-JSON values are
-/// refused with `ValueError`).
-fn to_json(obj: &Bound<'_, PyAny>) -> PyResult<Value> {
-    let py = obj.py();
-    let kwargs = PyDict::new(py);
-    kwargs.set_item("allow_nan", false)?;
-    let text: String = py
-        .import("json")?
-        .call_method("dumps", (obj,), Some(&kwargs))?
-        .extract()?;
-    serde_json::from_str(&text).map_err(|e| PyValueError::new_err(format!("not JSON: {e}")))
-}
-
-/// A JSON value as the Python value `json.loads` makes of it.
-fn from_json(py: Python<'_>, value: &Value) -> PyResult<Py<PyAny>> {
-    Ok(py
-        .import("json")?
-        .call_method1("loads", (value.to_string(),))?
-        .unbind())
 }
 
 /// `bytes` as they are, `str` as UTF-8.
@@ -102,6 +87,8 @@ struct Node {
     peer_id: String,
     words: String,
     addr: String,
+    /// The peer ids `call_peer` was given last, parsed (newest last).
+    known_peers: Mutex<Vec<(String, PeerId)>>,
 }
 
 impl Node {
@@ -109,6 +96,21 @@ impl Node {
         lock(&self.slot)
             .clone()
             .ok_or_else(|| err("the node is shut down"))
+    }
+
+    /// `text` as a peer id, remembered for the next call: parsing checks that the id is a
+    /// valid Ed25519 key (a point decompression, the costliest step of a call's set-up).
+    fn peer(&self, text: &str) -> PyResult<PeerId> {
+        let mut known = lock(&self.known_peers);
+        if let Some((_, id)) = known.iter().find(|(t, _)| t == text) {
+            return Ok(*id);
+        }
+        let id = peer_id(text)?;
+        if known.len() == KNOWN_PEERS {
+            known.remove(0);
+        }
+        known.push((text.to_owned(), id));
+        Ok(id)
     }
 }
 
@@ -142,6 +144,7 @@ impl Node {
                 words: node.word_address().map_err(err)?.to_string(),
                 addr: node.peer_addr().map_err(err)?,
                 slot: Arc::new(Mutex::new(Some(Arc::new(node)))),
+                known_peers: Mutex::new(Vec::new()),
             })
         })
     }
@@ -222,7 +225,7 @@ impl Node {
         let node = self.node()?;
         future_into_py(py, async move {
             let value = node.dht_get(&key).await.map_err(err)?;
-            Python::attach(|py| Ok(value.map(|v| PyBytes::new(py, &v).unbind().into_any())))
+            Ok(value.map(Cow::<'static, [u8]>::Owned))
         })
     }
 
@@ -359,7 +362,7 @@ impl Node {
         let node = self.node()?;
         let args = args.map(to_json).transpose()?.unwrap_or(Value::Null);
         future_into_py(py, async move {
-            call_result(node.call_tool(&name, args).await.map_err(err)?)
+            Ok(Answer(node.call_tool(&name, args).await.map_err(err)?))
         })
     }
 
@@ -373,10 +376,12 @@ impl Node {
         args: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let node = self.node()?;
-        let peer = peer_id(peer)?;
+        let peer = self.peer(peer)?;
         let args = args.map(to_json).transpose()?.unwrap_or(Value::Null);
         future_into_py(py, async move {
-            call_result(node.call_peer(peer, &name, args).await.map_err(err)?)
+            Ok(Answer(
+                node.call_peer(peer, &name, args).await.map_err(err)?,
+            ))
         })
     }
 
@@ -499,8 +504,22 @@ async fn run_handler(
     .map_err(|e: PyErr| format!("the tool's result: {e}"))
 }
 
+/// A routed call's answer, made a [`CallResult`] (or raised as [`ToolError`]) where the
+/// result reaches Python.
+struct Answer(Routed);
+
+impl<'py> IntoPyObject<'py> for Answer {
+    type Target = CallResult;
+    type Output = Bound<'py, CallResult>;
+    type Error = PyErr;
+
+    fn into_pyobject(self, py: Python<'py>) -> PyResult<Self::Output> {
+        Bound::new(py, call_result(py, self.0)?)
+    }
+}
+
 /// A routed call's answer as a [`CallResult`], or [`ToolError`] for an `isError` result.
-fn call_result(routed: Routed) -> PyResult<CallResult> {
+fn call_result(py: Python<'_>, routed: Routed) -> PyResult<CallResult> {
     let text: String = routed
         .result
         .content
@@ -511,17 +530,15 @@ fn call_result(routed: Routed) -> PyResult<CallResult> {
     if routed.result.is_error == Some(true) {
         return Err(ToolError::new_err(text));
     }
-    Python::attach(|py| {
-        let value = match &routed.result.structured_content {
-            Some(v) => from_json(py, v)?,
-            None => PyString::new(py, &text).unbind().into_any(),
-        };
-        Ok(CallResult {
-            provider: routed.provider.to_string(),
-            failovers: routed.failovers,
-            text,
-            value,
-        })
+    let value = match &routed.result.structured_content {
+        Some(v) => from_json(py, v)?,
+        None => PyString::new(py, &text).unbind().into_any(),
+    };
+    Ok(CallResult {
+        provider: routed.provider.to_string(),
+        failovers: routed.failovers,
+        text,
+        value,
     })
 }
 
@@ -597,6 +614,30 @@ impl ToolInfo {
     }
 }
 
+/// A received gossip message, made a [`Message`] where it reaches Python.
+struct Received(p2p_foundation::GossipMessage);
+
+impl<'py> IntoPyObject<'py> for Received {
+    type Target = Message;
+    type Output = Bound<'py, Message>;
+    type Error = PyErr;
+
+    fn into_pyobject(self, py: Python<'py>) -> PyResult<Self::Output> {
+        let m = self.0;
+        Bound::new(
+            py,
+            Message {
+                topic: m.topic().to_string(),
+                data: PyBytes::new(py, m.data()).unbind(),
+                author: m.author().to_string(),
+                source: m.from.to_string(),
+                hops: m.hops,
+                id: m.id.to_string(),
+            },
+        )
+    }
+}
+
 /// A gossip message.
 #[pyclass(frozen, module = "p2p_foundation", get_all)]
 struct Message {
@@ -643,19 +684,10 @@ impl Subscription {
     fn __anext__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let inner = Arc::clone(&self.inner);
         future_into_py(py, async move {
-            let Some(m) = inner.lock().await.recv().await else {
-                return Err(PyStopAsyncIteration::new_err("the node shut down"));
-            };
-            Python::attach(|py| {
-                Ok(Message {
-                    topic: m.topic().to_string(),
-                    data: PyBytes::new(py, m.data()).unbind(),
-                    author: m.author().to_string(),
-                    source: m.from.to_string(),
-                    hops: m.hops,
-                    id: m.id.to_string(),
-                })
-            })
+            match inner.lock().await.recv().await {
+                Some(m) => Ok(Received(m)),
+                None => Err(PyStopAsyncIteration::new_err("the node shut down")),
+            }
         })
     }
 }

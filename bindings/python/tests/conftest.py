@@ -20,6 +20,12 @@ async def step(awaitable, timeout: float = STEP_TIMEOUT):
     return await asyncio.wait_for(awaitable, timeout)
 
 
+async def shutdown(*nodes):
+    """Shuts ``nodes`` down, one after the other, each a step."""
+    for node in nodes:
+        await step(node.shutdown())
+
+
 ECHO_SCHEMA = {
     "type": "object",
     "properties": {"text": {"type": "string"}},

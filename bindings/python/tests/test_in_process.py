@@ -6,7 +6,7 @@ import socket
 
 import pytest
 
-from conftest import ECHO_SCHEMA, run, step
+from conftest import ECHO_SCHEMA, run, shutdown, step
 from p2p_foundation import CallResult, Node, P2PError, ToolError
 
 
@@ -14,11 +14,6 @@ async def pair():
     provider = await step(Node.start(listen="127.0.0.1:0", mdns=False))
     caller = await step(Node.start(listen="127.0.0.1:0", bootstrap=[provider.addr], mdns=False))
     return provider, caller
-
-
-async def shutdown(*nodes):
-    for node in nodes:
-        await step(node.shutdown())
 
 
 def test_a_python_tool_is_discovered_and_called_from_the_other_node():

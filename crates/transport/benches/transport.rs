@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use p2p_foundation_benchkit::{Better, Suite, percentile, rss_bytes};
+use p2p_foundation_benchkit::{Better, Suite, median_pair, percentile, rss_bytes};
 use p2p_foundation_transport::{Config, Connection, Endpoint, Keypair, Listen, PeerId};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -161,19 +161,6 @@ async fn drain<R: AsyncRead + Unpin>(r: &mut R) -> u64 {
 
 fn mib_per_s(bytes: u64, t: Duration) -> f64 {
     bytes as f64 / MIB / t.as_secs_f64()
-}
-
-/// The round whose ours/baseline ratio is the median, as `(ours, baseline)`: a paired
-/// comparison. Each round measures both back to back, so both see the same machine state;
-/// taking the two series' medians separately would pair figures from different moments,
-/// which on shared cores whose load drifts by several times within a run is noise.
-fn median_pair(ours: &[f64], base: &[f64]) -> (f64, f64) {
-    let mut idx: Vec<usize> = (0..ours.len().min(base.len())).collect();
-    idx.sort_by(|&a, &b| (ours[a] / base[a]).total_cmp(&(ours[b] / base[b])));
-    match idx.get(idx.len().saturating_sub(1) / 2) {
-        Some(&i) => (ours[i], base[i]),
-        None => (0.0, 0.0),
-    }
 }
 
 async fn bulk_ours(client: &Connection, server: &Connection, total: u64) -> f64 {

@@ -12,44 +12,19 @@ use futures::{AsyncReadExt as _, AsyncWriteExt as _, StreamExt as _};
 use libp2p::swarm::SwarmEvent;
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::{Multiaddr, StreamProtocol, multiaddr::Protocol};
+use p2p_foundation_benchkit::io::timed_transfer;
 use p2p_foundation_benchkit::{Better, Suite, median_pair, percentile};
 use p2p_foundation_transport::{Config, Connection, Endpoint, Keypair, Listen};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::compat::{FuturesAsyncReadCompatExt as _, FuturesAsyncWriteCompatExt as _};
 
-const MIB: f64 = 1024.0 * 1024.0;
 /// Stream protocols (ours and libp2p) and ALPNs (iroh) of the two pieces of work.
 const ECHO: &str = "/bench/echo/1";
 const BULK: &str = "/bench/bulk/1";
 
 // ---------------------------------------------------------------------------------------------
 // The work itself, the same bytes for every stack.
-
-/// Writes `total` bytes in 1 MiB chunks, then ends the stream.
-async fn send_bulk<W: AsyncWrite + Unpin>(w: &mut W, total: u64) {
-    let chunk = vec![0x5au8; 1 << 20];
-    let mut sent = 0u64;
-    while sent < total {
-        let n = chunk.len().min((total - sent) as usize);
-        w.write_all(&chunk[..n]).await.expect("write");
-        sent += n as u64;
-    }
-    w.shutdown().await.expect("finish");
-}
-
-/// Reads to end-of-stream; returns the byte count.
-async fn drain<R: AsyncRead + Unpin>(r: &mut R) -> u64 {
-    let mut buf = vec![0u8; 256 * 1024];
-    let mut got = 0u64;
-    loop {
-        let n = r.read(&mut buf).await.expect("read");
-        if n == 0 {
-            return got;
-        }
-        got += n as u64;
-    }
-}
 
 /// Sends one byte, ends the stream and reads the echo to its end.
 async fn echo_once<W, R>(mut w: W, mut r: R)
@@ -62,10 +37,6 @@ where
     let mut back = Vec::new();
     r.read_to_end(&mut back).await.expect("read");
     assert_eq!(back, b"x");
-}
-
-fn mib_per_s(bytes: u64, t: Duration) -> f64 {
-    bytes as f64 / MIB / t.as_secs_f64()
 }
 
 fn us(t: Duration) -> f64 {
@@ -92,18 +63,9 @@ async fn ours(listen_tcp: bool, connect_storm: bool) -> Endpoint {
 }
 
 async fn bulk_ours(client: &Connection, server: &Connection, total: u64) -> f64 {
-    let start = Instant::now();
-    let mut s = client.open_uni(BULK).await.expect("open");
-    let writer = tokio::spawn(async move {
-        send_bulk(&mut s, total).await;
-        s
-    });
-    let mut incoming = server.accept_uni().await.expect("accept");
-    let got = drain(&mut incoming.recv).await;
-    let t = start.elapsed();
-    assert_eq!(got, total);
-    drop(writer.await.expect("writer"));
-    mib_per_s(total, t)
+    let open = async { client.open_uni(BULK).await.expect("open") };
+    let accept = async { server.accept_uni().await.expect("accept").recv };
+    timed_transfer(open, accept, total).await
 }
 
 /// Accepts connections and echoes every bidirectional stream.
@@ -292,21 +254,13 @@ async fn bulk_lp2p(
     incoming: &mut libp2p_stream::IncomingStreams,
     total: u64,
 ) -> f64 {
-    let start = Instant::now();
     let mut control = client.control.clone();
-    let writer = tokio::spawn(async move {
-        let s = control
-            .open_stream(server, proto(BULK))
-            .await
-            .expect("open");
-        send_bulk(&mut s.compat_write(), total).await;
-    });
-    let (_, s) = incoming.next().await.expect("incoming stream");
-    let got = drain(&mut s.compat()).await;
-    let t = start.elapsed();
-    assert_eq!(got, total);
-    writer.await.expect("writer");
-    mib_per_s(total, t)
+    let open = async move {
+        let s = control.open_stream(server, proto(BULK)).await;
+        s.expect("open").compat_write()
+    };
+    let accept = async { incoming.next().await.expect("incoming stream").1.compat() };
+    timed_transfer(open, accept, total).await
 }
 
 /// Echoes every stream of the echo protocol.
@@ -372,18 +326,9 @@ async fn bulk_iroh(
     server: &iroh::endpoint::Connection,
     total: u64,
 ) -> f64 {
-    let start = Instant::now();
-    let mut s = client.open_uni().await.expect("open");
-    let writer = tokio::spawn(async move {
-        send_bulk(&mut s, total).await;
-        s
-    });
-    let mut r = server.accept_uni().await.expect("accept");
-    let got = drain(&mut r).await;
-    let t = start.elapsed();
-    assert_eq!(got, total);
-    drop(writer.await.expect("writer"));
-    mib_per_s(total, t)
+    let open = async { client.open_uni().await.expect("open") };
+    let accept = async { server.accept_uni().await.expect("accept") };
+    timed_transfer(open, accept, total).await
 }
 
 fn serve_iroh_echo(server: iroh::Endpoint) -> tokio::task::JoinHandle<()> {

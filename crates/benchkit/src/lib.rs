@@ -15,6 +15,9 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+#[cfg(feature = "tokio")]
+pub mod io;
+
 use serde::{Deserialize, Serialize};
 
 /// Which direction of a figure is good.

@@ -454,6 +454,24 @@ impl Suite {
                 cmd.arg("--manifest-path")
                     .arg(manifest)
                     .env("CARGO_TARGET_DIR", external_target_dir());
+                // `cargo xtask` runs us with xtask's own package variables set
+                // (CARGO_PKG_NAME, CARGO_MANIFEST_DIR, ...); ring's build script reruns when
+                // they change, and with it half the peers' dependency tree: give the crate
+                // the environment a plain `cargo bench` in a shell gives it.
+                for (key, _) in std::env::vars_os() {
+                    let k = key.to_string_lossy();
+                    let set_by_cargo_run = k.starts_with("CARGO_PKG_")
+                        || k.starts_with("CARGO_MANIFEST_")
+                        || [
+                            "CARGO_CRATE_NAME",
+                            "CARGO_BIN_NAME",
+                            "CARGO_PRIMARY_PACKAGE",
+                        ]
+                        .contains(&&*k);
+                    if set_by_cargo_run {
+                        cmd.env_remove(&key);
+                    }
+                }
             }
             None => {
                 cmd.args(["-p", &self.package]);

@@ -6,6 +6,7 @@
 //! cargo xtask python                      the Python binding's checks and pytest suite
 //! cargo xtask js                          the Node.js binding's checks and node --test suite
 //! cargo xtask bench [SUITE ...] [--record]  benchmark suites -> target/bench-results/<suite>.json
+//!                                         (`peers`, beside rust-libp2p and iroh, only when named)
 //! cargo xtask record [SUITE ...]         append results already measured to docs/benchmarks.md
 //! cargo xtask fuzz TARGET [--seconds N]   run one cargo-fuzz target
 //! ```
@@ -435,41 +436,109 @@ fn fuzz_crates() -> Result<Vec<PathBuf>> {
     Ok(out)
 }
 
-/// A benchmark suite: `crates/<dir>/benches/<name>.rs` in package `package`.
+/// A benchmark suite: `crates/<dir>/benches/<name>.rs` in package `package`, or
+/// `benches/<dir>/benches/<name>.rs` in a crate of its own outside the workspace.
 struct Suite {
     name: String,
     package: String,
+    /// For a crate outside the workspace: its manifest (it has its own lock file and its own
+    /// target directory, [`external_target_dir`]). `None` for a workspace member.
+    manifest: Option<PathBuf>,
+}
+
+impl Suite {
+    /// `cargo <args...>` building or running this suite's bench target.
+    fn cargo(&self, args: &[&str]) -> Command {
+        let mut cmd = cargo();
+        cmd.args(args);
+        match &self.manifest {
+            Some(manifest) => {
+                cmd.arg("--manifest-path")
+                    .arg(manifest)
+                    .env("CARGO_TARGET_DIR", external_target_dir());
+                // `cargo xtask` runs us with xtask's own package variables set
+                // (CARGO_PKG_NAME, CARGO_MANIFEST_DIR, ...); ring's build script reruns when
+                // they change, and with it half the peers' dependency tree: give the crate
+                // the environment a plain `cargo bench` in a shell gives it.
+                for (key, _) in std::env::vars_os() {
+                    let k = key.to_string_lossy();
+                    let set_by_cargo_run = k.starts_with("CARGO_PKG_")
+                        || k.starts_with("CARGO_MANIFEST_")
+                        || [
+                            "CARGO_CRATE_NAME",
+                            "CARGO_BIN_NAME",
+                            "CARGO_PRIMARY_PACKAGE",
+                        ]
+                        .contains(&&*k);
+                    if set_by_cargo_run {
+                        cmd.env_remove(&key);
+                    }
+                }
+            }
+            None => {
+                cmd.args(["-p", &self.package]);
+            }
+        }
+        cmd.args(["--bench", &self.name]);
+        cmd
+    }
+}
+
+/// Where the crates outside the workspace (`benches/<dir>`) build: `$P2PF_PEERS_TARGET_DIR`,
+/// else `target/peers`. Never the workspace's own target directory: their dependencies
+/// (rust-libp2p, iroh) share nothing with it, and `cargo xtask ci` never builds them.
+fn external_target_dir() -> PathBuf {
+    std::env::var_os("P2PF_PEERS_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target").join("peers"))
+}
+
+/// The `<name>` of every `<dir>/benches/<name>.rs`, sorted.
+fn bench_names(dir: &Path) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(dir.join("benches")) else {
+        return Vec::new();
+    };
+    let mut names: Vec<String> = entries
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            e.file_name()
+                .to_str()?
+                .strip_suffix(".rs")
+                .map(str::to_owned)
+        })
+        .collect();
+    names.sort();
+    names
+}
+
+/// The subdirectories of `dir`, sorted.
+fn sorted_dirs(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut out: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| format!("{}: {e}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_dir())
+        .collect();
+    out.sort();
+    Ok(out)
 }
 
 fn suites() -> Result<Vec<Suite>> {
+    let members = sorted_dirs(&root().join("crates"))?;
+    // Crates outside the workspace with a lock file of their own, `benches/<dir>/Cargo.toml`
+    // (the side-by-side comparison with rust-libp2p and iroh): after the members.
+    let external = sorted_dirs(&root().join("benches")).unwrap_or_default();
     let mut out = Vec::new();
-    let crates = root().join("crates");
-    let mut dirs: Vec<_> = std::fs::read_dir(&crates)
-        .map_err(|e| format!("{}: {e}", crates.display()))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .collect();
-    dirs.sort();
-    for dir in dirs {
-        let Ok(entries) = std::fs::read_dir(dir.join("benches")) else {
+    let dirs = members.iter().map(|d| (d, false));
+    for (dir, outside) in dirs.chain(external.iter().map(|d| (d, true))) {
+        let Some(package) = package_name(dir) else {
             continue;
         };
-        let Some(package) = package_name(&dir) else {
-            continue;
-        };
-        let mut names: Vec<String> = entries
-            .filter_map(|e| e.ok())
-            .filter_map(|e| {
-                e.file_name()
-                    .to_str()?
-                    .strip_suffix(".rs")
-                    .map(str::to_owned)
-            })
-            .collect();
-        names.sort();
-        for name in names {
+        let manifest = outside.then(|| dir.join("Cargo.toml"));
+        for name in bench_names(dir) {
             out.push(Suite {
                 name,
                 package: package.clone(),
+                manifest: manifest.clone(),
             });
         }
     }
@@ -490,7 +559,9 @@ fn bench(args: &[String]) -> Result<()> {
     let wanted: Vec<&String> = args.iter().filter(|a| !a.starts_with("--")).collect();
     let all = suites()?;
     let chosen: Vec<&Suite> = if wanted.is_empty() {
-        all.iter().collect()
+        // The crates outside the workspace build rust-libp2p and iroh (many minutes on two
+        // cores): run only when named, `cargo xtask bench peers`.
+        all.iter().filter(|s| s.manifest.is_none()).collect()
     } else {
         let mut chosen = Vec::new();
         for w in &wanted {
@@ -508,21 +579,12 @@ fn bench(args: &[String]) -> Result<()> {
         if record {
             // Compiling loads the cores for minutes: build first, then let the load settle
             // so the suite starts on an idle machine and its figures may be recorded.
-            let mut build = cargo();
-            build.args([
-                "bench",
-                "--no-run",
-                "-p",
-                &suite.package,
-                "--bench",
-                &suite.name,
-            ]);
+            let build = suite.cargo(&["bench", "--no-run"]);
             run(&format!("build bench {}", suite.name), build)?;
             p2p_foundation_benchkit::wait_for_idle(Duration::from_secs(300))?;
         }
-        let mut cmd = cargo();
-        cmd.args(["bench", "-p", &suite.package, "--bench", &suite.name])
-            .env("P2PF_BENCH_DIR", &results);
+        let mut cmd = suite.cargo(&["bench"]);
+        cmd.env("P2PF_BENCH_DIR", &results);
         run(&format!("bench {}", suite.name), cmd)?;
         let path = results.join(format!("{}.json", suite.name));
         let text =

@@ -15,6 +15,9 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+#[cfg(feature = "tokio")]
+pub mod io;
+
 use serde::{Deserialize, Serialize};
 
 /// Which direction of a figure is good.
@@ -294,6 +297,28 @@ pub fn percentile(samples: &mut [f64], p: f64) -> f64 {
     samples.sort_by(f64::total_cmp);
     let rank = ((p / 100.0) * (samples.len() - 1) as f64).round() as usize;
     samples[rank.min(samples.len() - 1)]
+}
+
+/// The round whose `ours / baseline` ratio is the median, as `(ours, baseline)`: a paired
+/// comparison. Each round measures both back to back, so both see the same machine state;
+/// taking the two series' medians separately would pair figures from different moments,
+/// which on shared cores whose load drifts by several times within a run is noise.
+/// `(0, 0)` when either series is empty.
+///
+/// ```
+/// use p2p_foundation_benchkit::median_pair;
+///
+/// // Round 1 ran while the machine was loaded: both figures dropped, the ratio did not.
+/// let (ours, base) = median_pair(&[100.0, 50.0, 110.0], &[80.0, 40.0, 100.0]);
+/// assert_eq!((ours, base), (100.0, 80.0));
+/// ```
+pub fn median_pair(ours: &[f64], baseline: &[f64]) -> (f64, f64) {
+    let mut idx: Vec<usize> = (0..ours.len().min(baseline.len())).collect();
+    idx.sort_by(|&a, &b| (ours[a] / baseline[a]).total_cmp(&(ours[b] / baseline[b])));
+    match idx.get(idx.len().saturating_sub(1) / 2) {
+        Some(&i) => (ours[i], baseline[i]),
+        None => (0.0, 0.0),
+    }
 }
 
 fn fastest(samples: &[f64]) -> f64 {

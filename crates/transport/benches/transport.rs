@@ -9,16 +9,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use p2p_foundation_benchkit::{Better, Suite, percentile, rss_bytes};
+use p2p_foundation_benchkit::io::{drain, mib_per_s, send_bulk, timed_transfer};
+use p2p_foundation_benchkit::{Better, Suite, median_pair, percentile, rss_bytes};
 use p2p_foundation_transport::{Config, Connection, Endpoint, Keypair, Listen, PeerId};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
 const ECHO: &str = "/bench/echo/1";
 const BULK: &str = "/bench/bulk/1";
 const CHILD_ENV: &str = "P2PF_TRANSPORT_BENCH_IDLE_CHILD";
 const SERVER_CHILD_ENV: &str = "P2PF_TRANSPORT_BENCH_IDLE_SERVER";
-const MIB: f64 = 1024.0 * 1024.0;
 
 fn bench_config() -> Config {
     let mut c = Config::with_listen(Listen::loopback_v4());
@@ -134,76 +134,16 @@ async fn raw_quinn_pair() -> RawQuinnPair {
     }
 }
 
-/// Writes `total` bytes in 1 MiB chunks, then ends the stream.
-async fn send_bulk<W: AsyncWrite + Unpin>(w: &mut W, total: u64) {
-    let chunk = vec![0x5au8; 1 << 20];
-    let mut sent = 0u64;
-    while sent < total {
-        let n = chunk.len().min((total - sent) as usize);
-        w.write_all(&chunk[..n]).await.expect("write");
-        sent += n as u64;
-    }
-    w.shutdown().await.expect("finish");
-}
-
-/// Reads to end-of-stream; returns the byte count.
-async fn drain<R: AsyncRead + Unpin>(r: &mut R) -> u64 {
-    let mut buf = vec![0u8; 256 * 1024];
-    let mut got = 0u64;
-    loop {
-        let n = r.read(&mut buf).await.expect("read");
-        if n == 0 {
-            return got;
-        }
-        got += n as u64;
-    }
-}
-
-fn mib_per_s(bytes: u64, t: Duration) -> f64 {
-    bytes as f64 / MIB / t.as_secs_f64()
-}
-
-/// The round whose ours/baseline ratio is the median, as `(ours, baseline)`: a paired
-/// comparison. Each round measures both back to back, so both see the same machine state;
-/// taking the two series' medians separately would pair figures from different moments,
-/// which on shared cores whose load drifts by several times within a run is noise.
-fn median_pair(ours: &[f64], base: &[f64]) -> (f64, f64) {
-    let mut idx: Vec<usize> = (0..ours.len().min(base.len())).collect();
-    idx.sort_by(|&a, &b| (ours[a] / base[a]).total_cmp(&(ours[b] / base[b])));
-    match idx.get(idx.len().saturating_sub(1) / 2) {
-        Some(&i) => (ours[i], base[i]),
-        None => (0.0, 0.0),
-    }
-}
-
 async fn bulk_ours(client: &Connection, server: &Connection, total: u64) -> f64 {
-    let start = Instant::now();
-    let mut s = client.open_uni(BULK).await.expect("open");
-    let writer = tokio::spawn(async move {
-        send_bulk(&mut s, total).await;
-        s
-    });
-    let mut incoming = server.accept_uni().await.expect("accept");
-    let got = drain(&mut incoming.recv).await;
-    let t = start.elapsed();
-    assert_eq!(got, total);
-    drop(writer.await.expect("writer"));
-    mib_per_s(total, t)
+    let open = async { client.open_uni(BULK).await.expect("open") };
+    let accept = async { server.accept_uni().await.expect("accept").recv };
+    timed_transfer(open, accept, total).await
 }
 
 async fn bulk_raw_quinn(client: &quinn::Connection, server: &quinn::Connection, total: u64) -> f64 {
-    let start = Instant::now();
-    let mut s = client.open_uni().await.expect("open");
-    let writer = tokio::spawn(async move {
-        send_bulk(&mut s, total).await;
-        s
-    });
-    let mut r = server.accept_uni().await.expect("accept");
-    let got = drain(&mut r).await;
-    let t = start.elapsed();
-    assert_eq!(got, total);
-    drop(writer.await.expect("writer"));
-    mib_per_s(total, t)
+    let open = async { client.open_uni().await.expect("open") };
+    let accept = async { server.accept_uni().await.expect("accept") };
+    timed_transfer(open, accept, total).await
 }
 
 async fn raw_tls_pair(
@@ -233,17 +173,8 @@ async fn raw_tls_pair(
 }
 
 async fn bulk_raw_tls(p: &Plain, total: u64) -> f64 {
-    let (mut c, mut s) = raw_tls_pair(p).await;
-    let start = Instant::now();
-    let writer = tokio::spawn(async move {
-        send_bulk(&mut c, total).await;
-        c
-    });
-    let got = drain(&mut s).await;
-    let t = start.elapsed();
-    assert_eq!(got, total);
-    drop(writer.await.expect("writer"));
-    mib_per_s(total, t)
+    let (c, s) = raw_tls_pair(p).await;
+    timed_transfer(async { c }, async { s }, total).await
 }
 
 /// Accepts connections and echoes every bidirectional stream.

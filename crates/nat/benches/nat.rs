@@ -95,19 +95,38 @@ fn main() {
                 .stderr(Stdio::null())
                 .spawn()
                 .unwrap();
-            coturn = Some(child);
+            let mut child = child;
             let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-            // Wait (bounded by the retransmissions) until coturn answers.
-            stun_binding(
-                &client,
-                addr,
-                RetransmitConfig {
-                    rto: Duration::from_millis(100),
-                    ..Default::default()
-                },
-            )
-            .await
-            .unwrap();
+            // Wait until coturn answers: up to 3 rounds of retransmissions (about 8 s each;
+            // a loaded machine once took longer than one round to start coturn).
+            let mut answered = false;
+            for round in 0..3 {
+                let outcome = stun_binding(
+                    &client,
+                    addr,
+                    RetransmitConfig {
+                        rto: Duration::from_millis(100),
+                        ..Default::default()
+                    },
+                )
+                .await;
+                match outcome {
+                    Ok(_) => {
+                        answered = true;
+                        break;
+                    }
+                    Err(e) => {
+                        let exited = child.try_wait().ok().flatten();
+                        assert!(exited.is_none(), "coturn exited at start ({exited:?})");
+                        eprintln!("nat bench: coturn not answering yet (round {round}: {e})");
+                    }
+                }
+            }
+            assert!(
+                answered,
+                "coturn on {addr} never answered a STUN Binding request"
+            );
+            coturn = Some(child);
             coturn_addr = Some(addr);
         } else {
             eprintln!("nat bench: coturn not installed, recording our server without its baseline");
